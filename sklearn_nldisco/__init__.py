@@ -1,0 +1,7 @@
+"""sklearn-nldisco: interpretable latents in neural recordings, as scikit-learn estimators."""
+
+from .models import MatryoshkaSAE, MatryoshkaTranscoder
+
+__version__ = "0.1.0.dev0"
+
+__all__ = ["MatryoshkaSAE", "MatryoshkaTranscoder", "__version__"]

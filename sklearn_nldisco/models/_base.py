@@ -1,0 +1,443 @@
+"""Shared scikit-learn face of the Matryoshka autoencoder and transcoder.
+
+``_BaseMatryoshka`` validates parameters and data, initialises the
+parameters, hands training to ``_training`` (torch, imported only inside
+``fit``) and stores the result as NumPy arrays. Encoding and decoding use
+``_inference`` (NumPy only), so a fitted model needs no torch.
+"""
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    _fit_context,
+)
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+from . import _inference
+from ._init import (
+    BIAS_INITS,
+    SCALINGS,
+    bias_from_data,
+    random_unit_rows,
+    scaling_statistics,
+    validation_rows,
+)
+from ._losses import LOSSES, NONNEGATIVE_LOSSES, inverse_link_numpy
+
+try:  # scikit-learn >= 1.9: progress bars and other fit callbacks
+    from sklearn.callback import CallbackSupportMixin, with_callbacks
+except ImportError:  # pragma: no cover - older scikit-learn
+
+    class _NoCallbackContext:
+        def call_on_fit_task_begin(self, **kwargs):
+            return self
+
+        def call_on_fit_task_end(self, **kwargs):
+            return False
+
+        def subcontext(self, **kwargs):
+            return self
+
+    class CallbackSupportMixin:  # noqa: D101 - stand-in without callbacks
+        def _init_callback_context(self, **kwargs):
+            return _NoCallbackContext()
+
+    def with_callbacks(method):
+        return method
+
+
+def default_level_sizes(n_latents, k):
+    """Levels ``(n_latents // 4, n_latents // 2, n_latents)``, those >= k kept."""
+    sizes = sorted({size for size in (n_latents // 4, n_latents // 2, n_latents)})
+    return tuple(size for size in sizes if size >= max(k, 1))
+
+
+def resolve_levels(n_latents, k, level_sizes, level_weights):
+    """Check that ``n_latents``, ``k``, ``level_sizes`` and weights agree.
+
+    Returns the level sizes and the level weights as tuples. Raises a
+    ValueError naming the argument, the value and what was expected.
+    """
+    if k > n_latents:
+        raise ValueError(
+            f"k={k} is larger than n_latents={n_latents}; expected "
+            f"1 <= k <= n_latents."
+        )
+    if level_sizes is None:
+        sizes = default_level_sizes(n_latents, k)
+    else:
+        sizes = tuple(int(size) for size in level_sizes)
+        if len(sizes) == 0:
+            raise ValueError("level_sizes=() is empty; expected at least one level.")
+        if any(b <= a for a, b in zip(sizes, sizes[1:])) or sizes[0] < 1:
+            raise ValueError(
+                f"level_sizes={tuple(level_sizes)} must be positive and strictly "
+                "increasing (each level is a prefix of the next)."
+            )
+        if sizes[-1] != n_latents:
+            raise ValueError(
+                f"level_sizes={tuple(level_sizes)} contradicts n_latents={n_latents}: "
+                f"the last level must use all latents (level_sizes[-1] == n_latents)."
+            )
+        if k > sizes[0]:
+            raise ValueError(
+                f"k={k} is larger than the first level (level_sizes[0]={sizes[0]}); "
+                "expected k <= level_sizes[0] so that every level can hold k "
+                "active latents."
+            )
+    if level_weights is None:
+        weights = (1.0,) * len(sizes)
+    else:
+        weights = tuple(float(weight) for weight in level_weights)
+        if len(weights) != len(sizes):
+            raise ValueError(
+                f"level_weights={tuple(level_weights)} has {len(weights)} entries but "
+                f"there are {len(sizes)} levels (level_sizes={sizes}); expected one "
+                "weight per level."
+            )
+        if any(not np.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
+            raise ValueError(
+                f"level_weights={tuple(level_weights)} must be finite, non-negative "
+                "and not all zero."
+            )
+    return sizes, weights
+
+
+def check_nonnegative(array, name, loss):
+    """``"poisson"`` and ``"msle"`` model counts: negative targets are an error."""
+    if loss in NONNEGATIVE_LOSSES:
+        minimum = array.min() if array.size else 0.0
+        if minimum < 0:
+            raise ValueError(
+                f"{name} has negative values (minimum {minimum:g}) but loss={loss!r} "
+                "models non-negative counts; expected values >= 0, or use loss='mse'."
+            )
+
+
+class _BaseMatryoshka(
+    CallbackSupportMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+):
+    """Common parameters, fitting and coding of the Matryoshka models."""
+
+    _parameter_constraints = {
+        "n_latents": [Interval(Integral, 1, None, closed="left")],
+        "k": [Interval(Integral, 1, None, closed="left")],
+        "level_sizes": ["array-like", None],
+        "level_weights": ["array-like", None],
+        "loss": [StrOptions(set(LOSSES))],
+        "sparsity": [StrOptions({"batchtopk", "topk"})],
+        "scaling": [StrOptions(set(SCALINGS))],
+        "bias_init": [StrOptions(set(BIAS_INITS))],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "warmup_fraction": [Interval(Real, 0, 1, closed="both")],
+        "decay_fraction": [Interval(Real, 0, 1, closed="both")],
+        "grad_clip": [Interval(Real, 0, None, closed="left"), None],
+        "aux_k": [Interval(Integral, 1, None, closed="left"), None],
+        "aux_coef": [Interval(Real, 0, None, closed="left")],
+        "dead_window": [Interval(Real, 0, None, closed="neither")],
+        "sparse_output": ["boolean"],
+        "device": [str],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        n_latents=256,
+        *,
+        k=8,
+        level_sizes=None,
+        level_weights=None,
+        loss="mse",
+        sparsity="batchtopk",
+        scaling="center",
+        bias_init="geometric_median",
+        batch_size=1024,
+        learning_rate=3e-3,
+        max_iter=200,
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        warmup_fraction=0.05,
+        decay_fraction=0.2,
+        grad_clip=1.0,
+        aux_k=None,
+        aux_coef=1 / 32,
+        dead_window=0.5,
+        sparse_output=False,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_latents = n_latents
+        self.k = k
+        self.level_sizes = level_sizes
+        self.level_weights = level_weights
+        self.loss = loss
+        self.sparsity = sparsity
+        self.scaling = scaling
+        self.bias_init = bias_init
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.max_iter = max_iter
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.warmup_fraction = warmup_fraction
+        self.decay_fraction = decay_fraction
+        self.grad_clip = grad_clip
+        self.aux_k = aux_k
+        self.aux_coef = aux_coef
+        self.dead_window = dead_window
+        self.sparse_output = sparse_output
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # --------------------------------------------------------------- fitting
+    def _fit_core(self, X, Y):
+        """Fit the coder that encodes ``X`` and reconstructs ``Y``.
+
+        ``Y is X`` for the autoencoder (tied input and output bias).
+        """
+        autoencoder = Y is X
+        sizes, weights = resolve_levels(
+            self.n_latents, self.k, self.level_sizes, self.level_weights
+        )
+        check_nonnegative(Y, "y" if not autoencoder else "X", self.loss)
+        rng = check_random_state(self.random_state)
+
+        input_mean, input_scale = scaling_statistics(X, self.scaling)
+        X_in = ((X - input_mean) / input_scale).astype(np.float32)
+        if self.loss in NONNEGATIVE_LOSSES:
+            target_mean, target_scale = np.zeros(Y.shape[1]), np.ones(Y.shape[1])
+            Y_target = Y.astype(np.float32)
+        elif autoencoder:
+            target_mean, target_scale, Y_target = input_mean, input_scale, X_in
+        else:
+            target_mean, target_scale = scaling_statistics(Y, self.scaling)
+            Y_target = ((Y - target_mean) / target_scale).astype(np.float32)
+        tied = autoencoder and self.loss not in NONNEGATIVE_LOSSES
+
+        held_out = None
+        if self.early_stopping:
+            held_out = validation_rows(X.shape[0], self.validation_fraction, rng)
+        if held_out is None:
+            X_train, Y_train, X_val, Y_val = X_in, Y_target, None, None
+        else:
+            X_train, X_val = X_in[~held_out], X_in[held_out]
+            if Y_target is X_in:
+                Y_train, Y_val = X_train, X_val
+            else:
+                Y_train, Y_val = Y_target[~held_out], Y_target[held_out]
+
+        n_outputs = Y.shape[1]
+        decoder_weight = random_unit_rows(self.n_latents, n_outputs, rng)
+        if autoencoder:
+            encoder_weight = decoder_weight.T.copy()
+        else:
+            encoder_weight = random_unit_rows(self.n_latents, X.shape[1], rng).T.copy()
+        if self.loss in NONNEGATIVE_LOSSES:
+            decoder_bias = inverse_link_numpy(Y_train.mean(axis=0, dtype=np.float64), self.loss)
+        else:
+            decoder_bias = bias_from_data(Y_train, self.bias_init, rng)
+        input_bias = decoder_bias if tied else bias_from_data(X_train, self.bias_init, rng)
+        init = {
+            "encoder_weight": encoder_weight,
+            "encoder_bias": np.zeros(self.n_latents),
+            "decoder_weight": decoder_weight,
+            "decoder_bias": decoder_bias,
+            "input_bias": input_bias,
+        }
+        n_train = X_train.shape[0]
+        config = {
+            "level_sizes": sizes,
+            "level_weights": weights,
+            "k": self.k,
+            "sparsity": self.sparsity,
+            "loss": self.loss,
+            "tie_input_bias": tied,
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "max_iter": self.max_iter,
+            "early_stopping": self.early_stopping and X_val is not None,
+            "n_iter_no_change": self.n_iter_no_change,
+            "tol": self.tol,
+            "warmup_fraction": self.warmup_fraction,
+            "decay_fraction": self.decay_fraction,
+            "grad_clip": self.grad_clip,
+            "aux_k": self.aux_k if self.aux_k is not None else max(1, n_outputs // 2),
+            "aux_coef": self.aux_coef,
+            "dead_window": max(self.dead_window * n_train, min(self.batch_size, n_train)),
+        }
+
+        from . import _training  # torch is needed for fitting only
+
+        device = _training.resolve_device(self.device)
+        trainer = _training.MatryoshkaTrainer(init, config, device)
+        callback_ctx = self._init_callback_context(max_subtasks=self.max_iter)
+        callback_ctx.call_on_fit_task_begin(estimator=self, X=X, y=None if autoencoder else Y)
+
+        def on_epoch_end(epoch):
+            epoch_ctx = callback_ctx.subcontext(task_name="epoch")
+            epoch_ctx.call_on_fit_task_begin(estimator=self)
+            return bool(epoch_ctx.call_on_fit_task_end(estimator=self))
+
+        result = _training.with_quiet_sparse_warnings(
+            _training.train, trainer, X_train, Y_train, X_val, Y_val, target_scale,
+            config, rng, on_epoch_end=on_epoch_end, verbose=self.verbose,
+        )
+        if self.sparsity == "batchtopk":
+            threshold = _training.calibrate_threshold(trainer, X_train, self.k)
+        else:
+            threshold = 0.0
+        state = trainer.state()
+
+        self.components_ = state["decoder_weight"]
+        self.encoder_weight_ = state["encoder_weight"]
+        self.encoder_bias_ = state["encoder_bias"]
+        self.decoder_bias_ = state["decoder_bias"]
+        self.input_bias_ = (
+            state["decoder_bias"].copy() if tied else input_bias.astype(np.float32)
+        )
+        self.threshold_ = threshold
+        self.level_sizes_ = np.asarray(sizes, dtype=np.int64)
+        self.level_weights_ = np.asarray(weights, dtype=np.float64) / sum(weights)
+        self.input_mean_, self.input_scale_ = input_mean, input_scale
+        self.target_mean_, self.target_scale_ = target_mean, target_scale
+        self.n_iter_ = result["n_iter"]
+        self.best_iter_ = result["best_epoch"]
+        self.n_steps_ = result["n_steps"]
+        self.stop_reason_ = result["stop_reason"]
+        self.history_ = result["history"]
+        self.device_ = str(device)
+        codes = self._encode(X, sparse_output=True, dtype=np.float32)
+        counts = np.bincount(codes.indices, minlength=self.n_latents)
+        self.latent_frequency_ = counts / max(X.shape[0], 1)
+        self.dead_latents_ = np.flatnonzero(counts == 0)
+        callback_ctx.call_on_fit_task_end(estimator=self, X=X)
+        return self
+
+    # --------------------------------------------------------------- coding
+    @property
+    def _n_features_out(self):
+        return self.n_latents
+
+    def _encode(self, X, *, sparse_output, dtype):
+        weight, offset = _inference.fold_encoder(
+            self.encoder_weight_, self.encoder_bias_, self.input_bias_,
+            self.input_mean_, self.input_scale_,
+        )
+        return _inference.encode(
+            X, weight, offset, threshold=self.threshold_, k=self.k,
+            sparsity=self.sparsity, sparse_output=sparse_output, dtype=dtype,
+        )
+
+    def _validate_for_coding(self, X):
+        check_is_fitted(self)
+        return validate_data(
+            self, X, reset=False, dtype=[np.float64, np.float32], order="C"
+        )
+
+    def transform(self, X):
+        """Sparse codes of ``X``: one row per sample, one column per latent.
+
+        Each row is coded alone (the BatchTopK threshold calibrated at fit
+        time, or per-row top-k), so a row's code never depends on the others.
+        Rows are processed in chunks: memory beyond the output is bounded.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        codes : ndarray or scipy.sparse.csr_matrix of shape (n_samples, n_latents)
+            Non-negative activations, in the dtype of ``X`` (float32 or
+            float64); CSR when ``sparse_output=True``.
+        """
+        X = self._validate_for_coding(X)
+        return self._encode(X, sparse_output=self.sparse_output, dtype=X.dtype)
+
+    def _level_index(self, level):
+        if level is None:
+            return len(self.level_sizes_) - 1
+        n_levels = len(self.level_sizes_)
+        if not isinstance(level, Integral) or not -n_levels <= level < n_levels:
+            raise ValueError(
+                f"level={level!r} is not a valid level; expected an integer in "
+                f"[{-n_levels}, {n_levels - 1}] (level_sizes_={tuple(self.level_sizes_)})."
+            )
+        return int(level) % n_levels
+
+    def _decode(self, codes, level):
+        n_used = int(self.level_sizes_[self._level_index(level)])
+        return _inference.decode(
+            codes, self.components_, self.decoder_bias_, n_used=n_used, loss=self.loss,
+            target_mean=self.target_mean_, target_scale=self.target_scale_,
+        )
+
+    def inverse_transform(self, X, level=None):
+        """Reconstruct from codes, using the latents of one level.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_latents)
+            Codes, as returned by ``transform``.
+        level : int, default=None
+            Index into ``level_sizes_``: reconstruct from latents
+            ``[0, level_sizes_[level])`` only. None uses every latent.
+
+        Returns
+        -------
+        reconstruction : ndarray of shape (n_samples, n_outputs)
+            In the original units of the target (scaling undone).
+        """
+        check_is_fitted(self)
+        codes = check_array(
+            X, accept_sparse="csr", dtype=[np.float64, np.float32], input_name="X"
+        )
+        if codes.shape[1] != self.n_latents:
+            raise ValueError(
+                f"X has {codes.shape[1]} columns but {type(self).__name__} has "
+                f"n_latents={self.n_latents}; expected codes from transform."
+            )
+        return self._decode(codes, level)
+
+    def _reconstruct(self, X, level):
+        X = self._validate_for_coding(X)
+        codes = self._encode(X, sparse_output=True, dtype=np.float32)
+        return self._decode(codes, level)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.input_tags.sparse = False
+        return tags
+
+
+def explained_variance(Y, Y_pred):
+    """``1 - sum((Y - Y_pred)^2) / sum((Y - mean(Y))^2)`` over all entries."""
+    Y = np.asarray(Y, dtype=np.float64)
+    total = np.square(Y - Y.mean(axis=0)).sum()
+    residual = np.square(Y - Y_pred).sum()
+    if total == 0:
+        return 1.0 if residual == 0 else 0.0
+    return float(1.0 - residual / total)
+
+
+__all__ = ["_BaseMatryoshka", "_fit_context", "with_callbacks", "explained_variance"]

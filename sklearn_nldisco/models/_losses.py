@@ -1,0 +1,85 @@
+"""Reconstruction losses and their output links.
+
+Every loss is written twice on purpose: a torch version used while training
+(value and gradient with respect to the linear predictor, no autograd) and a
+NumPy version of the output link used at inference, so that a fitted model
+never needs torch.
+
+``"mse"``
+    Squared error on the (scaled) target, identity link. The default; right
+    for smoothed rates or z-scored activity.
+``"poisson"``
+    Poisson deviance of raw counts, softplus link (the output is a rate, always
+    positive). The natural likelihood for spike counts; use it on unscaled,
+    unsmoothed counts.
+``"msle"``
+    Squared error of ``log1p`` of raw non-negative targets, softplus link. It
+    compresses bursts, so high-rate units do not dominate the fit.
+"""
+
+import numpy as np
+
+LOSSES = ("mse", "poisson", "msle")
+# Losses whose target must stay in count units (non-negative, unscaled).
+NONNEGATIVE_LOSSES = ("poisson", "msle")
+
+_EPS = 1e-8
+
+
+def link_numpy(linear, loss):
+    """Apply the output link of ``loss`` to a linear predictor, in place."""
+    if loss == "mse":
+        return linear
+    # softplus, written to avoid overflow for large arguments
+    return np.logaddexp(0.0, linear, out=linear)
+
+
+def inverse_link_numpy(values, loss):
+    """Inverse of the output link (used to initialise the output bias)."""
+    if loss == "mse":
+        return values
+    values = np.maximum(values, 1e-3)
+    # inverse softplus: log(expm1(y))
+    return values + np.log(-np.expm1(-values))
+
+
+def loss_and_grad_torch(linear, target, loss):
+    """Mean loss per level and its gradient with respect to ``linear``.
+
+    Parameters
+    ----------
+    linear : torch.Tensor of shape (n_levels, batch, n_outputs)
+        Linear predictor of each level's reconstruction.
+    target : torch.Tensor of shape (batch, n_outputs)
+        Target of the reconstruction.
+    loss : {"mse", "poisson", "msle"}
+
+    Returns
+    -------
+    values : torch.Tensor of shape (n_levels,)
+        Mean loss of each level (Poisson: mean deviance / 2).
+    grad : torch.Tensor, same shape as ``linear``
+        Gradient of each level's mean loss with respect to its predictor.
+    output : torch.Tensor, same shape as ``linear``
+        The reconstruction after the output link.
+    """
+    import torch
+
+    size = target.numel()
+    if loss == "mse":
+        residual = linear - target
+        values = residual.square().sum(dim=(1, 2)) / size
+        return values, residual * (2.0 / size), linear
+    rate = torch.nn.functional.softplus(linear)
+    slope = torch.sigmoid(linear)
+    if loss == "poisson":
+        # unit deviance / 2: y log(y / mu) - (y - mu), zero at a perfect fit
+        log_ratio = torch.xlogy(target, target) - torch.xlogy(target, rate + _EPS)
+        values = (log_ratio - target + rate).sum(dim=(1, 2)) / size
+        grad = (1.0 - target / (rate + _EPS)) * slope * (1.0 / size)
+        return values, grad, rate
+    # msle
+    residual = torch.log1p(rate) - torch.log1p(target)
+    values = residual.square().sum(dim=(1, 2)) / size
+    grad = residual * (2.0 / size) / (1.0 + rate) * slope
+    return values, grad, rate

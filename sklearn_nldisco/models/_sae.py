@@ -1,0 +1,232 @@
+"""MatryoshkaSAE: the nested sparse autoencoder."""
+
+import numpy as np
+from sklearn.base import _fit_context
+from sklearn.utils.validation import validate_data
+
+from ._base import _BaseMatryoshka, explained_variance, with_callbacks
+
+_PARAMETERS_DOC = """
+    n_latents : int, default=256
+        Size of the dictionary (number of latents), shared by all levels.
+    k : int, default=8
+        Sparsity: the mean number of active latents per sample (L0). With
+        ``sparsity="topk"`` exactly (at most) ``k`` per sample.
+    level_sizes : tuple of int, default=None
+        Nested prefixes: level ``i`` uses latents ``[0, level_sizes[i])`` and
+        must reconstruct the target on its own. Strictly increasing, the last
+        equal to ``n_latents``, the first at least ``k``. None gives
+        ``(n_latents // 4, n_latents // 2, n_latents)`` without entries
+        smaller than ``k``.
+    level_weights : tuple of float, default=None
+        Weight of each level's loss (normalised to sum to one). None weighs
+        levels equally.
+    loss : {"mse", "poisson", "msle"}, default="mse"
+        Reconstruction loss. ``"mse"``: squared error on the scaled target,
+        for rates, smoothed or z-scored activity. ``"poisson"``: Poisson
+        deviance of raw counts with a softplus output (a positive rate), the
+        natural likelihood of unsmoothed spike counts. ``"msle"``: squared
+        error of ``log1p`` counts, which keeps bursting units from dominating.
+        The last two need non-negative targets, which they see unscaled.
+    sparsity : {"batchtopk", "topk"}, default="batchtopk"
+        ``"batchtopk"`` keeps the ``k * batch_size`` largest activations of
+        each training batch (rows may use more or fewer than ``k``; one
+        selection shared by all levels) and codes new data with a single
+        threshold calibrated on the training data so that the mean L0 is
+        ``k``. ``"topk"`` keeps the ``k`` largest per row, in training and
+        inference. Either way a row's code never depends on other rows.
+    scaling : {"center", "standard", "scale", "none"}, default="center"
+        Per-unit input scaling fitted on the training data and undone by
+        ``inverse_transform``: mean removal, z-score, division by the
+        standard deviation, or nothing. ``"center"`` keeps spike counts in
+        their units, so the loss weighs each unit by its own variance (what
+        explained variance in counts measures); ``"standard"`` gives every
+        unit the same weight, which favours quiet units.
+    bias_init : {"geometric_median", "median", "mean", "zeros"}, default="geometric_median"
+        Initial decoder bias (and input centring) from the training data.
+        With ``"poisson"``/``"msle"`` the output bias starts at the inverse
+        link of the mean counts instead.
+    batch_size : int, default=1024
+        Samples per optimiser step (capped at the number of training rows).
+    learning_rate : float, default=3e-3
+        Adam step size, after a linear warm-up and before the final decay.
+    max_iter : int, default=200
+        Maximum number of epochs (passes over the training rows).
+    early_stopping : bool, default=True
+        Hold out ``validation_fraction`` of the rows (contiguous blocks, as
+        time bins are correlated), stop when the validation loss has not
+        improved by ``tol`` (relative) for ``n_iter_no_change`` epochs, and
+        keep the parameters of the best epoch.
+    validation_fraction : float, default=0.1
+        Fraction of the rows held out for early stopping.
+    n_iter_no_change : int, default=10
+        Patience of early stopping, in epochs.
+    tol : float, default=1e-4
+        Relative improvement of the validation loss that counts as progress.
+    warmup_fraction : float, default=0.05
+        Fraction of the ``max_iter`` schedule spent warming the learning rate up.
+    decay_fraction : float, default=0.2
+        Final fraction of the schedule over which the learning rate decays
+        linearly to 1 % of its value.
+    grad_clip : float or None, default=1.0
+        Clip the global gradient norm to this value; None or 0 disables.
+    aux_k : int, default=None
+        Latents used by the auxiliary loss that revives dead latents
+        (AuxK). None means ``max(1, n_outputs // 2)``.
+    aux_coef : float, default=1/32
+        Weight of the auxiliary loss; 0 disables it.
+    dead_window : float, default=0.5
+        A latent is dead when it has not fired for ``dead_window`` epochs'
+        worth of training samples (so the window follows the data size).
+    sparse_output : bool, default=False
+        Return ``scipy.sparse`` CSR codes from ``transform``.
+    device : str, default="auto"
+        Torch device for training: ``"auto"`` (CUDA when present, else CPU),
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``... Inference always runs in NumPy.
+    random_state : int, RandomState instance or None, default=None
+        Seeds initialisation, validation split and batch order. On CPU a
+        fixed seed gives bitwise-identical models.
+    verbose : int, default=0
+        Print one line per epoch when positive. Progress bars are available
+        through ``set_callbacks(sklearn.callback.ProgressBar())`` on
+        scikit-learn >= 1.9.
+"""
+
+_ATTRIBUTES_DOC = """
+    components_ : ndarray of shape (n_latents, n_outputs)
+        Decoder dictionary, unit-norm rows, in scaled target units.
+    encoder_weight_ : ndarray of shape (n_features_in_, n_latents)
+    encoder_bias_ : ndarray of shape (n_latents,)
+    decoder_bias_ : ndarray of shape (n_outputs,)
+    input_bias_ : ndarray of shape (n_features_in_,)
+        Subtracted from the scaled input before encoding (the decoder bias
+        for the mse autoencoder).
+    threshold_ : float
+        Inference threshold (BatchTopK); 0.0 for ``sparsity="topk"``.
+    level_sizes_ : ndarray of int
+    level_weights_ : ndarray of float, summing to one
+    input_mean_, input_scale_ : ndarray of shape (n_features_in_,)
+        Input scaling: the encoder sees ``(X - input_mean_) / input_scale_``.
+    target_mean_, target_scale_ : ndarray of shape (n_outputs,)
+        Scaling of the reconstruction target, undone at decoding.
+    latent_frequency_ : ndarray of shape (n_latents,)
+        Fraction of the training rows on which each latent is active.
+    dead_latents_ : ndarray of int
+        Latents that are never active on the training rows.
+    n_iter_ : int
+        Epochs run.
+    best_iter_ : int
+        Epoch whose parameters were kept.
+    n_steps_ : int
+        Optimiser steps taken.
+    stop_reason_ : str
+        ``"max_iter"``, ``"early_stopping"``, ``"callback"`` or ``"interrupted"``.
+    history_ : dict of ndarray
+        Per epoch: ``train_loss`` and ``val_loss`` (n_epochs, n_levels),
+        ``val_explained_variance`` (n_epochs, n_levels, original units),
+        ``l0``, ``dead_fraction``, ``aux_loss``, ``learning_rate``,
+        ``epoch_time`` (n_epochs,).
+    device_ : str
+        Device used for training.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Defined when ``X`` has string column names.
+"""
+
+
+class MatryoshkaSAE(_BaseMatryoshka):
+    __doc__ = (
+        """Matryoshka sparse autoencoder for binned neural activity.
+
+    A sparse encoder-decoder trained on ``X`` (time bins x units). The
+    encoder is ``z = ReLU((x - b_dec) W_enc + b_enc)`` followed by top-k
+    selection; one dictionary of ``n_latents`` unit-norm decoder rows is cut
+    into nested prefixes (levels) and every level reconstructs ``X`` on its
+    own (``x_i = z[:, :m_i] W_dec[:m_i] + b_dec``), so broad features settle
+    in the first latents and finer ones in later levels. Training is Adam on
+    fp32 weights with the decoder kept at unit norm (radial gradient removed),
+    tied initialisation, an auxiliary loss for dead latents and early
+    stopping on held-out rows. Decoding touches only the active decoder rows.
+
+    Parameters
+    ----------"""
+        + _PARAMETERS_DOC
+        + """
+    Attributes
+    ----------"""
+        + _ATTRIBUTES_DOC
+        + """
+    See Also
+    --------
+    MatryoshkaTranscoder : The same model reconstructing another population.
+    sklearn.decomposition.MiniBatchDictionaryLearning : Sparse coding by OMP.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_nldisco import MatryoshkaSAE
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.poisson(2.0, size=(500, 20)).astype(float)
+    >>> sae = MatryoshkaSAE(n_latents=32, k=4, max_iter=5, random_state=0).fit(X)
+    >>> sae.transform(X).shape
+    (500, 32)
+    >>> sae.level_sizes_.tolist()
+    [8, 16, 32]
+    """
+    )
+
+    @with_callbacks
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fit the autoencoder to ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Binned activity, e.g. spike counts (time bins x units).
+        y : Ignored
+
+        Returns
+        -------
+        self : MatryoshkaSAE
+        """
+        X = validate_data(self, X, dtype=[np.float64, np.float32])
+        return self._fit_core(X, X)
+
+    def reconstruct(self, X, level=None):
+        """Reconstruct ``X`` through the codes of one level.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        level : int, default=None
+            Index into ``level_sizes_``; None uses every latent.
+
+        Returns
+        -------
+        X_hat : ndarray of shape (n_samples, n_features), original units.
+        """
+        return self._reconstruct(X, level)
+
+    def score(self, X, y=None):
+        """Explained variance of the full reconstruction of ``X``.
+
+        ``1 - sum((X - X_hat)^2) / sum((X - mean(X))^2)`` over all entries, in
+        the original units; higher is better. Use it on held-out rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+
+        Returns
+        -------
+        score : float
+        """
+        X_hat = self._reconstruct(X, None)
+        return explained_variance(self._validate_for_coding(X), X_hat)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = self.loss != "mse"
+        return tags

@@ -1,0 +1,505 @@
+"""Training of the Matryoshka sparse encoder-decoder (the only torch module).
+
+The forward and backward passes are written out by hand instead of going
+through autograd, because the sparsity lets the expensive parts be skipped:
+
+* the encoder product ``(x - b_pre) W_enc + b_enc`` is the only dense
+  ``batch x n_inputs x n_latents`` product;
+* the selected latents (top-k per row, or BatchTopK over the batch) form a
+  sparse matrix; every level is decoded from the ``k`` active rows of the
+  decoder only (a sparse-dense product), never as a dense ``z @ W_dec``;
+* the encoder weight gradient only has non-zeros in the selected
+  (row, latent) pairs, so it is a sparse-dense product too.
+
+``tests/test_training.py`` checks these gradients against torch autograd.
+All state is fp32. Randomness comes from a NumPy ``RandomState`` handed in by
+the estimator; the global torch seed is never touched.
+"""
+
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from ._losses import loss_and_grad_torch
+
+_PARAMETER_NAMES = ("encoder_weight", "encoder_bias", "decoder_weight", "decoder_bias")
+
+
+def resolve_device(device):
+    """Map ``"auto"`` to CUDA when available, else CPU; validate the rest."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} was requested but CUDA is not available; "
+            "use device='cpu' or device='auto'."
+        )
+    return resolved
+
+
+class MatryoshkaTrainer:
+    """Parameters, optimiser and one training step of the sparse coder.
+
+    Parameters
+    ----------
+    init : dict of ndarray
+        Initial ``encoder_weight`` (n_inputs, n_latents), ``encoder_bias``
+        (n_latents,), ``decoder_weight`` (n_latents, n_outputs, unit rows),
+        ``decoder_bias`` (n_outputs,) and ``input_bias`` (n_inputs,).
+    config : dict
+        Resolved hyper-parameters (see ``_BaseMatryoshka``).
+    device : torch.device
+    """
+
+    def __init__(self, init, config, device):
+        self.config = config
+        self.device = device
+        self.params = {
+            name: torch.tensor(init[name], dtype=torch.float32, device=device)
+            for name in _PARAMETER_NAMES
+        }
+        self.tied = config["tie_input_bias"]
+        self.input_bias = torch.tensor(
+            init["input_bias"], dtype=torch.float32, device=device
+        )
+        self.level_sizes = list(config["level_sizes"])
+        self.n_levels = len(self.level_sizes)
+        self.n_latents = self.level_sizes[-1]
+        weights = torch.tensor(config["level_weights"], dtype=torch.float32)
+        self.level_weights = (weights / weights.sum()).to(device)
+        band = np.zeros(self.n_latents, dtype=np.int64)
+        for start in self.level_sizes[:-1]:
+            band[start:] += 1
+        self.band_of_latent = torch.from_numpy(band).to(device)
+        self.k = config["k"]
+        self.threshold = float(config.get("threshold", 0.0))
+        self.samples_since_fired = torch.zeros(
+            self.n_latents, dtype=torch.float64, device=device
+        )
+        for tensor in self.params.values():
+            tensor.requires_grad_(False)
+        self.optimizer = torch.optim.Adam(
+            list(self.params.values()),
+            lr=config["learning_rate"],
+            betas=(0.9, 0.999),
+            eps=1e-8,
+            foreach=device.type == "cuda",
+        )
+        self.step_count = 0
+
+    # ------------------------------------------------------------------ helpers
+    def _pre_activation(self, x):
+        bias = self.params["decoder_bias"] if self.tied else self.input_bias
+        centred = x - bias
+        return centred, torch.addmm(
+            self.params["encoder_bias"], centred, self.params["encoder_weight"]
+        )
+
+    def _select_batch_topk(self, pre):
+        """Rows, latents and values of the k * batch largest positive entries.
+
+        Exact BatchTopK; the previous step's threshold is used only to cut the
+        candidate set before the selection, with a fallback when it cuts too
+        much.
+        """
+        batch, n_latents = pre.shape
+        budget = self.k * batch
+        flat = pre.reshape(-1)
+        guess = 0.8 * self.threshold
+        while True:
+            candidates = torch.nonzero(flat > guess).squeeze(1)
+            if candidates.numel() >= budget or guess <= 0.0:
+                break
+            guess = 0.0 if guess < 1e-6 else guess * 0.25
+        values = flat[candidates]
+        if values.numel() > budget:
+            kth = torch.topk(values, budget, sorted=False).values.min()
+            keep = values >= kth
+            candidates = candidates[keep]
+            values = values[keep]
+        if values.numel():
+            self.threshold = 0.9 * self.threshold + 0.1 * float(values.min())
+        return candidates // n_latents, candidates % n_latents, values
+
+    def _select_topk(self, pre):
+        batch = pre.shape[0]
+        k = min(self.k, pre.shape[1])
+        values, latents = torch.topk(pre, k, dim=1, sorted=False)
+        rows = torch.arange(batch, device=pre.device).repeat_interleave(k)
+        values = values.reshape(-1)
+        keep = values > 0
+        return rows[keep], latents.reshape(-1)[keep], values[keep]
+
+    def select(self, pre):
+        if self.config["sparsity"] == "batchtopk":
+            return self._select_batch_topk(pre)
+        return self._select_topk(pre)
+
+    # --------------------------------------------------------------- one step
+    def step(self, x, y, lr):
+        """One optimiser step on a batch; returns the per-level mean losses."""
+        config = self.config
+        params = self.params
+        decoder_weight = params["decoder_weight"]
+        batch = x.shape[0]
+        n_latents = self.n_latents
+        n_levels = self.n_levels
+
+        centred, pre = self._pre_activation(x)
+        rows, latents, values = self.select(pre)
+
+        fired = torch.zeros(n_latents, dtype=torch.bool, device=x.device)
+        fired[latents] = True
+        self.samples_since_fired += batch
+        self.samples_since_fired[fired] = 0.0
+        dead = torch.nonzero(self.samples_since_fired > config["dead_window"]).squeeze(1)
+
+        # Stack the selected entries in blocks of rows: block b holds the
+        # latents of band b (latents in [level_sizes[b-1], level_sizes[b])),
+        # and an optional last block the auxiliary (dead-latent) selection.
+        stacked_rows = self.band_of_latent[latents] * batch + rows
+        n_dead = dead.numel()
+        use_aux = config["aux_coef"] > 0 and n_dead > 0
+        n_blocks = n_levels + int(use_aux)
+        if use_aux:
+            aux_k = min(config["aux_k"], n_dead)
+            aux_values, aux_pos = torch.topk(pre[:, dead], aux_k, dim=1, sorted=False)
+            aux_values = aux_values.reshape(-1)
+            keep = aux_values > 0
+            aux_rows = torch.arange(batch, device=x.device).repeat_interleave(aux_k)[keep]
+            aux_latents = dead[aux_pos.reshape(-1)[keep]]
+            aux_values = aux_values[keep]
+            stacked_rows = torch.cat([stacked_rows, aux_rows + n_levels * batch])
+            latents = torch.cat([latents, aux_latents])
+            values = torch.cat([values, aux_values])
+
+        n_stacked = n_blocks * batch
+        order = torch.argsort(stacked_rows * n_latents + latents)
+        stacked_rows = stacked_rows[order]
+        latents = latents[order]
+        values = values[order]
+        crow = torch.zeros(n_stacked + 1, dtype=torch.int64, device=x.device)
+        crow[1:] = torch.cumsum(torch.bincount(stacked_rows, minlength=n_stacked), 0)
+        codes = torch.sparse_csr_tensor(
+            crow, latents, values, (n_stacked, n_latents), check_invariants=False
+        )
+
+        # Decode each band from its active rows only, then sum bands into levels.
+        contributions = (codes @ decoder_weight).view(n_blocks, batch, -1)
+        linear = params["decoder_bias"] + torch.cumsum(contributions[:n_levels], dim=0)
+        level_losses, grad_linear, output = loss_and_grad_torch(
+            linear, y, config["loss"]
+        )
+        weighted = grad_linear * self.level_weights[:, None, None]
+        # The reconstruction of level i uses bands 0..i, so band b receives the
+        # gradient of every level i >= b.
+        band_grad = torch.flip(torch.cumsum(torch.flip(weighted, (0,)), 0), (0,))
+        grad_decoder_bias = weighted.sum(dim=(0, 1))
+
+        if use_aux:
+            # AuxK: dead latents reconstruct the detached residual of the full
+            # model, without the decoder bias; scale-free normalisation.
+            residual = y - output[-1]
+            energy = residual.square().sum().clamp_min(1e-12)
+            scale = config["aux_coef"] * min(n_dead / config["aux_k"], 1.0)
+            aux_error = contributions[n_levels] - residual
+            aux_loss = scale * float(aux_error.square().sum() / energy)
+            band_grad = torch.cat([band_grad, (2.0 * scale / energy * aux_error)[None]])
+        else:
+            aux_loss = 0.0
+        stacked_grad = band_grad.reshape(n_stacked, -1)
+
+        pattern = torch.sparse_csr_tensor(
+            crow, latents, torch.zeros_like(values), (n_stacked, n_latents),
+            check_invariants=False,
+        )
+        # d loss / d value of every selected entry = its band's gradient . W_dec[j]
+        grad_values = torch.sparse.sampled_addmm(
+            pattern, stacked_grad, decoder_weight.T, beta=0.0
+        ).values()
+
+        # Transposed pattern (latent-major) for the two weight gradients.
+        order_t = torch.argsort(latents * n_stacked + stacked_rows)
+        latents_t = latents[order_t]
+        crow_t = torch.zeros(n_latents + 1, dtype=torch.int64, device=x.device)
+        crow_t[1:] = torch.cumsum(torch.bincount(latents_t, minlength=n_latents), 0)
+        stacked_rows_t = stacked_rows[order_t]
+        codes_t = torch.sparse_csr_tensor(
+            crow_t, stacked_rows_t, values[order_t], (n_latents, n_stacked),
+            check_invariants=False,
+        )
+        grad_decoder_weight = codes_t @ stacked_grad
+        grad_pre_t = torch.sparse_csr_tensor(
+            crow_t, stacked_rows_t % batch, grad_values[order_t], (n_latents, batch),
+            check_invariants=False,
+        )
+        grad_encoder_weight = (grad_pre_t @ centred).T
+        grad_encoder_bias = torch.zeros(n_latents, device=x.device).index_add_(
+            0, latents, grad_values
+        )
+        if self.tied:
+            # x - b_dec feeds the encoder: chain rule through the centring.
+            grad_decoder_bias = grad_decoder_bias - params["encoder_weight"] @ grad_encoder_bias
+
+        # Unit-norm decoder rows: drop the gradient component along each row.
+        grad_decoder_weight -= (
+            (grad_decoder_weight * decoder_weight).sum(dim=1, keepdim=True) * decoder_weight
+        )
+        grads = {
+            "encoder_weight": grad_encoder_weight,
+            "encoder_bias": grad_encoder_bias,
+            "decoder_weight": grad_decoder_weight,
+            "decoder_bias": grad_decoder_bias,
+        }
+        self._apply(grads, lr)
+        return level_losses, aux_loss, rows.numel()
+
+    def _apply(self, grads, lr):
+        clip = self.config["grad_clip"]
+        if clip:
+            total = torch.sqrt(sum(g.square().sum() for g in grads.values()))
+            factor = float(clip / (total + 1e-6))
+            if factor < 1.0:
+                for g in grads.values():
+                    g.mul_(factor)
+        for name, tensor in self.params.items():
+            tensor.grad = grads[name]
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        decoder_weight = self.params["decoder_weight"]
+        decoder_weight /= decoder_weight.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        self.step_count += 1
+
+    # -------------------------------------------------------------- inference
+    @torch.no_grad()
+    def dense_codes(self, x):
+        """Codes of every row with the inference rule (no batch dependence)."""
+        _, pre = self._pre_activation(x)
+        if self.config["sparsity"] == "batchtopk":
+            return pre * (pre > max(self.threshold, 0.0))
+        k = min(self.k, pre.shape[1])
+        values, latents = torch.topk(pre, k, dim=1)
+        return torch.zeros_like(pre).scatter_(1, latents, values.clamp_min(0.0))
+
+    @torch.no_grad()
+    def evaluate(self, x, y, target_scale, chunk_rows=8192):
+        """Per-level mean loss and explained variance (original units).
+
+        With BatchTopK the threshold is calibrated on ``x`` itself, so that
+        the held-out figures are at a mean L0 of exactly ``k``.
+        """
+        training_threshold = self.threshold
+        if self.config["sparsity"] == "batchtopk":
+            self.threshold = calibrate_threshold(self, x, self.k, chunk_rows)
+        try:
+            return self._evaluate(x, y, target_scale, chunk_rows)
+        finally:
+            self.threshold = training_threshold
+
+    def _evaluate(self, x, y, target_scale, chunk_rows):
+        sums = None
+        for start in range(0, x.shape[0], chunk_rows):
+            xb = x[start : start + chunk_rows]
+            yb = y[start : start + chunk_rows]
+            codes = self.dense_codes(xb)
+            linear = torch.stack(
+                [
+                    codes[:, :size] @ self.params["decoder_weight"][:size]
+                    for size in self.level_sizes
+                ]
+            ) + self.params["decoder_bias"]
+            losses, _, output = loss_and_grad_torch(linear, yb, self.config["loss"])
+            residual = ((output - yb) * target_scale).square().sum(dim=(1, 2))
+            part = torch.cat([losses * yb.numel(), residual])
+            sums = part if sums is None else sums + part
+        total = ((y - y.mean(dim=0)) * target_scale).square().sum().clamp_min(1e-12)
+        losses = sums[: self.n_levels] / y.numel()
+        explained = 1.0 - sums[self.n_levels :] / total
+        return losses.cpu().numpy(), explained.cpu().numpy()
+
+    def state(self):
+        return {name: t.detach().cpu().numpy().copy() for name, t in self.params.items()}
+
+    def load_state(self, state):
+        for name, value in state.items():
+            self.params[name].copy_(torch.from_numpy(value))
+
+
+def _learning_rate(config, step, total_steps):
+    base = config["learning_rate"]
+    warmup = max(1, int(config["warmup_fraction"] * total_steps))
+    if step < warmup:
+        return base * (step + 1) / warmup
+    decay_start = int((1.0 - config["decay_fraction"]) * total_steps)
+    if step >= decay_start and total_steps > decay_start:
+        progress = (step - decay_start) / (total_steps - decay_start)
+        return base * max(0.0, 1.0 - progress) + base * 0.01 * progress
+    return base
+
+
+def train(trainer, X_train, Y_train, X_val, Y_val, target_scale, config, rng,
+          on_epoch_end=None, verbose=0):
+    """Epoch loop with early stopping; returns a result dict.
+
+    A ``KeyboardInterrupt`` ends training at the last completed epoch: the
+    parameters of that epoch (or of the best epoch so far with early
+    stopping) are kept and ``result["interrupted"]`` is set.
+    """
+    device = trainer.device
+    x_train = torch.as_tensor(X_train, dtype=torch.float32).to(device)
+    y_train = x_train if Y_train is X_train else torch.as_tensor(
+        Y_train, dtype=torch.float32).to(device)
+    has_val = X_val is not None and X_val.shape[0] > 0
+    if has_val:
+        x_val = torch.as_tensor(X_val, dtype=torch.float32).to(device)
+        y_val = x_val if Y_val is X_val else torch.as_tensor(
+            Y_val, dtype=torch.float32).to(device)
+    scale_t = torch.as_tensor(target_scale, dtype=torch.float32).to(device)
+
+    n_train = x_train.shape[0]
+    batch_size = min(config["batch_size"], n_train)
+    steps_per_epoch = max(1, n_train // batch_size)
+    total_steps = steps_per_epoch * config["max_iter"]
+    n_levels = trainer.n_levels
+
+    history = {
+        "train_loss": [], "aux_loss": [], "l0": [], "dead_fraction": [],
+        "val_loss": [], "val_explained_variance": [], "learning_rate": [],
+        "epoch_time": [],
+    }
+    best_score = np.inf
+    best_state = trainer.state()
+    best_threshold = trainer.threshold
+    best_epoch = 0
+    no_improvement = 0
+    interrupted = False
+    epochs_done = 0
+    stop_reason = "max_iter"
+    for epoch in range(config["max_iter"]):
+        epoch_start = time.perf_counter()
+        try:
+            permutation = torch.from_numpy(rng.permutation(n_train)).to(device)
+            level_sum = torch.zeros(n_levels, dtype=torch.float64)
+            aux_sum = 0.0
+            active = 0
+            for step in range(steps_per_epoch):
+                index = permutation[step * batch_size : (step + 1) * batch_size]
+                xb = x_train[index]
+                yb = xb if y_train is x_train else y_train[index]
+                lr = _learning_rate(config, trainer.step_count, total_steps)
+                losses, aux_loss, n_active = trainer.step(xb, yb, lr)
+                level_sum += losses.detach().cpu().double()
+                aux_sum += aux_loss
+                active += n_active
+        except KeyboardInterrupt:
+            if epochs_done == 0:
+                raise
+            interrupted = True
+            stop_reason = "interrupted"
+            break
+        epochs_done += 1
+        history["train_loss"].append((level_sum / steps_per_epoch).numpy())
+        history["aux_loss"].append(aux_sum / steps_per_epoch)
+        history["l0"].append(active / (steps_per_epoch * batch_size))
+        dead_now = trainer.samples_since_fired > config["dead_window"]
+        history["dead_fraction"].append(float(dead_now.float().mean()))
+        history["learning_rate"].append(lr)
+        if has_val:
+            val_losses, val_explained = trainer.evaluate(x_val, y_val, scale_t)
+            score = float(val_losses @ trainer.level_weights.cpu().numpy())
+        else:
+            val_losses = np.full(n_levels, np.nan)
+            val_explained = np.full(n_levels, np.nan)
+            score = float(history["train_loss"][-1] @ trainer.level_weights.cpu().numpy())
+        history["val_loss"].append(val_losses)
+        history["val_explained_variance"].append(val_explained)
+        history["epoch_time"].append(time.perf_counter() - epoch_start)
+
+        if verbose:
+            print(
+                f"epoch {epoch + 1:4d}/{config['max_iter']}  "
+                f"loss {history['train_loss'][-1][-1]:.4f}  "
+                f"val EV {val_explained[-1]:.3f}  L0 {history['l0'][-1]:.1f}  "
+                f"dead {history['dead_fraction'][-1]:.1%}",
+                flush=True,
+            )
+        if not np.isfinite(best_score) or (
+            score < best_score - config["tol"] * max(abs(best_score), 1e-12)
+        ):
+            best_score = score
+            best_state = trainer.state()
+            best_threshold = trainer.threshold
+            best_epoch = epochs_done
+            no_improvement = 0
+        else:
+            no_improvement += 1
+        if not config["early_stopping"]:
+            best_state, best_threshold, best_epoch = (
+                trainer.state(), trainer.threshold, epochs_done
+            )
+        stop = on_epoch_end is not None and on_epoch_end(epochs_done)
+        if stop:
+            stop_reason = "callback"
+            break
+        if config["early_stopping"] and no_improvement >= config["n_iter_no_change"]:
+            stop_reason = "early_stopping"
+            break
+
+    if interrupted:
+        warnings.warn(
+            f"fit was interrupted during epoch {epochs_done + 1}; the model keeps "
+            f"the parameters of epoch {best_epoch} (the "
+            f"{'best' if config['early_stopping'] else 'last'} completed epoch).",
+            UserWarning,
+            stacklevel=3,
+        )
+    trainer.load_state(best_state)
+    trainer.threshold = best_threshold
+    history = {
+        name: np.asarray(values, dtype=np.float64) for name, values in history.items()
+    }
+    return {
+        "history": history,
+        "n_iter": epochs_done,
+        "best_epoch": best_epoch,
+        "interrupted": interrupted,
+        "stop_reason": stop_reason,
+        "n_steps": trainer.step_count,
+    }
+
+
+def calibrate_threshold(trainer, X, k, chunk_rows=8192):
+    """Threshold theta so that the mean number of codes > theta is ``k``.
+
+    Exact over the rows of ``X``: the (k * n_rows)-th largest positive
+    pre-activation, found with a bounded pool of the largest values so far.
+    """
+    x = torch.as_tensor(X, dtype=torch.float32)
+    budget = int(k * x.shape[0])
+    pool = torch.empty(0)
+    with torch.no_grad():
+        for start in range(0, x.shape[0], chunk_rows):
+            xb = x[start : start + chunk_rows].to(trainer.device)
+            _, pre = trainer._pre_activation(xb)
+            values = pre.reshape(-1)
+            floor = pool.min() if pool.numel() >= budget else 0.0
+            values = values[values > floor].cpu()
+            pool = torch.cat([pool, values])
+            if pool.numel() > budget:
+                pool = torch.topk(pool, budget, sorted=False).values
+    if pool.numel() < budget:
+        return 0.0
+    # strictly below the smallest kept value, so that "pre > theta" keeps it
+    return float(np.nextafter(np.float32(pool.min()), np.float32(-np.inf)))
+
+
+def with_quiet_sparse_warnings(function, *args, **kwargs):
+    """Run ``function`` with torch's beta-stage sparse warnings silenced."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Ss]parse CSR tensor support.*")
+        warnings.filterwarnings("ignore", message=".*Sparse invariant checks.*")
+        return function(*args, **kwargs)

@@ -1,0 +1,113 @@
+"""MatryoshkaTranscoder: encode one population, reconstruct another."""
+
+import numpy as np
+from sklearn.base import RegressorMixin, _fit_context
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._base import _BaseMatryoshka, explained_variance, with_callbacks
+from ._sae import _ATTRIBUTES_DOC, _PARAMETERS_DOC
+
+
+class MatryoshkaTranscoder(RegressorMixin, _BaseMatryoshka):
+    __doc__ = (
+        """Matryoshka sparse transcoder: sparse codes of ``X`` that reconstruct ``Y``.
+
+    The same nested sparse coder as :class:`MatryoshkaSAE`, fitted as
+    ``fit(X, Y)``: it encodes one population (``X``, e.g. PMd, or day 1) and
+    reconstructs another (``Y``, e.g. M1, or day 2). ``transform(X)`` gives
+    the codes, ``predict(X)`` the reconstruction of ``Y``. The input is
+    centred by its own bias (``input_bias_``), not by the decoder bias.
+
+    Parameters
+    ----------"""
+        + _PARAMETERS_DOC.replace("n_outputs", "n_targets")
+        + """
+    Attributes
+    ----------"""
+        + _ATTRIBUTES_DOC.replace("n_outputs", "n_targets")
+        + """
+    See Also
+    --------
+    MatryoshkaSAE : The autoencoder (``Y = X``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_nldisco import MatryoshkaTranscoder
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.poisson(2.0, size=(500, 20)).astype(float)
+    >>> Y = X[:, :10] + rng.poisson(1.0, size=(500, 10))
+    >>> model = MatryoshkaTranscoder(n_latents=32, k=4, max_iter=5, random_state=0)
+    >>> model.fit(X, Y).predict(X).shape
+    (500, 10)
+    """
+    )
+
+    @with_callbacks
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Fit the transcoder from ``X`` to ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Source activity (encoded).
+        y : array-like of shape (n_samples, n_targets) or (n_samples,)
+            Target activity (reconstructed).
+
+        Returns
+        -------
+        self : MatryoshkaTranscoder
+        """
+        X, Y = validate_data(
+            self, X, y, dtype=[np.float64, np.float32], multi_output=True, y_numeric=True
+        )
+        Y = np.asarray(Y, dtype=np.float64)
+        self._y_1d = Y.ndim == 1
+        if self._y_1d:
+            Y = Y[:, None]
+        return self._fit_core(X, Y)
+
+    def predict(self, X, level=None):
+        """Reconstruct the target population from ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        level : int, default=None
+            Index into ``level_sizes_``; None uses every latent.
+
+        Returns
+        -------
+        Y_hat : ndarray of shape (n_samples, n_targets) or (n_samples,)
+            One-dimensional when ``y`` was one-dimensional at fit time.
+        """
+        check_is_fitted(self)
+        Y_hat = self._reconstruct(X, level)
+        return Y_hat[:, 0] if self._y_1d else Y_hat
+
+    def score(self, X, y):
+        """Explained variance of ``y`` by ``predict(X)``, over all entries.
+
+        ``1 - sum((y - y_hat)^2) / sum((y - mean(y))^2)`` (R^2 pooled over
+        targets, weighted by their variance); higher is better.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples, n_targets) or (n_samples,)
+
+        Returns
+        -------
+        score : float
+        """
+        return explained_variance(np.asarray(y, dtype=np.float64), self.predict(X))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        tags.regressor_tags.poor_score = True
+        tags.target_tags.positive_only = self.loss != "mse"
+        return tags
