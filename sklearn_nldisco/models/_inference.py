@@ -6,14 +6,18 @@ whatever the number of rows, and the codes can be returned as a
 ``scipy.sparse`` CSR matrix.
 """
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from ._losses import link_numpy
 
 # Rows per chunk: the pre-activation block (chunk x n_latents float32) stays
-# small enough to live in cache-friendly sizes for typical dictionaries.
-DEFAULT_CHUNK_ROWS = 2048
+# near cache size for typical dictionaries, and two chunks are in flight.
+DEFAULT_CHUNK_ROWS = 512
 
 
 def fold_encoder(encoder_weight, encoder_bias, input_bias, input_mean, input_scale):
@@ -27,56 +31,85 @@ def fold_encoder(encoder_weight, encoder_bias, input_bias, input_mean, input_sca
     return np.ascontiguousarray(weight, dtype=np.float32), offset.astype(np.float32)
 
 
-def _select_inplace(pre, threshold, k, sparsity):
-    """Zero every entry of ``pre`` that the inference rule does not keep."""
-    if sparsity == "batchtopk":
-        pre[pre <= threshold] = 0.0
-        return pre
+def _topk_inplace(pre, k):
+    """Keep the k largest positive entries of each row of ``pre``, zero the rest."""
     k = min(k, pre.shape[1])
     if k < pre.shape[1]:
         cut = pre.shape[1] - k
-        # the k largest of each row sit right of position `cut`
         order = np.argpartition(pre, cut, axis=1)
         np.put_along_axis(pre, order[:, :cut], 0.0, axis=1)
     np.maximum(pre, 0.0, out=pre)
     return pre
 
 
+class _ChunkEncoder:
+    """Encodes one chunk of rows; one instance is shared by the worker threads."""
+
+    def __init__(self, X, weight, offset, threshold, k, sparsity, sparse_output, out):
+        self.X = X
+        self.weight = weight
+        self.offset = offset
+        # "pre + offset > threshold" tested as "pre > threshold - offset",
+        # so the offset is only added to the kept entries.
+        self.column_threshold = (np.float32(threshold) - offset).astype(np.float32)
+        self.k = k
+        self.sparsity = sparsity
+        self.sparse_output = sparse_output
+        self.out = out
+
+    def __call__(self, bounds):
+        start, stop = bounds
+        block = np.asarray(self.X[start:stop], dtype=np.float32)
+        pre = block @ self.weight
+        if self.sparsity == "topk":
+            pre += self.offset
+            _topk_inplace(pre, self.k)
+            if not self.sparse_output:
+                self.out[start:stop] = pre
+                return None
+            rows, cols = np.nonzero(pre)
+            return pre[rows, cols], cols, np.bincount(rows, minlength=stop - start)
+        mask = np.greater(pre, self.column_threshold)
+        if not self.sparse_output:
+            pre += self.offset
+            np.multiply(pre, mask, out=self.out[start:stop], casting="unsafe")
+            return None
+        flat = np.flatnonzero(mask)
+        n_latents = pre.shape[1]
+        rows, cols = np.divmod(flat, n_latents)
+        values = pre.ravel()[flat] + self.offset[cols]
+        return values, cols, np.bincount(rows, minlength=stop - start)
+
+
 def encode(X, weight, offset, *, threshold, k, sparsity, sparse_output=False,
-           dtype=np.float64, chunk_rows=DEFAULT_CHUNK_ROWS):
+           dtype=np.float64, chunk_rows=DEFAULT_CHUNK_ROWS, n_threads=None):
     """Codes of ``X`` (n_rows, n_inputs) under a fitted, folded encoder.
 
     Returns a dense ndarray of ``dtype`` or, with ``sparse_output``, a CSR
-    matrix of ``dtype``. Each row's code depends on that row only.
+    matrix of ``dtype``. Each row's code depends on that row only. Chunks are
+    spread over ``n_threads`` threads (default: the number of cores, at most
+    4) with single-threaded BLAS inside each, so the selection work of one
+    chunk overlaps the matrix product of the next.
     """
     n_rows = X.shape[0]
     n_latents = weight.shape[1]
-    threshold = np.float32(threshold)
-    buffer = np.empty((min(chunk_rows, max(n_rows, 1)), n_latents), dtype=np.float32)
-    if not sparse_output:
-        codes = np.empty((n_rows, n_latents), dtype=dtype)
+    out = None if sparse_output else np.empty((n_rows, n_latents), dtype=dtype)
+    worker = _ChunkEncoder(X, weight, offset, threshold, k, sparsity, sparse_output, out)
+    bounds = [(start, min(start + chunk_rows, n_rows)) for start in range(0, n_rows, chunk_rows)]
+    if n_threads is None:
+        n_threads = min(os.cpu_count() or 1, 4)
+    if n_threads > 1 and len(bounds) > 1:
+        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n_threads) as pool:
+            parts = list(pool.map(worker, bounds))
     else:
-        data, indices, counts = [], [], []
-    for start in range(0, n_rows, chunk_rows):
-        stop = min(start + chunk_rows, n_rows)
-        pre = buffer[: stop - start]
-        np.matmul(np.asarray(X[start:stop], dtype=np.float32), weight, out=pre)
-        pre += offset
-        _select_inplace(pre, threshold, k, sparsity)
-        if not sparse_output:
-            codes[start:stop] = pre
-            continue
-        rows, cols = np.nonzero(pre)
-        data.append(pre[rows, cols].astype(dtype, copy=False))
-        indices.append(cols.astype(np.int32, copy=False))
-        counts.append(np.bincount(rows, minlength=stop - start))
+        parts = [worker(b) for b in bounds]
     if not sparse_output:
-        return codes
+        return out
     indptr = np.zeros(n_rows + 1, dtype=np.int64)
-    if counts:
-        np.cumsum(np.concatenate(counts), out=indptr[1:])
-    data = np.concatenate(data) if data else np.empty(0, dtype=dtype)
-    indices = np.concatenate(indices) if indices else np.empty(0, dtype=np.int32)
+    if parts:
+        np.cumsum(np.concatenate([p[2] for p in parts]), out=indptr[1:])
+    data = np.concatenate([p[0] for p in parts]).astype(dtype, copy=False) if parts else np.empty(0, dtype)
+    indices = np.concatenate([p[1] for p in parts]).astype(np.int32) if parts else np.empty(0, np.int32)
     return sp.csr_matrix((data, indices, indptr), shape=(n_rows, n_latents))
 
 

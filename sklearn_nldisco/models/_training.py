@@ -70,6 +70,7 @@ class MatryoshkaTrainer:
         self.n_latents = self.level_sizes[-1]
         weights = torch.tensor(config["level_weights"], dtype=torch.float32)
         self.level_weights = (weights / weights.sum()).to(device)
+        self._level_weight_values = [float(w) for w in weights / weights.sum()]
         band = np.zeros(self.n_latents, dtype=np.int64)
         for start in self.level_sizes[:-1]:
             band[start:] += 1
@@ -141,6 +142,17 @@ class MatryoshkaTrainer:
     # --------------------------------------------------------------- one step
     def step(self, x, y, lr):
         """One optimiser step on a batch; returns the per-level mean losses."""
+        out = self.gradients(x, y)
+        self._apply(out["grads"], lr)
+        return out["level_losses"], out["aux_loss"], out["n_active"]
+
+    def gradients(self, x, y):
+        """Losses and hand-written gradients of one batch (no parameter update).
+
+        Returns a dict with ``grads`` (per parameter), ``level_losses``,
+        ``aux_loss``, ``n_active`` and ``selection`` (rows and latents kept by
+        the sparsity rule, and those used by the auxiliary loss).
+        """
         config = self.config
         params = self.params
         decoder_weight = params["decoder_weight"]
@@ -164,6 +176,7 @@ class MatryoshkaTrainer:
         n_dead = dead.numel()
         use_aux = config["aux_coef"] > 0 and n_dead > 0
         n_blocks = n_levels + int(use_aux)
+        selection = {"rows": rows, "latents": latents}
         if use_aux:
             aux_k = min(config["aux_k"], n_dead)
             aux_values, aux_pos = torch.topk(pre[:, dead], aux_k, dim=1, sorted=False)
@@ -172,6 +185,7 @@ class MatryoshkaTrainer:
             aux_rows = torch.arange(batch, device=x.device).repeat_interleave(aux_k)[keep]
             aux_latents = dead[aux_pos.reshape(-1)[keep]]
             aux_values = aux_values[keep]
+            selection.update(aux_rows=aux_rows, aux_latents=aux_latents)
             stacked_rows = torch.cat([stacked_rows, aux_rows + n_levels * batch])
             latents = torch.cat([latents, aux_latents])
             values = torch.cat([values, aux_values])
@@ -189,15 +203,25 @@ class MatryoshkaTrainer:
 
         # Decode each band from its active rows only, then sum bands into levels.
         contributions = (codes @ decoder_weight).view(n_blocks, batch, -1)
-        linear = params["decoder_bias"] + torch.cumsum(contributions[:n_levels], dim=0)
+        linear = torch.empty((n_levels,) + tuple(y.shape), device=x.device)
+        torch.add(contributions[0], params["decoder_bias"], out=linear[0])
+        for level in range(1, n_levels):
+            torch.add(linear[level - 1], contributions[level], out=linear[level])
         level_losses, grad_linear, output = loss_and_grad_torch(
             linear, y, config["loss"]
         )
-        weighted = grad_linear * self.level_weights[:, None, None]
         # The reconstruction of level i uses bands 0..i, so band b receives the
-        # gradient of every level i >= b.
-        band_grad = torch.flip(torch.cumsum(torch.flip(weighted, (0,)), 0), (0,))
-        grad_decoder_bias = weighted.sum(dim=(0, 1))
+        # weighted gradient of every level i >= b (a reverse cumulative sum).
+        stacked_grad = torch.empty((n_blocks,) + tuple(y.shape), device=x.device)
+        torch.mul(
+            grad_linear[-1], self._level_weight_values[-1], out=stacked_grad[n_levels - 1]
+        )
+        for level in range(n_levels - 2, -1, -1):
+            torch.add(
+                stacked_grad[level + 1], grad_linear[level], alpha=self._level_weight_values[level],
+                out=stacked_grad[level],
+            )
+        grad_decoder_bias = stacked_grad[0].sum(dim=0)
 
         if use_aux:
             # AuxK: dead latents reconstruct the detached residual of the full
@@ -207,10 +231,10 @@ class MatryoshkaTrainer:
             scale = config["aux_coef"] * min(n_dead / config["aux_k"], 1.0)
             aux_error = contributions[n_levels] - residual
             aux_loss = scale * float(aux_error.square().sum() / energy)
-            band_grad = torch.cat([band_grad, (2.0 * scale / energy * aux_error)[None]])
+            torch.mul(aux_error, 2.0 * scale / energy, out=stacked_grad[n_levels])
         else:
             aux_loss = 0.0
-        stacked_grad = band_grad.reshape(n_stacked, -1)
+        stacked_grad = stacked_grad.view(n_stacked, -1)
 
         pattern = torch.sparse_csr_tensor(
             crow, latents, torch.zeros_like(values), (n_stacked, n_latents),
@@ -254,8 +278,13 @@ class MatryoshkaTrainer:
             "decoder_weight": grad_decoder_weight,
             "decoder_bias": grad_decoder_bias,
         }
-        self._apply(grads, lr)
-        return level_losses, aux_loss, rows.numel()
+        return {
+            "grads": grads,
+            "level_losses": level_losses,
+            "aux_loss": aux_loss,
+            "n_active": selection["rows"].numel(),
+            "selection": selection,
+        }
 
     def _apply(self, grads, lr):
         clip = self.config["grad_clip"]

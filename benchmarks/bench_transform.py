@@ -1,0 +1,82 @@
+"""Transform speed and memory at scale: 10^6 bins x 200 units, 1024 latents.
+
+Prints the time of ``MatryoshkaSAE.transform`` (dense and sparse output)
+beside the encoder's forward matrix product alone (NumPy float32, the same
+library and chunking that ``transform`` uses), and the peak memory that
+``tracemalloc`` sees during each call. Run: ``python benchmarks/bench_transform.py``.
+"""
+
+import argparse
+import time
+import tracemalloc
+
+import numpy as np
+
+from sklearn_nldisco import MatryoshkaSAE
+from sklearn_nldisco.models._inference import DEFAULT_CHUNK_ROWS
+
+
+def fitted_model(n_units, n_latents, k, seed):
+    rng = np.random.RandomState(seed)
+    X_small = rng.poisson(2.0, size=(4096, n_units)).astype(np.float32)
+    return MatryoshkaSAE(n_latents=n_latents, k=k, max_iter=2, random_state=seed,
+                         device="cpu").fit(X_small)
+
+
+def timed(function, repeats):
+    best = np.inf
+    peak = 0
+    for _ in range(repeats):
+        tracemalloc.start()
+        start = time.perf_counter()
+        result = function()
+        best = min(best, time.perf_counter() - start)
+        peak = max(peak, tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        del result
+    return best, peak
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n-rows", type=int, default=1_000_000)
+    parser.add_argument("--n-units", type=int, default=200)
+    parser.add_argument("--n-latents", type=int, default=1024)
+    parser.add_argument("--k", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+
+    model = fitted_model(args.n_units, args.n_latents, args.k, seed=0)
+    rng = np.random.RandomState(1)
+    X = rng.poisson(2.0, size=(args.n_rows, args.n_units)).astype(np.float32)
+    weight = model.encoder_weight_.astype(np.float32)
+    chunk = 2048
+    buffer = np.empty((chunk, args.n_latents), dtype=np.float32)
+
+    def forward_product():
+        for start in range(0, args.n_rows, chunk):
+            block = X[start : start + chunk]
+            np.matmul(block, weight, out=buffer[: len(block)])
+
+    rows = []
+    floor, floor_mem = timed(forward_product, args.repeats)
+    rows.append(("encoder forward product (floor)", floor, floor_mem, None))
+    model.set_params(sparse_output=True)
+    t_sparse, m_sparse = timed(lambda: model.transform(X), args.repeats)
+    codes = model.transform(X)
+    rows.append(("transform, sparse_output=True", t_sparse, m_sparse, codes.nnz / args.n_rows))
+    dense_bytes = args.n_rows * args.n_latents * 4
+    rows.append(("(dense float32 codes would take)", np.nan, dense_bytes, None))
+
+    print(f"transform benchmark: {args.n_rows:,} rows x {args.n_units} units -> "
+          f"{args.n_latents} latents, k={args.k}; transform chunks of {DEFAULT_CHUNK_ROWS} rows, "
+          f"floor in chunks of {chunk} rows with multi-threaded BLAS")
+    print(f"{'what':<36}{'time (s)':>10}{'x floor':>9}{'peak MiB':>10}{'L0':>7}")
+    for name, seconds, peak, l0 in rows:
+        ratio = seconds / floor if np.isfinite(seconds) else np.nan
+        l0_text = f"{l0:7.2f}" if l0 is not None else " " * 7
+        print(f"{name:<36}{seconds:>10.2f}{ratio:>9.2f}{peak / 2**20:>10.0f}{l0_text}")
+
+
+if __name__ == "__main__":
+    main()
