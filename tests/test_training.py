@@ -128,3 +128,26 @@ def test_calibrated_threshold_gives_mean_l0_k():
     theta = calibrate_threshold(trainer, x, 3, chunk_rows=64)
     _, pre = trainer._pre_activation(torch.from_numpy(x))
     assert int((pre > theta).sum()) == 3 * 500
+
+
+def test_optimizer_step_matches_reference_adam():
+    """The fast Adam path equals plain single-tensor Adam on the same gradients."""
+    rng = np.random.RandomState(3)
+    trainer = _trainer("mse", False, "batchtopk", rng)
+    reference = {name: t.clone() for name, t in trainer.params.items()}
+    optimizer = torch.optim.Adam(list(reference.values()), lr=1e-2, foreach=False)
+    x = torch.tensor(rng.poisson(1.5, size=(BATCH, N_IN)), dtype=torch.float32)
+    y = torch.tensor(rng.poisson(1.0, size=(BATCH, N_OUT)), dtype=torch.float32)
+    for _ in range(3):
+        grads = with_quiet_sparse_warnings(trainer.gradients, x, y)["grads"]
+        for name, tensor in reference.items():
+            tensor.grad = grads[name].clone()
+        optimizer.step()
+        decoder = reference["decoder_weight"]
+        decoder /= decoder.norm(dim=1, keepdim=True)
+        trainer._apply(grads, 1e-2)
+        for name, tensor in reference.items():
+            np.testing.assert_allclose(
+                trainer.params[name].numpy(), tensor.numpy(), rtol=1e-5, atol=1e-6,
+                err_msg=name,
+            )

@@ -109,6 +109,24 @@ def resolve_levels(n_latents, k, level_sizes, level_weights):
     return sizes, weights
 
 
+def check_2d_not_empty(X, name="X"):
+    """1-D and empty inputs get an error that names the argument."""
+    shape = getattr(X, "shape", None)
+    if shape is None:
+        shape = np.asarray(X).shape
+    if len(shape) == 1:
+        raise ValueError(
+            f"{name} must be 2-D (n_samples, n_features) but got a 1-D array of shape "
+            f"{tuple(shape)}. Reshape your data either using array.reshape(-1, 1) "
+            "if your data has a single feature or array.reshape(1, -1) if it "
+            "contains a single sample."
+        )
+    if len(shape) == 2 and shape[0] == 0:
+        raise ValueError(
+            f"{name} is empty (shape={tuple(shape)}); expected at least one sample."
+        )
+
+
 def check_nonnegative(array, name, loss):
     """``"poisson"`` and ``"msle"`` model counts: negative targets are an error."""
     if loss in NONNEGATIVE_LOSSES:
@@ -349,6 +367,7 @@ class _BaseMatryoshka(
 
     def _validate_for_coding(self, X):
         check_is_fitted(self)
+        check_2d_not_empty(X)
         return validate_data(
             self, X, reset=False, dtype=[np.float64, np.float32], order="C"
         )
@@ -380,7 +399,7 @@ class _BaseMatryoshka(
         if not isinstance(level, Integral) or not -n_levels <= level < n_levels:
             raise ValueError(
                 f"level={level!r} is not a valid level; expected an integer in "
-                f"[{-n_levels}, {n_levels - 1}] (level_sizes_={tuple(self.level_sizes_)})."
+                f"[{-n_levels}, {n_levels - 1}] (level_sizes_={tuple(self.level_sizes_.tolist())})."
             )
         return int(level) % n_levels
 

@@ -72,7 +72,9 @@ class _ChunkEncoder:
         mask = np.greater(pre, self.column_threshold)
         if not self.sparse_output:
             pre += self.offset
-            np.multiply(pre, mask, out=self.out[start:stop], casting="unsafe")
+            target = self.out[start:stop]
+            target[...] = 0.0
+            np.copyto(target, pre, casting="unsafe", where=mask)
             return None
         flat = np.flatnonzero(mask)
         n_latents = pre.shape[1]

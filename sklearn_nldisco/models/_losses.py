@@ -58,8 +58,10 @@ def loss_and_grad_torch(linear, target, loss):
     -------
     values : torch.Tensor of shape (n_levels,)
         Mean loss of each level (Poisson: mean deviance / 2).
-    grad : torch.Tensor, same shape as ``linear``
-        Gradient of each level's mean loss with respect to its predictor.
+    grad, grad_factor : torch.Tensor (same shape as ``linear``) and float
+        The gradient of each level's mean loss with respect to its predictor
+        is ``grad * grad_factor`` (the scalar is kept apart so that callers
+        can fold it into their own weighting without another pass).
     output : torch.Tensor, same shape as ``linear``
         The reconstruction after the output link.
     """
@@ -67,19 +69,30 @@ def loss_and_grad_torch(linear, target, loss):
 
     size = target.numel()
     if loss == "mse":
-        residual = linear - target
-        values = residual.square().sum(dim=(1, 2)) / size
-        return values, residual * (2.0 / size), linear
+        residual = linear.sub_(target)  # the predictor is not needed any more
+        values = torch.linalg.vector_norm(residual, dim=(1, 2)).square() / size
+        return values, residual, 2.0 / size, _MseOutput(residual, target)
     rate = torch.nn.functional.softplus(linear)
     slope = torch.sigmoid(linear)
     if loss == "poisson":
         # unit deviance / 2: y log(y / mu) - (y - mu), zero at a perfect fit
         log_ratio = torch.xlogy(target, target) - torch.xlogy(target, rate + _EPS)
         values = (log_ratio - target + rate).sum(dim=(1, 2)) / size
-        grad = (1.0 - target / (rate + _EPS)) * slope * (1.0 / size)
-        return values, grad, rate
+        grad = (1.0 - target / (rate + _EPS)) * slope
+        return values, grad, 1.0 / size, rate
     # msle
     residual = torch.log1p(rate) - torch.log1p(target)
     values = residual.square().sum(dim=(1, 2)) / size
-    grad = residual * (2.0 / size) / (1.0 + rate) * slope
-    return values, grad, rate
+    grad = residual / (1.0 + rate) * slope
+    return values, grad, 2.0 / size, rate
+
+
+class _MseOutput:
+    """Lazy ``residual + target`` for the squared error: only built if used."""
+
+    def __init__(self, residual, target):
+        self.residual = residual
+        self.target = target
+
+    def __getitem__(self, index):
+        return self.residual[index] + self.target

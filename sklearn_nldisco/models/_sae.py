@@ -4,7 +4,12 @@ import numpy as np
 from sklearn.base import _fit_context
 from sklearn.utils.validation import validate_data
 
-from ._base import _BaseMatryoshka, explained_variance, with_callbacks
+from ._base import (
+    _BaseMatryoshka,
+    check_2d_not_empty,
+    explained_variance,
+    with_callbacks,
+)
 
 _PARAMETERS_DOC = """
     n_latents : int, default=256
@@ -190,6 +195,7 @@ class MatryoshkaSAE(_BaseMatryoshka):
         -------
         self : MatryoshkaSAE
         """
+        check_2d_not_empty(X)
         X = validate_data(self, X, dtype=[np.float64, np.float32])
         return self._fit_core(X, X)
 

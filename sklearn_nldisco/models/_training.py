@@ -27,6 +27,27 @@ from ._losses import loss_and_grad_torch
 _PARAMETER_NAMES = ("encoder_weight", "encoder_bias", "decoder_weight", "decoder_bias")
 
 
+def _stable_argsort(keys, n_values):
+    """Stable argsort of small non-negative integer keys.
+
+    On CPU, NumPy's radix sort of 8/16-bit keys is an order of magnitude
+    faster than a comparison sort of int64 keys.
+    """
+    if keys.device.type == "cpu" and n_values <= np.iinfo(np.uint16).max:
+        dtype = np.uint8 if n_values <= np.iinfo(np.uint8).max else np.uint16
+        order = np.argsort(keys.numpy().astype(dtype), kind="stable")
+        return torch.from_numpy(order)
+    return torch.argsort(keys, stable=True)
+
+
+def _row_topk_sorted_by_column(matrix, k):
+    """Per-row top-k, flattened row-major with columns ascending in each row."""
+    values, columns = torch.topk(matrix, k, dim=1, sorted=False)
+    columns, order = torch.sort(columns, dim=1)
+    values = torch.gather(values, 1, order)
+    return values.reshape(-1), columns.reshape(-1)
+
+
 def resolve_device(device):
     """Map ``"auto"`` to CUDA when available, else CPU; validate the rest."""
     if device == "auto":
@@ -38,6 +59,15 @@ def resolve_device(device):
             "use device='cpu' or device='auto'."
         )
     return resolved
+
+
+def _adam_implementation(device):
+    """The fused Adam kernel where this torch has it (CPU and CUDA), else foreach."""
+    try:
+        torch.optim.Adam([torch.zeros(1, device=device)], fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return {"foreach": device.type == "cuda"}
+    return {"fused": True}
 
 
 class MatryoshkaTrainer:
@@ -77,6 +107,7 @@ class MatryoshkaTrainer:
         self.band_of_latent = torch.from_numpy(band).to(device)
         self.k = config["k"]
         self.threshold = float(config.get("threshold", 0.0))
+        self._last_cut = self.threshold
         self.samples_since_fired = torch.zeros(
             self.n_latents, dtype=torch.float64, device=device
         )
@@ -87,7 +118,7 @@ class MatryoshkaTrainer:
             lr=config["learning_rate"],
             betas=(0.9, 0.999),
             eps=1e-8,
-            foreach=device.type == "cuda",
+            **_adam_implementation(device),
         )
         self.step_count = 0
 
@@ -109,30 +140,39 @@ class MatryoshkaTrainer:
         batch, n_latents = pre.shape
         budget = self.k * batch
         flat = pre.reshape(-1)
-        guess = 0.8 * self.threshold
+        # The cut of consecutive batches moves little: start just below the
+        # last one and widen only when too few candidates pass.
+        guess = 0.95 * self._last_cut
         while True:
             candidates = torch.nonzero(flat > guess).squeeze(1)
             if candidates.numel() >= budget or guess <= 0.0:
                 break
-            guess = 0.0 if guess < 1e-6 else guess * 0.25
+            guess = 0.0 if guess < 1e-6 else guess * 0.5
         values = flat[candidates]
-        if values.numel() > budget:
-            kth = torch.topk(values, budget, sorted=False).values.min()
-            keep = values >= kth
+        n_extra = values.numel() - budget
+        if n_extra > 0:
+            # drop the n_extra smallest (cheaper than keeping the budget largest)
+            if n_extra < budget:
+                cut = torch.topk(values, n_extra, largest=False, sorted=False).values.max()
+                keep = values > cut
+            else:
+                cut = torch.topk(values, budget, sorted=False).values.min()
+                keep = values >= cut
             candidates = candidates[keep]
             values = values[keep]
         if values.numel():
-            self.threshold = 0.9 * self.threshold + 0.1 * float(values.min())
+            smallest = float(values.min())
+            self._last_cut = smallest
+            self.threshold = 0.9 * self.threshold + 0.1 * smallest
         return candidates // n_latents, candidates % n_latents, values
 
     def _select_topk(self, pre):
         batch = pre.shape[0]
         k = min(self.k, pre.shape[1])
-        values, latents = torch.topk(pre, k, dim=1, sorted=False)
+        values, latents = _row_topk_sorted_by_column(pre, k)
         rows = torch.arange(batch, device=pre.device).repeat_interleave(k)
-        values = values.reshape(-1)
         keep = values > 0
-        return rows[keep], latents.reshape(-1)[keep], values[keep]
+        return rows[keep], latents[keep], values[keep]
 
     def select(self, pre):
         if self.config["sparsity"] == "batchtopk":
@@ -179,22 +219,24 @@ class MatryoshkaTrainer:
         selection = {"rows": rows, "latents": latents}
         if use_aux:
             aux_k = min(config["aux_k"], n_dead)
-            aux_values, aux_pos = torch.topk(pre[:, dead], aux_k, dim=1, sorted=False)
-            aux_values = aux_values.reshape(-1)
+            aux_values, aux_pos = _row_topk_sorted_by_column(pre[:, dead], aux_k)
             keep = aux_values > 0
             aux_rows = torch.arange(batch, device=x.device).repeat_interleave(aux_k)[keep]
-            aux_latents = dead[aux_pos.reshape(-1)[keep]]
+            aux_latents = dead[aux_pos[keep]]
             aux_values = aux_values[keep]
             selection.update(aux_rows=aux_rows, aux_latents=aux_latents)
-            stacked_rows = torch.cat([stacked_rows, aux_rows + n_levels * batch])
-            latents = torch.cat([latents, aux_latents])
-            values = torch.cat([values, aux_values])
 
-        n_stacked = n_blocks * batch
-        order = torch.argsort(stacked_rows * n_latents + latents)
+        # CSR order (block, row, latent): the selection is already row-major,
+        # so a stable sort on the band alone suffices.
+        order = _stable_argsort(self.band_of_latent[latents], n_levels)
         stacked_rows = stacked_rows[order]
         latents = latents[order]
         values = values[order]
+        if use_aux:
+            stacked_rows = torch.cat([stacked_rows, aux_rows + n_levels * batch])
+            latents = torch.cat([latents, aux_latents])
+            values = torch.cat([values, aux_values])
+        n_stacked = n_blocks * batch
         crow = torch.zeros(n_stacked + 1, dtype=torch.int64, device=x.device)
         crow[1:] = torch.cumsum(torch.bincount(stacked_rows, minlength=n_stacked), 0)
         codes = torch.sparse_csr_tensor(
@@ -207,18 +249,17 @@ class MatryoshkaTrainer:
         torch.add(contributions[0], params["decoder_bias"], out=linear[0])
         for level in range(1, n_levels):
             torch.add(linear[level - 1], contributions[level], out=linear[level])
-        level_losses, grad_linear, output = loss_and_grad_torch(
+        level_losses, grad_linear, grad_factor, output = loss_and_grad_torch(
             linear, y, config["loss"]
         )
         # The reconstruction of level i uses bands 0..i, so band b receives the
         # weighted gradient of every level i >= b (a reverse cumulative sum).
+        level_factors = [w * grad_factor for w in self._level_weight_values]
         stacked_grad = torch.empty((n_blocks,) + tuple(y.shape), device=x.device)
-        torch.mul(
-            grad_linear[-1], self._level_weight_values[-1], out=stacked_grad[n_levels - 1]
-        )
+        torch.mul(grad_linear[-1], level_factors[-1], out=stacked_grad[n_levels - 1])
         for level in range(n_levels - 2, -1, -1):
             torch.add(
-                stacked_grad[level + 1], grad_linear[level], alpha=self._level_weight_values[level],
+                stacked_grad[level + 1], grad_linear[level], alpha=level_factors[level],
                 out=stacked_grad[level],
             )
         grad_decoder_bias = stacked_grad[0].sum(dim=0)
@@ -227,10 +268,10 @@ class MatryoshkaTrainer:
             # AuxK: dead latents reconstruct the detached residual of the full
             # model, without the decoder bias; scale-free normalisation.
             residual = y - output[-1]
-            energy = residual.square().sum().clamp_min(1e-12)
+            energy = torch.linalg.vector_norm(residual).square().clamp_min(1e-12)
             scale = config["aux_coef"] * min(n_dead / config["aux_k"], 1.0)
             aux_error = contributions[n_levels] - residual
-            aux_loss = scale * float(aux_error.square().sum() / energy)
+            aux_loss = scale * float(torch.linalg.vector_norm(aux_error).square() / energy)
             torch.mul(aux_error, 2.0 * scale / energy, out=stacked_grad[n_levels])
         else:
             aux_loss = 0.0
@@ -246,7 +287,9 @@ class MatryoshkaTrainer:
         ).values()
 
         # Transposed pattern (latent-major) for the two weight gradients.
-        order_t = torch.argsort(latents * n_stacked + stacked_rows)
+        # stacked rows are ascending, so a stable sort on latents gives
+        # (latent, stacked row) order
+        order_t = _stable_argsort(latents, n_latents)
         latents_t = latents[order_t]
         crow_t = torch.zeros(n_latents + 1, dtype=torch.int64, device=x.device)
         crow_t[1:] = torch.cumsum(torch.bincount(latents_t, minlength=n_latents), 0)
@@ -260,7 +303,7 @@ class MatryoshkaTrainer:
             crow_t, stacked_rows_t % batch, grad_values[order_t], (n_latents, batch),
             check_invariants=False,
         )
-        grad_encoder_weight = (grad_pre_t @ centred).T
+        grad_encoder_weight = (grad_pre_t @ centred).T.contiguous()
         grad_encoder_bias = torch.zeros(n_latents, device=x.device).index_add_(
             0, latents, grad_values
         )
@@ -341,8 +384,10 @@ class MatryoshkaTrainer:
                     for size in self.level_sizes
                 ]
             ) + self.params["decoder_bias"]
-            losses, _, output = loss_and_grad_torch(linear, yb, self.config["loss"])
-            residual = ((output - yb) * target_scale).square().sum(dim=(1, 2))
+            losses, error, _, output = loss_and_grad_torch(linear, yb, self.config["loss"])
+            if self.config["loss"] != "mse":
+                error = output - yb
+            residual = (error * target_scale).square().sum(dim=(1, 2))
             part = torch.cat([losses * yb.numel(), residual])
             sums = part if sums is None else sums + part
         total = ((y - y.mean(dim=0)) * target_scale).square().sum().clamp_min(1e-12)

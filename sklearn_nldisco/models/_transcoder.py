@@ -4,7 +4,12 @@ import numpy as np
 from sklearn.base import RegressorMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import _BaseMatryoshka, explained_variance, with_callbacks
+from ._base import (
+    _BaseMatryoshka,
+    check_2d_not_empty,
+    explained_variance,
+    with_callbacks,
+)
 from ._sae import _ATTRIBUTES_DOC, _PARAMETERS_DOC
 
 
@@ -59,6 +64,7 @@ class MatryoshkaTranscoder(RegressorMixin, _BaseMatryoshka):
         -------
         self : MatryoshkaTranscoder
         """
+        check_2d_not_empty(X)
         X, Y = validate_data(
             self, X, y, dtype=[np.float64, np.float32], multi_output=True, y_numeric=True
         )
