@@ -193,7 +193,7 @@ class _BaseMatryoshka(
         decay_fraction=0.2,
         grad_clip=1.0,
         aux_k=None,
-        aux_coef=1 / 32,
+        aux_coef=0.25,
         dead_window=0.5,
         sparse_output=False,
         device="auto",
@@ -298,7 +298,7 @@ class _BaseMatryoshka(
             "warmup_fraction": self.warmup_fraction,
             "decay_fraction": self.decay_fraction,
             "grad_clip": self.grad_clip,
-            "aux_k": self.aux_k if self.aux_k is not None else max(1, n_outputs // 2),
+            "aux_k": self.aux_k if self.aux_k is not None else self.k,
             "aux_coef": self.aux_coef,
             "dead_window": max(self.dead_window * n_train, min(self.batch_size, n_train)),
         }

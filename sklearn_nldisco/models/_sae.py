@@ -76,10 +76,14 @@ _PARAMETERS_DOC = """
     grad_clip : float or None, default=1.0
         Clip the global gradient norm to this value; None or 0 disables.
     aux_k : int, default=None
-        Latents used by the auxiliary loss that revives dead latents
-        (AuxK). None means ``max(1, n_outputs // 2)``.
-    aux_coef : float, default=1/32
-        Weight of the auxiliary loss; 0 disables it.
+        Dead latents per sample used by the auxiliary loss that revives them
+        (AuxK: they reconstruct the detached residual of the full model).
+        None means ``k``. A small budget concentrates the signal on the
+        strongest dead latents; with 1024 latents on 171 M1 units,
+        ``n_outputs // 2`` left 40 % of them dead at k=4, ``k`` left 2 %.
+    aux_coef : float, default=0.25
+        Weight of the auxiliary loss (scaled by ``min(n_dead / aux_k, 1)``);
+        0 disables it.
     dead_window : float, default=0.5
         A latent is dead when it has not fired for ``dead_window`` epochs'
         worth of training samples (so the window follows the data size).
