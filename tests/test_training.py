@@ -111,8 +111,8 @@ def test_batchtopk_selects_exactly_k_times_batch():
     trainer = _trainer("mse", True, "batchtopk", rng)
     x = torch.tensor(rng.standard_normal((BATCH, N_IN)), dtype=torch.float32)
     _, pre = trainer._pre_activation(x)
-    for guess in (0.0, 10.0, 1e-3):  # a stale threshold must not change the result
-        trainer.threshold = guess
+    for guess in (0.0, 10.0, 1e-3, 1e6):  # a stale threshold must not change the result
+        trainer._last_cut = guess
         rows, latents, values = trainer._select_batch_topk(pre)
         expected = torch.topk(torch.relu(pre).reshape(-1), 3 * BATCH).values
         np.testing.assert_allclose(

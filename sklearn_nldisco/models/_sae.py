@@ -119,9 +119,10 @@ _ATTRIBUTES_DOC = """
     target_mean_, target_scale_ : ndarray of shape (n_outputs,)
         Scaling of the reconstruction target, undone at decoding.
     latent_frequency_ : ndarray of shape (n_latents,)
-        Fraction of the training rows on which each latent is active.
+        Fraction of the rows passed to ``fit`` (held-out blocks included) on
+        which each latent is active under the inference rule.
     dead_latents_ : ndarray of int
-        Latents that are never active on the training rows.
+        Latents that are never active on the rows passed to ``fit``.
     n_iter_ : int
         Epochs run.
     best_iter_ : int
