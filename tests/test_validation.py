@@ -324,12 +324,16 @@ def test_batchtopk_mean_l0_close_to_k(Estimator):
     k = 4
     model = _fit(
         Estimator(n_latents=32, k=k, sparsity="batchtopk", max_iter=5, batch_size=64,
-                  random_state=0),
+                  random_state=0, code_refit="none"),
         X, Y,
     )
     l0 = np.count_nonzero(model.transform(X), axis=1)
     assert abs(l0.mean() - k) <= 0.1 * k, l0.mean()
     assert model.threshold_ > 0
+    if Estimator is MatryoshkaSAE:
+        # the refit keeps the encoder's support or drops latents from it
+        refit = model.set_params(code_refit="nnls").transform(X)
+        assert np.all((refit > 0) <= (model.set_params(code_refit="none").transform(X) > 0))
 
 
 @pytest.mark.parametrize("Estimator", ESTIMATORS)

@@ -143,6 +143,8 @@ class _BaseMatryoshka(
 ):
     """Common parameters, fitting and coding of the Matryoshka models."""
 
+    _is_autoencoder = True
+
     _parameter_constraints = {
         "n_latents": [Interval(Integral, 1, None, closed="left")],
         "k": [Interval(Integral, 1, None, closed="left")],
@@ -166,6 +168,7 @@ class _BaseMatryoshka(
         "aux_coef": [Interval(Real, 0, None, closed="left")],
         "dead_window": [Interval(Real, 0, None, closed="neither")],
         "sparse_output": ["boolean"],
+        "code_refit": [StrOptions({"auto", "none", "nnls"})],
         "device": [str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -196,6 +199,7 @@ class _BaseMatryoshka(
         aux_coef=0.25,
         dead_window=0.5,
         sparse_output=False,
+        code_refit="auto",
         device="auto",
         random_state=None,
         verbose=0,
@@ -222,6 +226,7 @@ class _BaseMatryoshka(
         self.aux_coef = aux_coef
         self.dead_window = dead_window
         self.sparse_output = sparse_output
+        self.code_refit = code_refit
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -237,6 +242,12 @@ class _BaseMatryoshka(
             self.n_latents, self.k, self.level_sizes, self.level_weights
         )
         check_nonnegative(Y, "y" if not autoencoder else "X", self.loss)
+        if self.code_refit == "nnls" and (not autoencoder or self.loss != "mse"):
+            raise ValueError(
+                f"code_refit={self.code_refit!r} needs a linear decoder of the input: "
+                f"it is defined for MatryoshkaSAE with loss='mse' only (got "
+                f"{type(self).__name__} with loss={self.loss!r}); use code_refit='none'."
+            )
         rng = check_random_state(self.random_state)
 
         input_mean, input_scale = scaling_statistics(X, self.scaling)
@@ -360,10 +371,21 @@ class _BaseMatryoshka(
             self.encoder_weight_, self.encoder_bias_, self.input_bias_,
             self.input_mean_, self.input_scale_,
         )
+        refit = None
+        if self._uses_code_refit():
+            refit = _inference.NonNegativeRefit(
+                self.components_, self.decoder_bias_, self.input_mean_, self.input_scale_
+            )
         return _inference.encode(
             X, weight, offset, threshold=self.threshold_, k=self.k,
-            sparsity=self.sparsity, sparse_output=sparse_output, dtype=dtype,
+            sparsity=self.sparsity, sparse_output=sparse_output, dtype=dtype, refit=refit,
         )
+
+    def _uses_code_refit(self):
+        """``"auto"`` refits for the squared-error autoencoder, where it is defined."""
+        if self.code_refit == "auto":
+            return self._is_autoencoder and self.loss == "mse"
+        return self.code_refit == "nnls"
 
     def _validate_for_coding(self, X):
         check_is_fitted(self)

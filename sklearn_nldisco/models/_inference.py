@@ -42,10 +42,60 @@ def _topk_inplace(pre, k):
     return pre
 
 
+class NonNegativeRefit:
+    """Refit the codes of a chosen support by non-negative least squares.
+
+    The encoder picks which latents are active; their values are then
+    replaced by ``argmin_{z >= 0} ||t - z D_S||^2`` where ``t`` is the scaled,
+    bias-removed input and ``D_S`` the active decoder rows. Solved per row by
+    cyclic coordinate descent, vectorised over the rows of a chunk and warm
+    started from the encoder's values (each sweep never increases the error).
+    Valid for the squared-error autoencoder, whose decoder is linear.
+    """
+
+    def __init__(self, decoder_weight, decoder_bias, input_mean, input_scale, n_sweeps=30):
+        # float64 inside, so that rounding does not depend on the chunk's shape
+        self.decoder = np.ascontiguousarray(decoder_weight, dtype=np.float64)
+        self.gram = self.decoder @ self.decoder.T
+        self.target_offset = input_mean / input_scale + decoder_bias
+        self.input_scale = np.asarray(input_scale, dtype=np.float64)
+        self.n_sweeps = n_sweeps
+
+    def __call__(self, block, rows, cols, values, n_rows):
+        if values.size == 0:
+            return values
+        target = block / self.input_scale - self.target_offset
+        counts = np.bincount(rows, minlength=n_rows)
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        position = np.arange(rows.size) - starts[rows]
+        width = int(counts.max())
+        support = np.zeros((n_rows, width), dtype=np.intp)
+        support[rows, position] = cols
+        active = np.zeros((n_rows, width), dtype=bool)
+        active[rows, position] = True
+        codes = np.zeros((n_rows, width))
+        codes[rows, position] = values
+        correlation = np.zeros((n_rows, width))
+        correlation[rows, position] = np.einsum(
+            "en,en->e", target[rows], self.decoder[cols]
+        )
+        gram = self.gram[support[:, :, None], support[:, None, :]]
+        gram *= active[:, :, None] & active[:, None, :]
+        diagonal = np.where(active, np.einsum("rjj->rj", gram), 1.0)
+        # A fixed number of sweeps (no data-dependent stop) keeps every row's
+        # result independent of the other rows of its chunk.
+        for _ in range(self.n_sweeps):
+            for j in range(width):
+                gradient = np.einsum("rk,rk->r", gram[:, j, :], codes) - correlation[:, j]
+                codes[:, j] = np.maximum(codes[:, j] - gradient / diagonal[:, j], 0.0)
+        return codes[rows, position].astype(values.dtype)
+
+
 class _ChunkEncoder:
     """Encodes one chunk of rows; one instance is shared by the worker threads."""
 
-    def __init__(self, X, weight, offset, threshold, k, sparsity, sparse_output, out):
+    def __init__(self, X, weight, offset, threshold, k, sparsity, sparse_output, out,
+                 refit=None):
         self.X = X
         self.weight = weight
         self.offset = offset
@@ -56,39 +106,56 @@ class _ChunkEncoder:
         self.sparsity = sparsity
         self.sparse_output = sparse_output
         self.out = out
+        self.refit = refit
+
+    def _entries(self, pre):
+        """Rows, latents and values kept by the inference rule (row-major)."""
+        if self.sparsity == "topk":
+            pre += self.offset
+            _topk_inplace(pre, self.k)
+            rows, cols = np.nonzero(pre)
+            return rows, cols, pre[rows, cols]
+        flat = np.flatnonzero(np.greater(pre, self.column_threshold))
+        rows, cols = np.divmod(flat, pre.shape[1])
+        return rows, cols, pre.ravel()[flat] + self.offset[cols]
 
     def __call__(self, bounds):
         start, stop = bounds
         block = np.asarray(self.X[start:stop], dtype=np.float32)
         pre = block @ self.weight
-        if self.sparsity == "topk":
-            pre += self.offset
-            _topk_inplace(pre, self.k)
-            if not self.sparse_output:
-                self.out[start:stop] = pre
-                return None
-            rows, cols = np.nonzero(pre)
-            return pre[rows, cols], cols, np.bincount(rows, minlength=stop - start)
-        mask = np.greater(pre, self.column_threshold)
-        if not self.sparse_output:
-            pre += self.offset
+        if self.refit is None and not self.sparse_output:
+            # dense fast path: no index arrays at all
             target = self.out[start:stop]
+            if self.sparsity == "topk":
+                pre += self.offset
+                target[...] = _topk_inplace(pre, self.k)
+                return None
+            mask = np.greater(pre, self.column_threshold)
+            pre += self.offset
             target[...] = 0.0
             np.copyto(target, pre, casting="unsafe", where=mask)
             return None
-        flat = np.flatnonzero(mask)
-        n_latents = pre.shape[1]
-        rows, cols = np.divmod(flat, n_latents)
-        values = pre.ravel()[flat] + self.offset[cols]
+        rows, cols, values = self._entries(pre)
+        if self.refit is not None:
+            values = self.refit(block, rows, cols, values, stop - start)
+            keep = values > 0
+            rows, cols, values = rows[keep], cols[keep], values[keep]
+        if not self.sparse_output:
+            target = self.out[start:stop]
+            target[...] = 0.0
+            target[rows, cols] = values
+            return None
         return values, cols, np.bincount(rows, minlength=stop - start)
 
 
 def encode(X, weight, offset, *, threshold, k, sparsity, sparse_output=False,
-           dtype=np.float64, chunk_rows=DEFAULT_CHUNK_ROWS, n_threads=None):
+           dtype=np.float64, chunk_rows=DEFAULT_CHUNK_ROWS, n_threads=None, refit=None):
     """Codes of ``X`` (n_rows, n_inputs) under a fitted, folded encoder.
 
     Returns a dense ndarray of ``dtype`` or, with ``sparse_output``, a CSR
-    matrix of ``dtype``. Each row's code depends on that row only. Chunks are
+    matrix of ``dtype``. Each row's code depends on that row only. ``refit``
+    (a ``NonNegativeRefit``) replaces the encoder's values on the chosen
+    support by their non-negative least-squares fit. Chunks are
     spread over ``n_threads`` threads (default: the number of cores, at most
     4) with single-threaded BLAS inside each, so the selection work of one
     chunk overlaps the matrix product of the next.
@@ -96,7 +163,9 @@ def encode(X, weight, offset, *, threshold, k, sparsity, sparse_output=False,
     n_rows = X.shape[0]
     n_latents = weight.shape[1]
     out = None if sparse_output else np.empty((n_rows, n_latents), dtype=dtype)
-    worker = _ChunkEncoder(X, weight, offset, threshold, k, sparsity, sparse_output, out)
+    worker = _ChunkEncoder(
+        X, weight, offset, threshold, k, sparsity, sparse_output, out, refit
+    )
     bounds = [(start, min(start + chunk_rows, n_rows)) for start in range(0, n_rows, chunk_rows)]
     if n_threads is None:
         n_threads = min(os.cpu_count() or 1, 4)

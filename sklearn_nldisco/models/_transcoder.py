@@ -14,6 +14,7 @@ from ._sae import _ATTRIBUTES_DOC, _PARAMETERS_DOC
 
 
 class MatryoshkaTranscoder(RegressorMixin, _BaseMatryoshka):
+    _is_autoencoder = False
     __doc__ = (
         """Matryoshka sparse transcoder: sparse codes of ``X`` that reconstruct ``Y``.
 
