@@ -186,7 +186,7 @@ class _BaseMatryoshka(
         scaling="center",
         bias_init="geometric_median",
         batch_size=1024,
-        learning_rate=3e-3,
+        learning_rate=1e-2,
         max_iter=200,
         early_stopping=True,
         validation_fraction=0.1,

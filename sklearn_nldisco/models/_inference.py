@@ -47,13 +47,15 @@ class NonNegativeRefit:
 
     The encoder picks which latents are active; their values are then
     replaced by ``argmin_{z >= 0} ||t - z D_S||^2`` where ``t`` is the scaled,
-    bias-removed input and ``D_S`` the active decoder rows. Solved per row by
-    cyclic coordinate descent, vectorised over the rows of a chunk and warm
-    started from the encoder's values (each sweep never increases the error).
+    bias-removed input and ``D_S`` the active decoder rows. Per row:
+    least squares on the support (a batched solve of the small Gram system),
+    latents with negative coefficients dropped and the rest solved again
+    until none is negative, then ``n_sweeps`` sweeps of cyclic coordinate
+    descent over the whole support to settle the remaining KKT conditions.
     Valid for the squared-error autoencoder, whose decoder is linear.
     """
 
-    def __init__(self, decoder_weight, decoder_bias, input_mean, input_scale, n_sweeps=30):
+    def __init__(self, decoder_weight, decoder_bias, input_mean, input_scale, n_sweeps=3):
         # float64 inside, so that rounding does not depend on the chunk's shape
         self.decoder = np.ascontiguousarray(decoder_weight, dtype=np.float64)
         self.gram = self.decoder @ self.decoder.T
@@ -71,19 +73,31 @@ class NonNegativeRefit:
         width = int(counts.max())
         support = np.zeros((n_rows, width), dtype=np.intp)
         support[rows, position] = cols
-        active = np.zeros((n_rows, width), dtype=bool)
-        active[rows, position] = True
-        codes = np.zeros((n_rows, width))
-        codes[rows, position] = values
+        in_support = np.zeros((n_rows, width), dtype=bool)
+        in_support[rows, position] = True
         correlation = np.zeros((n_rows, width))
         correlation[rows, position] = np.einsum(
             "en,en->e", target[rows], self.decoder[cols]
         )
         gram = self.gram[support[:, :, None], support[:, None, :]]
-        gram *= active[:, :, None] & active[:, None, :]
-        diagonal = np.where(active, np.einsum("rjj->rj", gram), 1.0)
-        # A fixed number of sweeps (no data-dependent stop) keeps every row's
-        # result independent of the other rows of its chunk.
+        gram *= in_support[:, :, None] & in_support[:, None, :]
+        diagonal = np.where(in_support, np.einsum("rjj->rj", gram), 1.0)
+
+        eye = np.eye(width, dtype=bool)
+        active = in_support.copy()
+        codes = np.zeros((n_rows, width))
+        for _ in range(width):
+            pair = active[:, :, None] & active[:, None, :]
+            system = np.where(pair, gram, 0.0)
+            # inactive coordinates become decoupled identity rows
+            system[:, eye] = np.where(active, diagonal, 1.0)
+            codes = np.linalg.solve(system, np.where(active, correlation, 0.0)[..., None])[..., 0]
+            negative = active & (codes < 0)
+            if not negative.any():
+                break
+            active &= ~negative
+        codes = np.where(active, np.maximum(codes, 0.0), 0.0)
+        # coordinate descent on the full support: may bring dropped latents back
         for _ in range(self.n_sweeps):
             for j in range(width):
                 gradient = np.einsum("rk,rk->r", gram[:, j, :], codes) - correlation[:, j]

@@ -53,7 +53,7 @@ _PARAMETERS_DOC = """
         link of the mean counts instead.
     batch_size : int, default=1024
         Samples per optimiser step (capped at the number of training rows).
-    learning_rate : float, default=3e-3
+    learning_rate : float, default=1e-2
         Adam step size, after a linear warm-up and before the final decay.
     max_iter : int, default=200
         Maximum number of epochs (passes over the training rows).
