@@ -197,7 +197,7 @@ class _BaseMatryoshka(
         grad_clip=1.0,
         aux_k=None,
         aux_coef=0.25,
-        dead_window=0.5,
+        dead_window=0.1,
         sparse_output=False,
         code_refit="auto",
         device="auto",
