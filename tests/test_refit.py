@@ -80,3 +80,15 @@ def test_explicit_refit_where_undefined_is_an_error(make):
     X = np.random.RandomState(2).poisson(2.0, size=(100, 6)).astype(float)
     with pytest.raises(ValueError, match=r"code_refit='nnls'.*loss='mse' only"):
         make().fit(X, X[:, :2])
+
+
+def test_refit_with_more_active_latents_than_units():
+    """Supports larger than the number of units give singular Gram systems."""
+    rng = np.random.RandomState(4)
+    X = rng.poisson(3.0, size=(400, 3)).astype(float)
+    model = MatryoshkaSAE(n_latents=16, k=3, max_iter=5, random_state=0).fit(X)
+    plain = model.set_params(code_refit="none").transform(X)
+    assert (np.count_nonzero(plain, axis=1) > X.shape[1]).any()
+    refit = model.set_params(code_refit="nnls").transform(X)
+    assert np.all(np.isfinite(refit)) and np.all(refit >= 0)
+    assert _residual(model, X, refit).sum() <= _residual(model, X, plain).sum()

@@ -18,6 +18,9 @@ from ._losses import link_numpy
 # Rows per chunk: the pre-activation block (chunk x n_latents float32) stays
 # near cache size for typical dictionaries, and two chunks are in flight.
 DEFAULT_CHUNK_ROWS = 512
+# Relative ridge of the refit's Gram systems (rank-deficient when a row has
+# more active latents than there are units).
+_RIDGE = 1e-6
 
 
 def fold_encoder(encoder_weight, encoder_bias, input_bias, input_mean, input_scale):
@@ -89,8 +92,9 @@ class NonNegativeRefit:
         for _ in range(width):
             pair = active[:, :, None] & active[:, None, :]
             system = np.where(pair, gram, 0.0)
-            # inactive coordinates become decoupled identity rows
-            system[:, eye] = np.where(active, diagonal, 1.0)
+            # inactive coordinates become decoupled identity rows; a tiny ridge
+            # keeps supports larger than the number of units solvable
+            system[:, eye] = np.where(active, diagonal * (1.0 + _RIDGE), 1.0)
             codes = np.linalg.solve(system, np.where(active, correlation, 0.0)[..., None])[..., 0]
             negative = active & (codes < 0)
             if not negative.any():
