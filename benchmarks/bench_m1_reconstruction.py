@@ -196,12 +196,11 @@ def section_throughput(X_train, configs, n_steps):
             "decoder_weight": model.components_, "decoder_bias": model.decoder_bias_,
             "input_bias": model.input_bias_,
         }
-        config = {
-            "level_sizes": tuple(model.level_sizes_), "level_weights": (1.0,) * len(model.level_sizes_),
-            "k": k, "sparsity": "batchtopk", "loss": "mse", "tie_input_bias": True,
-            "learning_rate": 1e-3, "grad_clip": 1.0, "aux_k": X_train.shape[1] // 2,
-            "aux_coef": 1 / 32, "dead_window": 0.5 * len(X_train),
-        }
+        # the configuration fit() would use on these rows (defaults)
+        config = model._training_config(
+            tuple(model.level_sizes_), tuple(model.level_weights_), True,
+            len(X_train), has_validation=True,
+        )
         trainer = MatryoshkaTrainer(init, config, torch.device("cpu"))
         batches = [data[rng.choice(len(data), batch, replace=False)] for _ in range(n_steps)]
 

@@ -293,26 +293,9 @@ class _BaseMatryoshka(
             "input_bias": input_bias,
         }
         n_train = X_train.shape[0]
-        config = {
-            "level_sizes": sizes,
-            "level_weights": weights,
-            "k": self.k,
-            "sparsity": self.sparsity,
-            "loss": self.loss,
-            "tie_input_bias": tied,
-            "batch_size": self.batch_size,
-            "learning_rate": self.learning_rate,
-            "max_iter": self.max_iter,
-            "early_stopping": self.early_stopping and X_val is not None,
-            "n_iter_no_change": self.n_iter_no_change,
-            "tol": self.tol,
-            "warmup_fraction": self.warmup_fraction,
-            "decay_fraction": self.decay_fraction,
-            "grad_clip": self.grad_clip,
-            "aux_k": self.aux_k if self.aux_k is not None else self.k,
-            "aux_coef": self.aux_coef,
-            "dead_window": max(self.dead_window * n_train, min(self.batch_size, n_train)),
-        }
+        config = self._training_config(
+            sizes, weights, tied, n_train, has_validation=X_val is not None
+        )
 
         from . import _training  # torch is needed for fitting only
 
@@ -360,6 +343,29 @@ class _BaseMatryoshka(
         self.dead_latents_ = np.flatnonzero(counts == 0)
         callback_ctx.call_on_fit_task_end(estimator=self, X=X)
         return self
+
+    def _training_config(self, sizes, weights, tied, n_train, has_validation):
+        """Hyper-parameters of the training loop, resolved against the data."""
+        return {
+            "level_sizes": sizes,
+            "level_weights": weights,
+            "k": self.k,
+            "sparsity": self.sparsity,
+            "loss": self.loss,
+            "tie_input_bias": tied,
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "max_iter": self.max_iter,
+            "early_stopping": self.early_stopping and has_validation,
+            "n_iter_no_change": self.n_iter_no_change,
+            "tol": self.tol,
+            "warmup_fraction": self.warmup_fraction,
+            "decay_fraction": self.decay_fraction,
+            "grad_clip": self.grad_clip,
+            "aux_k": self.aux_k if self.aux_k is not None else self.k,
+            "aux_coef": self.aux_coef,
+            "dead_window": max(self.dead_window * n_train, min(self.batch_size, n_train)),
+        }
 
     # --------------------------------------------------------------- coding
     @property

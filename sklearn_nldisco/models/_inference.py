@@ -113,8 +113,9 @@ class _ChunkEncoder:
     """Encodes one chunk of rows; one instance is shared by the worker threads."""
 
     def __init__(self, X, weight, offset, threshold, k, sparsity, sparse_output, out,
-                 refit=None):
+                 refit=None, chunk_rows=DEFAULT_CHUNK_ROWS):
         self.X = X
+        self.chunk_rows = chunk_rows
         self.weight = weight
         self.offset = offset
         # "pre + offset > threshold" tested as "pre > threshold - offset",
@@ -140,7 +141,15 @@ class _ChunkEncoder:
     def __call__(self, bounds):
         start, stop = bounds
         block = np.asarray(self.X[start:stop], dtype=np.float32)
-        pre = block @ self.weight
+        if stop - start < self.chunk_rows:
+            # Same product shape for every chunk: BLAS picks its kernel from
+            # the shape, so a short chunk (or a single row) would otherwise be
+            # rounded differently from the same rows inside a full chunk.
+            padded = np.zeros((self.chunk_rows, block.shape[1]), dtype=np.float32)
+            padded[: stop - start] = block
+            pre = (padded @ self.weight)[: stop - start]
+        else:
+            pre = block @ self.weight
         if self.refit is None and not self.sparse_output:
             # dense fast path: no index arrays at all
             target = self.out[start:stop]
@@ -182,7 +191,7 @@ def encode(X, weight, offset, *, threshold, k, sparsity, sparse_output=False,
     n_latents = weight.shape[1]
     out = None if sparse_output else np.empty((n_rows, n_latents), dtype=dtype)
     worker = _ChunkEncoder(
-        X, weight, offset, threshold, k, sparsity, sparse_output, out, refit
+        X, weight, offset, threshold, k, sparsity, sparse_output, out, refit, chunk_rows
     )
     bounds = [(start, min(start + chunk_rows, n_rows)) for start in range(0, n_rows, chunk_rows)]
     if n_threads is None:
