@@ -67,13 +67,30 @@ class NonNegativeRefit:
         self.n_sweeps = n_sweeps
 
     def __call__(self, block, rows, cols, values, n_rows):
+        """Refitted values of the entries ``(rows, cols)`` (row-major order)."""
         if values.size == 0:
             return values
         target = block / self.input_scale - self.target_offset
         counts = np.bincount(rows, minlength=n_rows)
+        # Rows are solved in groups of similar support size (padded to a
+        # multiple of 4), so that a few busy rows do not make every row pay
+        # for their padding, and a row's result depends on its own support.
+        width_of_row = -(-counts // 4) * 4
+        width_of_entry = width_of_row[rows]
+        refitted = np.empty(values.shape, dtype=np.float64)
+        for width in np.unique(width_of_entry):
+            in_group = width_of_entry == width
+            group_rows, local_rows = np.unique(rows[in_group], return_inverse=True)
+            refitted[in_group] = self._solve(
+                target[group_rows], local_rows, cols[in_group], values[in_group],
+                len(group_rows), int(width),
+            )
+        return refitted.astype(values.dtype)
+
+    def _solve(self, target, rows, cols, values, n_rows, width):
+        counts = np.bincount(rows, minlength=n_rows)
         starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
         position = np.arange(rows.size) - starts[rows]
-        width = int(counts.max())
         support = np.zeros((n_rows, width), dtype=np.intp)
         support[rows, position] = cols
         in_support = np.zeros((n_rows, width), dtype=bool)
@@ -89,24 +106,26 @@ class NonNegativeRefit:
         eye = np.eye(width, dtype=bool)
         active = in_support.copy()
         codes = np.zeros((n_rows, width))
-        for _ in range(width):
-            pair = active[:, :, None] & active[:, None, :]
-            system = np.where(pair, gram, 0.0)
+        pending = np.arange(n_rows)  # rows whose active set is not settled yet
+        while pending.size:
+            row_active = active[pending]
+            system = np.where(row_active[:, :, None] & row_active[:, None, :], gram[pending], 0.0)
             # inactive coordinates become decoupled identity rows; a tiny ridge
             # keeps supports larger than the number of units solvable
-            system[:, eye] = np.where(active, diagonal * (1.0 + _RIDGE), 1.0)
-            codes = np.linalg.solve(system, np.where(active, correlation, 0.0)[..., None])[..., 0]
-            negative = active & (codes < 0)
-            if not negative.any():
-                break
-            active &= ~negative
+            system[:, eye] = np.where(row_active, diagonal[pending] * (1.0 + _RIDGE), 1.0)
+            rhs = np.where(row_active, correlation[pending], 0.0)[..., None]
+            solution = np.linalg.solve(system, rhs)[..., 0]
+            codes[pending] = solution
+            negative = row_active & (solution < 0)
+            active[pending] = row_active & ~negative
+            pending = pending[negative.any(axis=1)]
         codes = np.where(active, np.maximum(codes, 0.0), 0.0)
         # coordinate descent on the full support: may bring dropped latents back
         for _ in range(self.n_sweeps):
             for j in range(width):
                 gradient = np.einsum("rk,rk->r", gram[:, j, :], codes) - correlation[:, j]
                 codes[:, j] = np.maximum(codes[:, j] - gradient / diagonal[:, j], 0.0)
-        return codes[rows, position].astype(values.dtype)
+        return codes[rows, position]
 
 
 class _ChunkEncoder:
