@@ -19,15 +19,7 @@ from sklearn_nldisco import MatryoshkaSAE, MatryoshkaTranscoder
 FAST = dict(n_latents=24, k=3, max_iter=4, batch_size=64, device="cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny problems: one thread avoids oversubscribing a busy 2-core machine."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _data(seed=0, n_rows=300, n_features=12, n_targets=5):

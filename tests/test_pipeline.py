@@ -19,15 +19,7 @@ from sklearn_nldisco.models._base import explained_variance
 FAST = dict(max_iter=4, batch_size=64, random_state=0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny problems: one thread avoids oversubscribing a busy 2-core machine."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _counts(seed=0, n_rows=200, n_features=10):

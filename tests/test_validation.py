@@ -16,15 +16,7 @@ N_ROWS, N_FEATURES, N_TARGETS = 200, 10, 4
 FAST = dict(n_latents=16, k=2, max_iter=2, batch_size=64, random_state=0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny problems: one thread avoids oversubscribing a busy 2-core machine."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _data(seed=0):

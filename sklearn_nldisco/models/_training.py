@@ -106,8 +106,10 @@ class MatryoshkaTrainer:
             band[start:] += 1
         self.band_of_latent = torch.from_numpy(band).to(device)
         self.k = config["k"]
-        self.threshold = float(config.get("threshold", 0.0))
-        self._last_cut = self.threshold
+        # Inference threshold of dense_codes (BatchTopK): set by calibration.
+        self.threshold = 0.0
+        # Smallest value kept by the previous BatchTopK step (a search hint).
+        self._last_cut = 0.0
         self.samples_since_fired = torch.zeros(
             self.n_latents, dtype=torch.float64, device=device
         )
@@ -161,9 +163,7 @@ class MatryoshkaTrainer:
             candidates = candidates[keep]
             values = values[keep]
         if values.numel():
-            smallest = float(values.min())
-            self._last_cut = smallest
-            self.threshold = 0.9 * self.threshold + 0.1 * smallest
+            self._last_cut = float(values.min())
         return candidates // n_latents, candidates % n_latents, values
 
     def _select_topk(self, pre):
@@ -364,13 +364,9 @@ class MatryoshkaTrainer:
         With BatchTopK the threshold is calibrated on ``x`` itself, so that
         the held-out figures are at a mean L0 of exactly ``k``.
         """
-        training_threshold = self.threshold
         if self.config["sparsity"] == "batchtopk":
             self.threshold = calibrate_threshold(self, x, self.k, chunk_rows)
-        try:
-            return self._evaluate(x, y, target_scale, chunk_rows)
-        finally:
-            self.threshold = training_threshold
+        return self._evaluate(x, y, target_scale, chunk_rows)
 
     def _evaluate(self, x, y, target_scale, chunk_rows):
         sums = None
@@ -447,7 +443,6 @@ def train(trainer, X_train, Y_train, X_val, Y_val, target_scale, config, rng,
     }
     best_score = np.inf
     best_state = trainer.state()
-    best_threshold = trainer.threshold
     best_epoch = 0
     no_improvement = 0
     interrupted = False
@@ -506,15 +501,12 @@ def train(trainer, X_train, Y_train, X_val, Y_val, target_scale, config, rng,
         ):
             best_score = score
             best_state = trainer.state()
-            best_threshold = trainer.threshold
             best_epoch = epochs_done
             no_improvement = 0
         else:
             no_improvement += 1
         if not config["early_stopping"]:
-            best_state, best_threshold, best_epoch = (
-                trainer.state(), trainer.threshold, epochs_done
-            )
+            best_state, best_epoch = trainer.state(), epochs_done
         stop = on_epoch_end is not None and on_epoch_end(epochs_done)
         if stop:
             stop_reason = "callback"
@@ -532,7 +524,6 @@ def train(trainer, X_train, Y_train, X_val, Y_val, target_scale, config, rng,
             stacklevel=3,
         )
     trainer.load_state(best_state)
-    trainer.threshold = best_threshold
     history = {
         name: np.asarray(values, dtype=np.float64) for name, values in history.items()
     }
