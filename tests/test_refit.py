@@ -74,11 +74,12 @@ def test_auto_refits_only_the_squared_error_autoencoder():
     [
         lambda: MatryoshkaSAE(n_latents=16, k=2, loss="poisson", code_refit="nnls"),
         lambda: MatryoshkaTranscoder(n_latents=16, k=2, code_refit="nnls"),
+        lambda: MatryoshkaSAE(n_latents=16, k=2, loss="msle", code_refit="pursuit"),
     ],
 )
 def test_explicit_refit_where_undefined_is_an_error(make):
     X = np.random.RandomState(2).poisson(2.0, size=(100, 6)).astype(float)
-    with pytest.raises(ValueError, match=r"code_refit='nnls'.*loss='mse' only"):
+    with pytest.raises(ValueError, match=r"code_refit='(nnls|pursuit)'.*loss='mse' only"):
         make().fit(X, X[:, :2])
 
 
@@ -92,3 +93,37 @@ def test_refit_with_more_active_latents_than_units():
     refit = model.set_params(code_refit="nnls").transform(X)
     assert np.all(np.isfinite(refit)) and np.all(refit >= 0)
     assert _residual(model, X, refit).sum() <= _residual(model, X, plain).sum()
+
+
+def test_pursuit_codes_at_most_k_latents_optimally_on_their_support(planted):
+    model, X = planted
+    codes = model.set_params(code_refit="pursuit").transform(X)
+    model.set_params(code_refit="none")
+    l0 = np.count_nonzero(codes, axis=1)
+    assert l0.max() <= model.k and l0.mean() > model.k - 1
+    assert np.all(codes >= 0)
+    # coefficients are the NNLS fit on the chosen support
+    decoder = model.components_.astype(np.float64)
+    target = (X - model.input_mean_) / model.input_scale_ - model.decoder_bias_
+    for i in range(0, len(X), 10):
+        support = np.flatnonzero(codes[i])
+        best = nnls(decoder[support].T, target[i])[1] ** 2 if support.size else np.square(target[i]).sum()
+        np.testing.assert_allclose(_residual(model, X[i : i + 1], codes[i : i + 1])[0], best,
+                                   rtol=1e-3, atol=1e-6)
+    # every chosen latent was among the encoder's 4k strongest candidates
+    weight, offset = model.encoder_weight_, model.encoder_bias_
+    pre = ((X - model.input_mean_) / model.input_scale_ - model.input_bias_) @ weight + offset
+    rank = np.argsort(np.argsort(-pre, axis=1), axis=1)
+    assert np.all(rank[codes > 0] < 4 * model.k)
+
+
+def test_pursuit_rows_are_coded_alone(planted):
+    model, X = planted
+    model.set_params(code_refit="pursuit")
+    codes = model.transform(X)
+    order = np.random.RandomState(0).permutation(len(X))
+    np.testing.assert_array_equal(model.transform(X[order]), codes[order])
+    np.testing.assert_array_equal(model.transform(X[7:8]), codes[7:8])
+    sparse = model.set_params(sparse_output=True).transform(X)
+    np.testing.assert_array_equal(sparse.toarray(), codes)
+    model.set_params(sparse_output=False, code_refit="none")

@@ -168,7 +168,7 @@ class _BaseMatryoshka(
         "aux_coef": [Interval(Real, 0, None, closed="left")],
         "dead_window": [Interval(Real, 0, None, closed="neither")],
         "sparse_output": ["boolean"],
-        "code_refit": [StrOptions({"auto", "none", "nnls"})],
+        "code_refit": [StrOptions({"auto", "none", "nnls", "pursuit"})],
         "device": [str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -242,7 +242,7 @@ class _BaseMatryoshka(
             self.n_latents, self.k, self.level_sizes, self.level_weights
         )
         check_nonnegative(Y, "y" if not autoencoder else "X", self.loss)
-        if self.code_refit == "nnls" and (not autoencoder or self.loss != "mse"):
+        if self.code_refit in ("nnls", "pursuit") and (not autoencoder or self.loss != "mse"):
             raise ValueError(
                 f"code_refit={self.code_refit!r} needs a linear decoder of the input: "
                 f"it is defined for MatryoshkaSAE with loss='mse' only (got "
@@ -378,7 +378,12 @@ class _BaseMatryoshka(
             self.input_mean_, self.input_scale_,
         )
         refit = None
-        if self._uses_code_refit():
+        if self.code_refit == "pursuit":
+            refit = _inference.NonNegativePursuit(
+                self.components_, self.decoder_bias_, self.input_mean_, self.input_scale_,
+                k=self.k,
+            )
+        elif self._uses_code_refit():
             refit = _inference.NonNegativeRefit(
                 self.components_, self.decoder_bias_, self.input_mean_, self.input_scale_
             )
@@ -391,7 +396,7 @@ class _BaseMatryoshka(
         """``"auto"`` refits for the squared-error autoencoder, where it is defined."""
         if self.code_refit == "auto":
             return self._is_autoencoder and self.loss == "mse"
-        return self.code_refit == "nnls"
+        return self.code_refit in ("nnls", "pursuit")
 
     def _validate_for_coding(self, X):
         check_is_fitted(self)

@@ -100,32 +100,111 @@ class NonNegativeRefit:
             "en,en->e", target[rows], self.decoder[cols]
         )
         gram = self.gram[support[:, :, None], support[:, None, :]]
-        gram *= in_support[:, :, None] & in_support[:, None, :]
-        diagonal = np.where(in_support, np.einsum("rjj->rj", gram), 1.0)
-
-        eye = np.eye(width, dtype=bool)
-        active = in_support.copy()
-        codes = np.zeros((n_rows, width))
-        pending = np.arange(n_rows)  # rows whose active set is not settled yet
-        while pending.size:
-            row_active = active[pending]
-            system = np.where(row_active[:, :, None] & row_active[:, None, :], gram[pending], 0.0)
-            # inactive coordinates become decoupled identity rows; a tiny ridge
-            # keeps supports larger than the number of units solvable
-            system[:, eye] = np.where(row_active, diagonal[pending] * (1.0 + _RIDGE), 1.0)
-            rhs = np.where(row_active, correlation[pending], 0.0)[..., None]
-            solution = np.linalg.solve(system, rhs)[..., 0]
-            codes[pending] = solution
-            negative = row_active & (solution < 0)
-            active[pending] = row_active & ~negative
-            pending = pending[negative.any(axis=1)]
-        codes = np.where(active, np.maximum(codes, 0.0), 0.0)
-        # coordinate descent on the full support: may bring dropped latents back
-        for _ in range(self.n_sweeps):
-            for j in range(width):
-                gradient = np.einsum("rk,rk->r", gram[:, j, :], codes) - correlation[:, j]
-                codes[:, j] = np.maximum(codes[:, j] - gradient / diagonal[:, j], 0.0)
+        codes = _nonnegative_least_squares(gram, correlation, in_support, self.n_sweeps)
         return codes[rows, position]
+
+
+class NonNegativePursuit(NonNegativeRefit):
+    """Greedy non-negative pursuit among the encoder's strongest candidates.
+
+    For each row, the ``candidate_factor * k`` largest positive
+    pre-activations are the candidates. Then, ``k`` times: the candidate
+    most correlated with the current residual joins the support (if that
+    correlation is positive) and the whole support is refitted by
+    non-negative least squares. A row ends with at most ``k`` active
+    latents, chosen with explaining-away as in orthogonal matching pursuit,
+    but searched among a few encoder candidates only. Works in the Gram
+    space of the candidates; no step depends on the other rows.
+    """
+
+    def __init__(self, decoder_weight, decoder_bias, input_mean, input_scale, k,
+                 candidate_factor=4, n_sweeps=3):
+        super().__init__(decoder_weight, decoder_bias, input_mean, input_scale, n_sweeps)
+        self.k = k
+        self.candidate_factor = candidate_factor
+
+    def select(self, block, pre):
+        """Rows, latents and values (row-major) from pre-activations ``pre``."""
+        n_rows, n_latents = pre.shape
+        n_candidates = min(self.candidate_factor * self.k, n_latents)
+        if n_candidates < n_latents:
+            candidates = np.argpartition(-pre, n_candidates - 1, axis=1)[:, :n_candidates]
+        else:
+            candidates = np.broadcast_to(np.arange(n_latents), (n_rows, n_latents)).copy()
+        allowed = np.take_along_axis(pre, candidates, axis=1) > 0
+        target = block / self.input_scale - self.target_offset
+        correlation = np.einsum("rn,rcn->rc", target, self.decoder[candidates])
+        gram = self.gram[candidates[:, :, None], candidates[:, None, :]]
+        row_index = np.arange(n_rows)
+        support = np.zeros((n_rows, self.k), dtype=np.intp)  # positions in candidates
+        in_support = np.zeros((n_rows, self.k), dtype=bool)
+        codes = np.zeros((n_rows, self.k))
+        residual_correlation = correlation.copy()
+        for step in range(self.k):
+            score = np.where(allowed, residual_correlation, -np.inf)
+            best = np.argmax(score, axis=1)
+            grows = score[row_index, best] > 0
+            if not grows.any():
+                break
+            support[grows, step] = best[grows]
+            in_support[grows, step] = True
+            allowed[row_index[grows], best[grows]] = False
+            rows = row_index[grows]
+            width = step + 1
+            chosen = support[rows, :width]
+            row_gram = gram[rows[:, None, None], chosen[:, :, None], chosen[:, None, :]]
+            codes[rows, :width] = _nonnegative_least_squares(
+                row_gram, correlation[rows[:, None], chosen], in_support[rows, :width],
+                self.n_sweeps,
+            )
+            # correlation of each candidate with the new residual
+            chosen_rows = np.take_along_axis(gram[rows], chosen[:, :, None], axis=1)
+            residual_correlation[rows] = correlation[rows] - np.einsum(
+                "rsc,rs->rc", chosen_rows, codes[rows, :width]
+            )
+        kept = in_support & (codes > 0)
+        rows, slots = np.nonzero(kept)
+        latents = candidates[rows, support[rows, slots]]
+        values = codes[rows, slots]
+        order = np.lexsort((latents, rows))
+        return rows[order], latents[order], values[order]
+
+
+def _nonnegative_least_squares(gram, correlation, in_support, n_sweeps):
+    """Batched ``argmin_{z >= 0} z G z / 2 - c z`` on each row's support.
+
+    ``gram`` (rows, w, w), ``correlation`` (rows, w); entries outside
+    ``in_support`` are padding. Least squares on the support, negative
+    coefficients dropped and the rest solved again until none is negative
+    (only unsettled rows are solved again), then ``n_sweeps`` sweeps of
+    cyclic coordinate descent over the whole support.
+    """
+    n_rows, width = in_support.shape
+    gram = gram * (in_support[:, :, None] & in_support[:, None, :])
+    diagonal = np.where(in_support, np.einsum("rjj->rj", gram), 1.0)
+    eye = np.eye(width, dtype=bool)
+    active = in_support.copy()
+    codes = np.zeros((n_rows, width))
+    pending = np.arange(n_rows)  # rows whose active set is not settled yet
+    while pending.size:
+        row_active = active[pending]
+        system = np.where(row_active[:, :, None] & row_active[:, None, :], gram[pending], 0.0)
+        # inactive coordinates become decoupled identity rows; a tiny ridge
+        # keeps supports larger than the number of units solvable
+        system[:, eye] = np.where(row_active, diagonal[pending] * (1.0 + _RIDGE), 1.0)
+        rhs = np.where(row_active, correlation[pending], 0.0)[..., None]
+        solution = np.linalg.solve(system, rhs)[..., 0]
+        codes[pending] = solution
+        negative = row_active & (solution < 0)
+        active[pending] = row_active & ~negative
+        pending = pending[negative.any(axis=1)]
+    codes = np.where(active, np.maximum(codes, 0.0), 0.0)
+    # coordinate descent on the full support: may bring dropped latents back
+    for _ in range(n_sweeps):
+        for j in range(width):
+            gradient = np.einsum("rk,rk->r", gram[:, j, :], codes) - correlation[:, j]
+            codes[:, j] = np.maximum(codes[:, j] - gradient / diagonal[:, j], 0.0)
+    return codes
 
 
 class _ChunkEncoder:
@@ -181,8 +260,13 @@ class _ChunkEncoder:
             target[...] = 0.0
             np.copyto(target, pre, casting="unsafe", where=mask)
             return None
-        rows, cols, values = self._entries(pre)
-        if self.refit is not None:
+        if isinstance(self.refit, NonNegativePursuit):
+            pre += self.offset
+            rows, cols, values = self.refit.select(block, pre)
+            values = values.astype(np.float32)
+        else:
+            rows, cols, values = self._entries(pre)
+        if self.refit is not None and not isinstance(self.refit, NonNegativePursuit):
             values = self.refit(block, rows, cols, values, stop - start)
             keep = values > 0
             rows, cols, values = rows[keep], cols[keep], values[keep]
