@@ -27,6 +27,12 @@ from ._losses import loss_and_grad_torch
 _PARAMETER_NAMES = ("encoder_weight", "encoder_bias", "decoder_weight", "decoder_bias")
 
 
+def _row_pointers(sorted_rows, n_rows):
+    """CSR row pointers of entries whose row indices are sorted."""
+    boundaries = torch.arange(n_rows + 1, device=sorted_rows.device)
+    return torch.searchsorted(sorted_rows, boundaries)
+
+
 def _stable_argsort(keys, n_values):
     """Stable argsort of small non-negative integer keys.
 
@@ -203,10 +209,8 @@ class MatryoshkaTrainer:
         centred, pre = self._pre_activation(x)
         rows, latents, values = self.select(pre)
 
-        fired = torch.zeros(n_latents, dtype=torch.bool, device=x.device)
-        fired[latents] = True
         self.samples_since_fired += batch
-        self.samples_since_fired[fired] = 0.0
+        self.samples_since_fired.index_fill_(0, latents, 0.0)
         dead = torch.nonzero(self.samples_since_fired > config["dead_window"]).squeeze(1)
 
         # Stack the selected entries in blocks of rows: block b holds the
@@ -237,8 +241,7 @@ class MatryoshkaTrainer:
             latents = torch.cat([latents, aux_latents])
             values = torch.cat([values, aux_values])
         n_stacked = n_blocks * batch
-        crow = torch.zeros(n_stacked + 1, dtype=torch.int64, device=x.device)
-        crow[1:] = torch.cumsum(torch.bincount(stacked_rows, minlength=n_stacked), 0)
+        crow = _row_pointers(stacked_rows, n_stacked)
         codes = torch.sparse_csr_tensor(
             crow, latents, values, (n_stacked, n_latents), check_invariants=False
         )
@@ -291,8 +294,7 @@ class MatryoshkaTrainer:
         # (latent, stacked row) order
         order_t = _stable_argsort(latents, n_latents)
         latents_t = latents[order_t]
-        crow_t = torch.zeros(n_latents + 1, dtype=torch.int64, device=x.device)
-        crow_t[1:] = torch.cumsum(torch.bincount(latents_t, minlength=n_latents), 0)
+        crow_t = _row_pointers(latents_t, n_latents)
         stacked_rows_t = stacked_rows[order_t]
         codes_t = torch.sparse_csr_tensor(
             crow_t, stacked_rows_t, values[order_t], (n_latents, n_stacked),
@@ -332,18 +334,17 @@ class MatryoshkaTrainer:
     def _apply(self, grads, lr):
         clip = self.config["grad_clip"]
         if clip:
-            total = torch.sqrt(sum(g.square().sum() for g in grads.values()))
+            total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(grads.values()))))
             factor = float(clip / (total + 1e-6))
             if factor < 1.0:
-                for g in grads.values():
-                    g.mul_(factor)
+                torch._foreach_mul_(list(grads.values()), factor)
         for name, tensor in self.params.items():
             tensor.grad = grads[name]
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.step()
         decoder_weight = self.params["decoder_weight"]
-        decoder_weight /= decoder_weight.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        decoder_weight.div_(torch.linalg.vector_norm(decoder_weight, dim=1, keepdim=True).clamp_min_(1e-12))
         self.step_count += 1
 
     # -------------------------------------------------------------- inference
