@@ -290,8 +290,11 @@ class MatryoshkaTrainer:
         ).values()
 
         # Transposed pattern (latent-major) for the two weight gradients.
-        # stacked rows are ascending, so a stable sort on latents gives
-        # (latent, stacked row) order
+        # Stacked rows are ascending, so a stable sort on latents gives
+        # (latent, stacked row) order. All entries of one latent sit in one
+        # block (its band, or the auxiliary block: a latent selected in this
+        # batch is not dead), so its batch rows are ascending and unique, as
+        # CSR requires of grad_pre_t too.
         order_t = _stable_argsort(latents, n_latents)
         latents_t = latents[order_t]
         crow_t = _row_pointers(latents_t, n_latents)
