@@ -97,6 +97,9 @@ def test_gradients_match_autograd(loss, tied, sparsity, with_dead):
     selection = out["selection"]
     assert ("aux_rows" in selection) == with_dead
     if with_dead:
+        # a latent selected in this batch is never treated as dead in it
+        assert not set(selection["aux_latents"].tolist()) & set(selection["latents"].tolist())
+    if with_dead:
         # the fired latents of this batch are no longer dead
         n_dead = int((trainer.samples_since_fired > trainer.config["dead_window"]).sum())
     reference = _autograd_reference(trainer, x, y, selection, n_dead)
