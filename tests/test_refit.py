@@ -62,11 +62,11 @@ def test_auto_refits_only_the_squared_error_autoencoder():
     rng = np.random.RandomState(1)
     X = rng.poisson(2.0, size=(300, 8)).astype(float)
     sae = MatryoshkaSAE(n_latents=16, k=2, max_iter=2, random_state=0).fit(X)
-    assert sae._uses_code_refit()
+    assert sae._code_refit_mode() == "nnls"
     poisson = MatryoshkaSAE(n_latents=16, k=2, max_iter=2, loss="poisson", random_state=0)
-    assert not poisson.fit(X)._uses_code_refit()
+    assert poisson.fit(X)._code_refit_mode() == "none"
     transcoder = MatryoshkaTranscoder(n_latents=16, k=2, max_iter=2, random_state=0)
-    assert not transcoder.fit(X, X[:, :3])._uses_code_refit()
+    assert transcoder.fit(X, X[:, :3])._code_refit_mode() == "none"
 
 
 @pytest.mark.parametrize(

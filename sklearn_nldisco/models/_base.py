@@ -377,26 +377,24 @@ class _BaseMatryoshka(
             self.encoder_weight_, self.encoder_bias_, self.input_bias_,
             self.input_mean_, self.input_scale_,
         )
+        mode = self._code_refit_mode()
         refit = None
-        if self.code_refit == "pursuit":
-            refit = _inference.NonNegativePursuit(
-                self.components_, self.decoder_bias_, self.input_mean_, self.input_scale_,
-                k=self.k,
-            )
-        elif self._uses_code_refit():
-            refit = _inference.NonNegativeRefit(
-                self.components_, self.decoder_bias_, self.input_mean_, self.input_scale_
-            )
+        decoder = (self.components_, self.decoder_bias_, self.input_mean_, self.input_scale_)
+        if mode == "pursuit":
+            refit = _inference.NonNegativePursuit(*decoder, k=self.k)
+        elif mode == "nnls":
+            refit = _inference.NonNegativeRefit(*decoder)
         return _inference.encode(
             X, weight, offset, threshold=self.threshold_, k=self.k,
             sparsity=self.sparsity, sparse_output=sparse_output, dtype=dtype, refit=refit,
         )
 
-    def _uses_code_refit(self):
-        """``"auto"`` refits for the squared-error autoencoder, where it is defined."""
+    def _code_refit_mode(self):
+        """``code_refit`` resolved: ``"auto"`` is ``"nnls"`` for the
+        squared-error autoencoder, where a refit is defined, else ``"none"``."""
         if self.code_refit == "auto":
-            return self._is_autoencoder and self.loss == "mse"
-        return self.code_refit in ("nnls", "pursuit")
+            return "nnls" if self._is_autoencoder and self.loss == "mse" else "none"
+        return self.code_refit
 
     def _validate_for_coding(self, X):
         check_is_fitted(self)

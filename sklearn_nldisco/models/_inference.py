@@ -66,6 +66,17 @@ class NonNegativeRefit:
         self.input_scale = np.asarray(input_scale, dtype=np.float64)
         self.n_sweeps = n_sweeps
 
+    def entries(self, block, pre, offset, encoder_entries):
+        """Rows, latents and values (row-major) of one chunk's codes.
+
+        ``encoder_entries(pre)`` gives the encoder's own selection; its
+        values are refitted and latents refitted to zero are dropped.
+        """
+        rows, cols, values = encoder_entries(pre)
+        values = self(block, rows, cols, values, pre.shape[0])
+        keep = values > 0
+        return rows[keep], cols[keep], values[keep]
+
     def __call__(self, block, rows, cols, values, n_rows):
         """Refitted values of the entries ``(rows, cols)`` (row-major order)."""
         if values.size == 0:
@@ -123,8 +134,13 @@ class NonNegativePursuit(NonNegativeRefit):
         self.k = k
         self.candidate_factor = candidate_factor
 
-    def select(self, block, pre):
-        """Rows, latents and values (row-major) from pre-activations ``pre``."""
+    def entries(self, block, pre, offset, encoder_entries):
+        """Rows, latents and values (row-major) of one chunk's codes.
+
+        The encoder's own selection rule is not used: the candidates come
+        from the pre-activations ``pre + offset`` directly.
+        """
+        pre += offset
         n_rows, n_latents = pre.shape
         n_candidates = min(self.candidate_factor * self.k, n_latents)
         if n_candidates < n_latents:
@@ -165,7 +181,7 @@ class NonNegativePursuit(NonNegativeRefit):
         kept = in_support & (codes > 0)
         rows, slots = np.nonzero(kept)
         latents = candidates[rows, support[rows, slots]]
-        values = codes[rows, slots]
+        values = codes[rows, slots].astype(pre.dtype)
         order = np.lexsort((latents, rows))
         return rows[order], latents[order], values[order]
 
@@ -260,16 +276,10 @@ class _ChunkEncoder:
             target[...] = 0.0
             np.copyto(target, pre, casting="unsafe", where=mask)
             return None
-        if isinstance(self.refit, NonNegativePursuit):
-            pre += self.offset
-            rows, cols, values = self.refit.select(block, pre)
-            values = values.astype(np.float32)
-        else:
+        if self.refit is None:
             rows, cols, values = self._entries(pre)
-        if self.refit is not None and not isinstance(self.refit, NonNegativePursuit):
-            values = self.refit(block, rows, cols, values, stop - start)
-            keep = values > 0
-            rows, cols, values = rows[keep], cols[keep], values[keep]
+        else:
+            rows, cols, values = self.refit.entries(block, pre, self.offset, self._entries)
         if not self.sparse_output:
             target = self.out[start:stop]
             target[...] = 0.0
@@ -284,8 +294,9 @@ def encode(X, weight, offset, *, threshold, k, sparsity, sparse_output=False,
 
     Returns a dense ndarray of ``dtype`` or, with ``sparse_output``, a CSR
     matrix of ``dtype``. Each row's code depends on that row only. ``refit``
-    (a ``NonNegativeRefit``) replaces the encoder's values on the chosen
-    support by their non-negative least-squares fit. Chunks are
+    (a ``NonNegativeRefit`` or ``NonNegativePursuit``) replaces the
+    encoder's values, or its selection too, by a non-negative
+    least-squares fit. Chunks are
     spread over ``n_threads`` threads (default: the number of cores, at most
     4) with single-threaded BLAS inside each, so the selection work of one
     chunk overlaps the matrix product of the next.
