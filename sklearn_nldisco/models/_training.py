@@ -216,7 +216,8 @@ class MatryoshkaTrainer:
         # Stack the selected entries in blocks of rows: block b holds the
         # latents of band b (latents in [level_sizes[b-1], level_sizes[b])),
         # and an optional last block the auxiliary (dead-latent) selection.
-        stacked_rows = self.band_of_latent[latents] * batch + rows
+        band = self.band_of_latent[latents]
+        stacked_rows = band * batch + rows
         n_dead = dead.numel()
         use_aux = config["aux_coef"] > 0 and n_dead > 0
         n_blocks = n_levels + int(use_aux)
@@ -232,7 +233,7 @@ class MatryoshkaTrainer:
 
         # CSR order (block, row, latent): the selection is already row-major,
         # so a stable sort on the band alone suffices.
-        order = _stable_argsort(self.band_of_latent[latents], n_levels)
+        order = _stable_argsort(band, n_levels)
         stacked_rows = stacked_rows[order]
         latents = latents[order]
         values = values[order]
