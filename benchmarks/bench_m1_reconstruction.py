@@ -32,13 +32,10 @@ from scipy.ndimage import gaussian_filter1d
 from sklearn.decomposition import NMF, PCA, MiniBatchDictionaryLearning
 
 from sklearn_nldisco import MatryoshkaSAE
+from sklearn_nldisco.models._base import explained_variance  # the metric of score()
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "m1_stevenson_2011.mat"
 SEED = 0
-
-
-def explained_variance(X, X_hat):
-    return 1.0 - np.square(X - X_hat).sum() / np.square(X - X.mean(axis=0)).sum()
 
 
 def load(path, raw):
