@@ -50,69 +50,36 @@ class NonNegativeRefit:
 
     The encoder picks which latents are active; their values are then
     replaced by ``argmin_{z >= 0} ||t - z D_S||^2`` where ``t`` is the scaled,
-    bias-removed input and ``D_S`` the active decoder rows. Per row:
-    least squares on the support (a batched solve of the small Gram system),
-    latents with negative coefficients dropped and the rest solved again
-    until none is negative, then ``n_sweeps`` sweeps of cyclic coordinate
-    descent over the whole support to settle the remaining KKT conditions.
-    Valid for the squared-error autoencoder, whose decoder is linear.
+    bias-removed input and ``D_S`` the active decoder rows, solved exactly
+    per row by an active-set method warm-started from the encoder's values
+    (compiled kernels in ``_coding_kernels``). Valid for the squared-error
+    autoencoder, whose decoder is linear.
     """
 
-    def __init__(self, decoder_weight, decoder_bias, input_mean, input_scale, n_sweeps=3):
-        # float64 inside, so that rounding does not depend on the chunk's shape
-        self.decoder = np.ascontiguousarray(decoder_weight, dtype=np.float64)
-        self.gram = self.decoder @ self.decoder.T
-        self.target_offset = input_mean / input_scale + decoder_bias
-        self.input_scale = np.asarray(input_scale, dtype=np.float64)
-        self.n_sweeps = n_sweeps
-
-    def entries(self, block, pre, offset, encoder_entries):
-        """Rows, latents and values (row-major) of one chunk's codes.
-
-        ``encoder_entries(pre)`` gives the encoder's own selection; its
-        values are refitted and latents refitted to zero are dropped.
-        """
-        rows, cols, values = encoder_entries(pre)
-        values = self(block, rows, cols, values, pre.shape[0])
-        keep = values > 0
-        return rows[keep], cols[keep], values[keep]
-
-    def __call__(self, block, rows, cols, values, n_rows):
-        """Refitted values of the entries ``(rows, cols)`` (row-major order)."""
-        if values.size == 0:
-            return values
-        target = block / self.input_scale - self.target_offset
-        counts = np.bincount(rows, minlength=n_rows)
-        # Rows are solved in groups of similar support size (padded to a
-        # multiple of 4), so that a few busy rows do not make every row pay
-        # for their padding, and a row's result depends on its own support.
-        width_of_row = -(-counts // 4) * 4
-        width_of_entry = width_of_row[rows]
-        refitted = np.empty(values.shape, dtype=np.float64)
-        for width in np.unique(width_of_entry):
-            in_group = width_of_entry == width
-            group_rows, local_rows = np.unique(rows[in_group], return_inverse=True)
-            refitted[in_group] = self._solve(
-                target[group_rows], local_rows, cols[in_group], values[in_group],
-                len(group_rows), int(width),
-            )
-        return refitted.astype(values.dtype)
-
-    def _solve(self, target, rows, cols, values, n_rows, width):
-        counts = np.bincount(rows, minlength=n_rows)
-        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-        position = np.arange(rows.size) - starts[rows]
-        support = np.zeros((n_rows, width), dtype=np.intp)
-        support[rows, position] = cols
-        in_support = np.zeros((n_rows, width), dtype=bool)
-        in_support[rows, position] = True
-        correlation = np.zeros((n_rows, width))
-        correlation[rows, position] = np.einsum(
-            "en,en->e", target[rows], self.decoder[cols]
+    def __init__(self, decoder_weight, decoder_bias, input_mean, input_scale):
+        # float32 products (the decoder and its Gram matrix stay in cache),
+        # float64 solves of the small systems
+        decoder = np.asarray(decoder_weight, dtype=np.float64)
+        self.decoder = np.ascontiguousarray(decoder, dtype=np.float32)
+        self.gram = np.ascontiguousarray(decoder @ decoder.T, dtype=np.float32)
+        self.target_offset = np.ascontiguousarray(
+            input_mean / input_scale + decoder_bias, dtype=np.float64
         )
-        gram = self.gram[support[:, :, None], support[:, None, :]]
-        codes = _nonnegative_least_squares(gram, correlation, in_support, self.n_sweeps)
-        return codes[rows, position]
+        self.inverse_scale = np.ascontiguousarray(1.0 / np.asarray(input_scale, dtype=np.float64))
+
+    def code(self, block, pre, encoder):
+        """CSR parts ``(counts, latents, values)`` of one chunk's codes.
+
+        ``pre`` are the chunk's pre-activations without the offset;
+        ``encoder`` the ``_ChunkEncoder`` whose selection rule is refitted.
+        """
+        from ._coding_kernels import refit_chunk
+
+        return refit_chunk(
+            block, pre, encoder.column_threshold, encoder.offset, encoder.k,
+            encoder.sparsity == "topk", self.decoder, self.gram, self.inverse_scale,
+            self.target_offset, _RIDGE,
+        )
 
 
 class NonNegativePursuit(NonNegativeRefit):
@@ -129,98 +96,23 @@ class NonNegativePursuit(NonNegativeRefit):
     """
 
     def __init__(self, decoder_weight, decoder_bias, input_mean, input_scale, k,
-                 candidate_factor=4, n_sweeps=3):
-        super().__init__(decoder_weight, decoder_bias, input_mean, input_scale, n_sweeps)
+                 candidate_factor=4):
+        super().__init__(decoder_weight, decoder_bias, input_mean, input_scale)
         self.k = k
         self.candidate_factor = candidate_factor
 
-    def entries(self, block, pre, offset, encoder_entries):
-        """Rows, latents and values (row-major) of one chunk's codes.
+    def code(self, block, pre, encoder):
+        """CSR parts ``(counts, latents, values)`` of one chunk's codes.
 
         The encoder's own selection rule is not used: the candidates come
         from the pre-activations ``pre + offset`` directly.
         """
-        pre += offset
-        n_rows, n_latents = pre.shape
-        n_candidates = min(self.candidate_factor * self.k, n_latents)
-        if n_candidates < n_latents:
-            candidates = np.argpartition(-pre, n_candidates - 1, axis=1)[:, :n_candidates]
-        else:
-            candidates = np.broadcast_to(np.arange(n_latents), (n_rows, n_latents)).copy()
-        allowed = np.take_along_axis(pre, candidates, axis=1) > 0
-        target = block / self.input_scale - self.target_offset
-        correlation = np.einsum("rn,rcn->rc", target, self.decoder[candidates])
-        gram = self.gram[candidates[:, :, None], candidates[:, None, :]]
-        row_index = np.arange(n_rows)
-        support = np.zeros((n_rows, self.k), dtype=np.intp)  # positions in candidates
-        in_support = np.zeros((n_rows, self.k), dtype=bool)
-        codes = np.zeros((n_rows, self.k))
-        residual_correlation = correlation.copy()
-        for step in range(self.k):
-            score = np.where(allowed, residual_correlation, -np.inf)
-            best = np.argmax(score, axis=1)
-            grows = score[row_index, best] > 0
-            if not grows.any():
-                break
-            support[grows, step] = best[grows]
-            in_support[grows, step] = True
-            allowed[row_index[grows], best[grows]] = False
-            rows = row_index[grows]
-            width = step + 1
-            chosen = support[rows, :width]
-            row_gram = gram[rows[:, None, None], chosen[:, :, None], chosen[:, None, :]]
-            codes[rows, :width] = _nonnegative_least_squares(
-                row_gram, correlation[rows[:, None], chosen], in_support[rows, :width],
-                self.n_sweeps,
-            )
-            # correlation of each candidate with the new residual
-            chosen_rows = np.take_along_axis(gram[rows], chosen[:, :, None], axis=1)
-            residual_correlation[rows] = correlation[rows] - np.einsum(
-                "rsc,rs->rc", chosen_rows, codes[rows, :width]
-            )
-        kept = in_support & (codes > 0)
-        rows, slots = np.nonzero(kept)
-        latents = candidates[rows, support[rows, slots]]
-        values = codes[rows, slots].astype(pre.dtype)
-        order = np.lexsort((latents, rows))
-        return rows[order], latents[order], values[order]
+        from ._coding_kernels import pursuit_chunk
 
-
-def _nonnegative_least_squares(gram, correlation, in_support, n_sweeps):
-    """Batched ``argmin_{z >= 0} z G z / 2 - c z`` on each row's support.
-
-    ``gram`` (rows, w, w), ``correlation`` (rows, w); entries outside
-    ``in_support`` are padding. Least squares on the support, negative
-    coefficients dropped and the rest solved again until none is negative
-    (only unsettled rows are solved again), then ``n_sweeps`` sweeps of
-    cyclic coordinate descent over the whole support.
-    """
-    n_rows, width = in_support.shape
-    gram = gram * (in_support[:, :, None] & in_support[:, None, :])
-    diagonal = np.where(in_support, np.einsum("rjj->rj", gram), 1.0)
-    eye = np.eye(width, dtype=bool)
-    active = in_support.copy()
-    codes = np.zeros((n_rows, width))
-    pending = np.arange(n_rows)  # rows whose active set is not settled yet
-    while pending.size:
-        row_active = active[pending]
-        system = np.where(row_active[:, :, None] & row_active[:, None, :], gram[pending], 0.0)
-        # inactive coordinates become decoupled identity rows; a tiny ridge
-        # keeps supports larger than the number of units solvable
-        system[:, eye] = np.where(row_active, diagonal[pending] * (1.0 + _RIDGE), 1.0)
-        rhs = np.where(row_active, correlation[pending], 0.0)[..., None]
-        solution = np.linalg.solve(system, rhs)[..., 0]
-        codes[pending] = solution
-        negative = row_active & (solution < 0)
-        active[pending] = row_active & ~negative
-        pending = pending[negative.any(axis=1)]
-    codes = np.where(active, np.maximum(codes, 0.0), 0.0)
-    # coordinate descent on the full support: may bring dropped latents back
-    for _ in range(n_sweeps):
-        for j in range(width):
-            gradient = np.einsum("rk,rk->r", gram[:, j, :], codes) - correlation[:, j]
-            codes[:, j] = np.maximum(codes[:, j] - gradient / diagonal[:, j], 0.0)
-    return codes
+        return pursuit_chunk(
+            block, pre, encoder.offset, self.k, self.candidate_factor * self.k,
+            self.decoder, self.gram, self.inverse_scale, self.target_offset, _RIDGE,
+        )
 
 
 class _ChunkEncoder:
@@ -278,14 +170,18 @@ class _ChunkEncoder:
             return None
         if self.refit is None:
             rows, cols, values = self._entries(pre)
+            counts = np.bincount(rows, minlength=stop - start)
         else:
-            rows, cols, values = self.refit.entries(block, pre, self.offset, self._entries)
+            counts, cols, values = self.refit.code(block, pre, self)
+            values = values.astype(np.float32)
+            if not self.sparse_output:
+                rows = np.repeat(np.arange(stop - start), counts)
         if not self.sparse_output:
             target = self.out[start:stop]
             target[...] = 0.0
             target[rows, cols] = values
             return None
-        return values, cols, np.bincount(rows, minlength=stop - start)
+        return values, cols, counts
 
 
 def encode(X, weight, offset, *, threshold, k, sparsity, sparse_output=False,
