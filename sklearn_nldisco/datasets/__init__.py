@@ -1,0 +1,21 @@
+"""Recordings: NWB loading, DANDI download, and the simulated reaching session."""
+
+# Filled in as the modules land; names resolve lazily until then.
+_PUBLIC = {
+    "BehaviourSeries": "._recording",
+    "DownloadError": "._fetch",
+    "Recording": "._recording",
+    "fetch_mc_maze": "._fetch",
+    "get_data_home": "._fetch",
+}
+
+
+def __getattr__(name):
+    if name in _PUBLIC:
+        import importlib
+
+        return getattr(importlib.import_module(_PUBLIC[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = sorted(_PUBLIC)

@@ -1,0 +1,84 @@
+"""The in-memory form of one recording session, whatever file it came from."""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class BehaviourSeries:
+    """One sampled behavioural signal (hand position, velocity, eye, cursor ...).
+
+    Parameters
+    ----------
+    timestamps : ndarray of shape (n_samples,)
+        Sample times in seconds, increasing.
+    data : ndarray of shape (n_samples, n_channels)
+        The samples; a 1-D signal is stored with one channel.
+    unit : str, default="unknown"
+        Physical unit of ``data`` (e.g. ``"mm"``, ``"mm/s"``).
+    """
+
+    timestamps: np.ndarray
+    data: np.ndarray
+    unit: str = "unknown"
+
+    def __post_init__(self):
+        self.timestamps = np.asarray(self.timestamps, dtype=np.float64)
+        data = np.asarray(self.data)
+        self.data = data[:, None] if data.ndim == 1 else data
+        if self.timestamps.ndim != 1 or self.data.shape[0] != self.timestamps.shape[0]:
+            raise ValueError(
+                "BehaviourSeries needs 1-D timestamps and data with one row per "
+                f"timestamp; got timestamps {self.timestamps.shape} and data "
+                f"{self.data.shape}."
+            )
+
+
+@dataclass
+class Recording:
+    """Spikes, trials and behaviour of one session.
+
+    This is what :func:`load_nwb` returns and what the simulated session is
+    made of. Everything is in seconds on the session's clock.
+
+    Parameters
+    ----------
+    spike_times : list of ndarray
+        One 1-D float64 array of spike times (s) per unit, sorted.
+    units : DataFrame
+        One row per unit, in the order of ``spike_times``. Its index holds
+        the unit ids; optional columns such as ``electrode_group`` or
+        ``heldout`` carry per-unit metadata.
+    trials : DataFrame or None
+        One row per trial, with at least ``start_time`` and ``stop_time``,
+        then event-time columns (``target_on_time``, ``go_cue_time``,
+        ``move_onset_time`` ...), condition columns (``trial_type``,
+        ``maze_id`` ...) and, for MC_Maze, the ``split`` column. The index
+        holds the trial ids.
+    behaviour : dict of str to BehaviourSeries
+        Sampled behavioural signals by name (``hand_pos``, ``hand_vel``,
+        ``cursor_pos``, ``eye_pos`` ...).
+    session_id : str, default=""
+        An identifier of the session.
+    description : str, default=""
+        Free text (e.g. the file it was read from).
+    """
+
+    spike_times: list
+    units: pd.DataFrame
+    trials: pd.DataFrame | None = None
+    behaviour: dict = field(default_factory=dict)
+    session_id: str = ""
+    description: str = ""
+
+    @property
+    def n_units(self):
+        """Number of units."""
+        return len(self.spike_times)
+
+    @property
+    def unit_ids(self):
+        """Unit ids, in the order of ``spike_times``."""
+        return self.units.index.to_numpy()
