@@ -2,7 +2,13 @@
 
 # Filled in as the modules land; names resolve lazily until then.
 _PUBLIC = {
+    "MC_MAZE_CONDITIONS": "._behaviour",
+    "MC_MAZE_EVENTS": "._behaviour",
     "SpikeBinner": "._binning",
+    "bin_metadata": "._behaviour",
+    "kinematics": "._behaviour",
+    "resample_to_bins": "._behaviour",
+    "trial_labels": "._behaviour",
 }
 
 
