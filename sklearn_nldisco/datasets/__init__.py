@@ -4,7 +4,14 @@
 _PUBLIC = {
     "BehaviourSeries": "._recording",
     "DownloadError": "._fetch",
+    "MC_MAZE_BEHAVIOUR": "._nwb",
+    "MC_MAZE_TRIAL_COLUMNS": "._nwb",
+    "ReachingGroundTruth": "._simulate",
     "Recording": "._recording",
+    "load_mc_maze": "._nwb",
+    "load_nwb": "._nwb",
+    "make_reaching_session": "._simulate",
+    "write_nwb": "._nwb",
     "fetch_mc_maze": "._fetch",
     "get_data_home": "._fetch",
 }

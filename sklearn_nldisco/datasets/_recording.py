@@ -48,15 +48,15 @@ class Recording:
     spike_times : list of ndarray
         One 1-D float64 array of spike times (s) per unit, sorted.
     units : DataFrame
-        One row per unit, in the order of ``spike_times``. Its index holds
-        the unit ids; optional columns such as ``electrode_group`` or
+        One row per unit, in the order of ``spike_times``. Its index
+        (named ``unit_id``) holds the unit ids; optional columns such as ``electrode_group`` or
         ``heldout`` carry per-unit metadata.
     trials : DataFrame or None
         One row per trial, with at least ``start_time`` and ``stop_time``,
         then event-time columns (``target_on_time``, ``go_cue_time``,
         ``move_onset_time`` ...), condition columns (``trial_type``,
         ``maze_id`` ...) and, for MC_Maze, the ``split`` column. The index
-        holds the trial ids.
+        (named ``trial_id``) holds the trial ids.
     behaviour : dict of str to BehaviourSeries
         Sampled behavioural signals by name (``hand_pos``, ``hand_vel``,
         ``cursor_pos``, ``eye_pos`` ...).
@@ -72,6 +72,13 @@ class Recording:
     behaviour: dict = field(default_factory=dict)
     session_id: str = ""
     description: str = ""
+
+    def __post_init__(self):
+        if len(self.units) != len(self.spike_times):
+            raise ValueError(
+                f"Recording has {len(self.spike_times)} spike trains but "
+                f"{len(self.units)} rows in units; expected one row per unit."
+            )
 
     @property
     def n_units(self):
