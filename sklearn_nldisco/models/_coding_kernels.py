@@ -183,15 +183,16 @@ def _row_target(block_row, inv_scale, target_offset, target):
 
 
 @njit(nogil=True, cache=True)
-def refit_chunk(block, pre, column_threshold, offset, k, topk, decoder, gram,
-                inv_scale, target_offset, ridge):
-    """Encoder selection, then the NNLS refit of its values, for one chunk.
+def code_chunk(block, pre, column_threshold, offset, k, topk, refit, decoder, gram,
+               inv_scale, target_offset, ridge):
+    """Encoder selection, then (with ``refit``) the NNLS refit of its values.
 
-    ``pre`` holds the pre-activations without ``offset``. The selection is
-    the encoder's: entries with ``pre > column_threshold`` (BatchTopK's
-    calibrated threshold) or, with ``topk``, the ``k`` largest positive
-    ``pre + offset``. Returns CSR parts ``(counts, latents, values)`` of the
-    refitted codes, with latents refitted to zero dropped.
+    ``pre`` holds one chunk's pre-activations without ``offset``. The
+    selection is the encoder's: entries with ``pre > column_threshold``
+    (BatchTopK's calibrated threshold) or, with ``topk``, the ``k`` largest
+    positive ``pre + offset``. Returns CSR parts ``(counts, latents,
+    values)`` of the codes, with latents refitted to zero dropped. Without
+    ``refit`` the values are the encoder's (``decoder`` and the rest unused).
     """
     n_rows, n_latents = pre.shape
     n_inputs = block.shape[1]
@@ -231,6 +232,13 @@ def refit_chunk(block, pre, column_threshold, offset, k, topk, decoder, gram,
                     size += 1
         if size == 0:
             counts[r] = 0
+            continue
+        if not refit:
+            for a in range(size):
+                latents[written + a] = chosen[a]
+                values[written + a] = chosen_values[a]
+            counts[r] = size
+            written += size
             continue
         _row_target(block[r], inv_scale, target_offset, target)
         for a in range(size):

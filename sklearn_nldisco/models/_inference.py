@@ -21,6 +21,10 @@ DEFAULT_CHUNK_ROWS = 512
 # Relative ridge of the refit's Gram systems (rank-deficient when a row has
 # more active latents than there are units).
 _RIDGE = 1e-6
+# Placeholders for the selection kernel's unused refit arguments.
+_NO_DECODER = np.zeros((1, 1), dtype=np.float32)
+_NO_GRAM = np.zeros((1, 1), dtype=np.float32)
+_NO_VECTOR = np.zeros(1, dtype=np.float64)
 
 
 def fold_encoder(encoder_weight, encoder_bias, input_bias, input_mean, input_scale):
@@ -73,11 +77,11 @@ class NonNegativeRefit:
         ``pre`` are the chunk's pre-activations without the offset;
         ``encoder`` the ``_ChunkEncoder`` whose selection rule is refitted.
         """
-        from ._coding_kernels import refit_chunk
+        from ._coding_kernels import code_chunk
 
-        return refit_chunk(
+        return code_chunk(
             block, pre, encoder.column_threshold, encoder.offset, encoder.k,
-            encoder.sparsity == "topk", self.decoder, self.gram, self.inverse_scale,
+            encoder.sparsity == "topk", True, self.decoder, self.gram, self.inverse_scale,
             self.target_offset, _RIDGE,
         )
 
@@ -133,17 +137,6 @@ class _ChunkEncoder:
         self.out = out
         self.refit = refit
 
-    def _entries(self, pre):
-        """Rows, latents and values kept by the inference rule (row-major)."""
-        if self.sparsity == "topk":
-            pre += self.offset
-            _topk_inplace(pre, self.k)
-            rows, cols = np.nonzero(pre)
-            return rows, cols, pre[rows, cols]
-        flat = np.flatnonzero(np.greater(pre, self.column_threshold))
-        rows, cols = np.divmod(flat, pre.shape[1])
-        return rows, cols, pre.ravel()[flat] + self.offset[cols]
-
     def __call__(self, bounds):
         start, stop = bounds
         block = np.asarray(self.X[start:stop], dtype=np.float32)
@@ -169,17 +162,22 @@ class _ChunkEncoder:
             np.copyto(target, pre, casting="unsafe", where=mask)
             return None
         if self.refit is None:
-            rows, cols, values = self._entries(pre)
-            counts = np.bincount(rows, minlength=stop - start)
+            # sparse output of the encoder's own values: the selection kernel
+            # in one pass over the chunk
+            from ._coding_kernels import code_chunk
+
+            counts, cols, values = code_chunk(
+                block, pre, self.column_threshold, self.offset, self.k,
+                self.sparsity == "topk", False, _NO_DECODER, _NO_GRAM, _NO_VECTOR,
+                _NO_VECTOR, 0.0,
+            )
         else:
             counts, cols, values = self.refit.code(block, pre, self)
-            values = values.astype(np.float32)
-            if not self.sparse_output:
-                rows = np.repeat(np.arange(stop - start), counts)
+        values = values.astype(np.float32)
         if not self.sparse_output:
             target = self.out[start:stop]
             target[...] = 0.0
-            target[rows, cols] = values
+            target[np.repeat(np.arange(stop - start), counts), cols] = values
             return None
         return values, cols, counts
 
