@@ -724,3 +724,19 @@ def test_real_hand_kinematics_agree_with_the_recorded_velocity():
     recorded_direction = np.degrees(np.arctan2(hand_vel[:, 1], hand_vel[:, 0]))
     difference = (result["direction_deg"] - recorded_direction + 180) % 360 - 180
     assert np.median(np.abs(difference[moving])) < 10.0
+
+
+def test_direction_is_undefined_at_rest():
+    """Rounding-noise velocity at rest gets no direction; min_speed is a threshold."""
+    from sklearn_nldisco.preprocessing import kinematics
+
+    edges = np.column_stack([np.arange(6) * 0.1, np.arange(1, 7) * 0.1])
+    velocity = np.array([[1e-18, -1e-18], [0.0, 0.0], [3.0, 0.0], [0.0, 2.0], [0.5, 0.0], [-4.0, 0.0]])
+    frame = kinematics(edges, velocity=velocity, smooth_sigma_bins=0)
+    assert np.isnan(frame["direction_deg"].iloc[:2]).all()
+    np.testing.assert_allclose(frame["direction_deg"].iloc[2:], [0.0, 90.0, 0.0, -180.0])
+    frame = kinematics(edges, velocity=velocity, smooth_sigma_bins=0, min_speed=1.0)
+    assert np.isnan(frame["direction_deg"].iloc[4])
+    assert frame["direction_deg"].iloc[3] == 90.0
+    with pytest.raises(ValueError, match="min_speed"):
+        kinematics(edges, velocity=velocity, min_speed=-1.0)

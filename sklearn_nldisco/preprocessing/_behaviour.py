@@ -333,7 +333,7 @@ def _check_per_bin(array, name, n_bins):
 
 
 def kinematics(bins, position=None, velocity=None, *, interval_ids=None,
-               smooth_sigma_bins=1.0):
+               smooth_sigma_bins=1.0, min_speed=None):
     """Velocity, speed, direction and acceleration on the bins.
 
     The velocity is ``velocity`` when given, otherwise the time derivative
@@ -363,6 +363,13 @@ def kinematics(bins, position=None, velocity=None, *, interval_ids=None,
     smooth_sigma_bins : float, default=1.0
         Standard deviation of the Gaussian applied to the velocity, in bins;
         0 disables smoothing.
+    min_speed : float, default=None
+        Speed (position units per second) at or below which the direction
+        is undefined (NaN): at rest the direction of a velocity that is only
+        rounding noise would be a random label. None means ``1e-6`` times
+        the largest speed of the data, which removes rounding noise only;
+        give a physical threshold (e.g. a few mm/s) to label only real
+        movement.
 
     Returns
     -------
@@ -373,7 +380,7 @@ def kinematics(bins, position=None, velocity=None, *, interval_ids=None,
         - ``speed``: its norm;
         - ``direction_deg``: ``atan2(vel_y, vel_x)`` in degrees, in
           ``[-180, 180)``: 0 is +x, 90 is +y, -180 is -x; NaN where
-          ``vel_x`` and ``vel_y`` are both 0. Present with two or more axes
+          the speed is at most ``min_speed``. Present with two or more axes
           (uses the first two);
         - ``acc_x``, ``acc_y`` ...: the time derivative of the smoothed
           velocity;
@@ -415,15 +422,21 @@ def kinematics(bins, position=None, velocity=None, *, interval_ids=None,
         velocity = _derivative_within_segments(position, centres, segments)
     else:
         raise ValueError("kinematics needs position or velocity; both are None.")
+    if min_speed is not None and not _is_non_negative_number(min_speed):
+        raise ValueError(f"min_speed must be a finite number >= 0 or None; got {min_speed!r}.")
     velocity = _smooth_within_segments(velocity, segments, float(smooth_sigma_bins))
     speed = np.sqrt(np.sum(velocity**2, axis=1))
+    if min_speed is None:
+        finite = speed[np.isfinite(speed)]
+        min_speed = 1e-6 * finite.max() if finite.size else 0.0
     acceleration_vector = _derivative_within_segments(velocity, centres, segments)
     acceleration = _derivative_within_segments(speed[:, None], centres, segments)[:, 0]
     axes = _axis_names(velocity.shape[1])
     columns = {f"vel_{axis}": velocity[:, i] for i, axis in enumerate(axes)}
     columns["speed"] = speed
     if velocity.shape[1] >= 2:
-        columns["direction_deg"] = _direction_deg(velocity[:, 0], velocity[:, 1])
+        direction = _direction_deg(velocity[:, 0], velocity[:, 1])
+        columns["direction_deg"] = np.where(speed > min_speed, direction, np.nan)
     columns.update({f"acc_{axis}": acceleration_vector[:, i] for i, axis in enumerate(axes)})
     columns["acceleration"] = acceleration
     return pd.DataFrame(columns, index=pd.RangeIndex(n_bins))
@@ -734,7 +747,8 @@ def _as_samples(name, series):
 
 def bin_metadata(bins, trials=None, behaviour=None, *, interval_ids=None, events=None,
                  conditions=None, trial_id_column=None, movement_duration_s=None,
-                 kinematics_from=("hand_pos", "hand_vel"), smooth_sigma_bins=1.0):
+                 kinematics_from=("hand_pos", "hand_vel"), smooth_sigma_bins=1.0,
+                 min_speed=None):
     """Everything known about each bin: time, trial, conditions, phase, behaviour.
 
     This is the table that selectivity analysis reads: one row per bin of
@@ -765,6 +779,8 @@ def bin_metadata(bins, trials=None, behaviour=None, *, interval_ids=None, events
         or neither signal present, adds no kinematic columns.
     smooth_sigma_bins : float, default=1.0
         Gaussian smoothing of the velocity, in bins (see :func:`kinematics`).
+    min_speed : float, default=None
+        Speed at or below which the direction is NaN (see :func:`kinematics`).
 
     Returns
     -------
@@ -847,7 +863,7 @@ def bin_metadata(bins, trials=None, behaviour=None, *, interval_ids=None, events
                 kinematics(edges, position=binned.get(position_name),
                            velocity=binned.get(velocity_name),
                            interval_ids=interval_ids,
-                           smooth_sigma_bins=smooth_sigma_bins)
+                           smooth_sigma_bins=smooth_sigma_bins, min_speed=min_speed)
             )
     metadata = pd.concat(parts, axis=1)
     duplicated = metadata.columns[metadata.columns.duplicated()].tolist()
