@@ -1,28 +1,21 @@
 """Recordings: NWB loading, DANDI download, and the simulated reaching session."""
 
-# Filled in as the modules land; names resolve lazily until then.
-_PUBLIC = {
-    "BehaviourSeries": "._recording",
-    "DownloadError": "._fetch",
-    "MC_MAZE_BEHAVIOUR": "._nwb",
-    "MC_MAZE_TRIAL_COLUMNS": "._nwb",
-    "ReachingGroundTruth": "._simulate",
-    "Recording": "._recording",
-    "load_mc_maze": "._nwb",
-    "load_nwb": "._nwb",
-    "make_reaching_session": "._simulate",
-    "write_nwb": "._nwb",
-    "fetch_mc_maze": "._fetch",
-    "get_data_home": "._fetch",
-}
+from ._fetch import DownloadError, fetch_mc_maze, get_data_home
+from ._nwb import MC_MAZE_BEHAVIOUR, MC_MAZE_TRIAL_COLUMNS, load_mc_maze, load_nwb, write_nwb
+from ._recording import BehaviourSeries, Recording
+from ._simulate import ReachingGroundTruth, make_reaching_session
 
-
-def __getattr__(name):
-    if name in _PUBLIC:
-        import importlib
-
-        return getattr(importlib.import_module(_PUBLIC[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = sorted(_PUBLIC)
+__all__ = [
+    "MC_MAZE_BEHAVIOUR",
+    "MC_MAZE_TRIAL_COLUMNS",
+    "BehaviourSeries",
+    "DownloadError",
+    "ReachingGroundTruth",
+    "Recording",
+    "fetch_mc_maze",
+    "get_data_home",
+    "load_mc_maze",
+    "load_nwb",
+    "make_reaching_session",
+    "write_nwb",
+]
