@@ -214,3 +214,25 @@ def test_small_and_coarse_sessions_work():
     assert np.all((truth.feature_loadings > 0).sum(axis=1) == 1)
     assert recording.behaviour["hand_pos"].data.shape == (len(truth.timestamps), 2)
     assert truth.time_step_s == 0.01
+
+
+def test_ground_truth_on_a_binner_grid_with_gaps(session):
+    """(n_bins, 2) edges with gaps (a SpikeBinner's grid) give the same bins as 1-D edges."""
+    from sklearn_nldisco.preprocessing import SpikeBinner
+
+    recording, truth = session
+    binner = SpikeBinner(bin_size=0.05, intervals=recording.trials.iloc[:5])
+    counts = binner.fit_transform(recording)
+    pairs = binner.bin_edges_
+    assert np.any(pairs[1:, 0] > pairs[:-1, 1])  # there are gaps between trials
+    activity = truth.binned_activity(pairs)
+    expected = truth.expected_counts(pairs)
+    assert activity.shape == (len(pairs), truth.n_features)
+    first = pairs[binner.interval_ids_ == 0]
+    one_d = np.append(first[:, 0], first[-1, 1])
+    np.testing.assert_allclose(activity[: len(first)], truth.binned_activity(one_d))
+    np.testing.assert_allclose(expected[: len(first)], truth.expected_counts(one_d))
+    # the expected counts explain the binned counts
+    assert abs(counts.sum() - expected.sum()) < 5 * np.sqrt(expected.sum())
+    with pytest.raises(ValueError, match="right > left"):
+        truth.binned_activity(pairs[:, ::-1])

@@ -113,52 +113,69 @@ class ReachingGroundTruth:
             ) from None
 
     def _integrals(self, bin_edges):
-        """Integral of each feature over each bin (activity x s), exactly."""
-        bin_edges = np.asarray(bin_edges, dtype=np.float64)
-        if bin_edges.ndim != 1 or bin_edges.size < 2 or np.any(np.diff(bin_edges) <= 0):
-            raise ValueError(
-                "bin_edges must be a 1-D increasing array of at least 2 edges; "
-                f"got shape {bin_edges.shape}."
-            )
+        """Left edges, right edges and the integral of each feature over each
+        bin (activity x s), exactly."""
+        left, right = _as_bin_bounds(bin_edges)
         grid = np.arange(len(self.timestamps) + 1) * self.time_step_s
         cumulative = np.zeros((len(grid), self.n_features))
         np.cumsum(self.feature_activity * self.time_step_s, axis=0, out=cumulative[1:])
-        at_edges = np.column_stack(
-            [np.interp(bin_edges, grid, cumulative[:, f]) for f in range(self.n_features)]
+        integrals = np.column_stack(
+            [np.interp(right, grid, cumulative[:, f]) - np.interp(left, grid, cumulative[:, f])
+             for f in range(self.n_features)]
         )
-        return bin_edges, np.diff(at_edges, axis=0)
+        return left, right, integrals
 
     def binned_activity(self, bin_edges):
         """Mean activity of each feature in each bin.
 
         Parameters
         ----------
-        bin_edges : array-like of shape (n_bins + 1,)
-            Increasing bin edges (s).
+        bin_edges : array-like of shape (n_bins + 1,) or (n_bins, 2)
+            Increasing bin edges (s), or the ``[left, right)`` edges of each
+            bin (``SpikeBinner.bin_edges_``, which may have gaps).
 
         Returns
         -------
         activity : ndarray of shape (n_bins, n_features)
         """
-        bin_edges, integrals = self._integrals(bin_edges)
-        return integrals / np.diff(bin_edges)[:, None]
+        left, right, integrals = self._integrals(bin_edges)
+        return integrals / (right - left)[:, None]
 
     def expected_counts(self, bin_edges):
         """Expected spike count of each unit in each bin.
 
         Parameters
         ----------
-        bin_edges : array-like of shape (n_bins + 1,)
-            Increasing bin edges (s).
+        bin_edges : array-like of shape (n_bins + 1,) or (n_bins, 2)
+            Increasing bin edges (s), or the ``[left, right)`` edges of each
+            bin (``SpikeBinner.bin_edges_``, which may have gaps).
 
         Returns
         -------
         counts : ndarray of shape (n_bins, n_units)
             The integral of each unit's rate over each bin.
         """
-        bin_edges, integrals = self._integrals(bin_edges)
-        inside = np.diff(np.clip(bin_edges, 0.0, self.duration_s))
+        left, right, integrals = self._integrals(bin_edges)
+        inside = np.clip(right, 0.0, self.duration_s) - np.clip(left, 0.0, self.duration_s)
         return inside[:, None] * self.baseline_rates_hz + integrals @ self.feature_loadings
+
+
+def _as_bin_bounds(bin_edges):
+    """Left and right edges from 1-D increasing edges or (n_bins, 2) pairs."""
+    edges = np.asarray(bin_edges, dtype=np.float64)
+    if edges.ndim == 2 and edges.shape[1] == 2 and len(edges):
+        left, right = edges[:, 0], edges[:, 1]
+        if np.all(np.isfinite(edges)) and np.all(right > left):
+            return left, right
+        raise ValueError(
+            "bin_edges of shape (n_bins, 2) must be finite with right > left in every row."
+        )
+    if edges.ndim == 1 and edges.size >= 2 and np.all(np.diff(edges) > 0):
+        return edges[:-1], edges[1:]
+    raise ValueError(
+        "bin_edges must be a 1-D increasing array of at least 2 edges or an "
+        f"(n_bins, 2) array of [left, right) edges; got shape {edges.shape}."
+    )
 
 
 def make_reaching_session(
