@@ -264,7 +264,10 @@ def grids_and_spikes(draw):
 def test_spike_counts_are_conserved(case):
     bin_size, intervals, spikes, on_edges = case
     binner = SpikeBinner(bin_size=bin_size, intervals=intervals)
-    if all(stop - start < bin_size for start, stop in intervals):
+    # the first edge after the start is start + bin_size, rounded once: an
+    # interval holds a full bin when that edge is not past its stop (the
+    # rounded difference stop - start can differ from it in the last bit)
+    if all(start + bin_size > stop for start, stop in intervals):
         with pytest.raises(ValueError, match="no interval holds a full bin"):
             binner.fit(spikes)
         return
@@ -571,3 +574,11 @@ def test_binning_does_not_import_torch():
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_an_interval_one_rounded_bin_short_holds_no_bin():
+    """stop - start rounds to bin_size, but the first edge lies past stop."""
+    start, stop = -1 / 3, -9.003716053594508e-88
+    assert stop - start == 1 / 3 and start + 1 / 3 > stop
+    with pytest.raises(ValueError, match="no interval holds a full bin"):
+        SpikeBinner(bin_size=1 / 3, intervals=[[start, stop]]).fit([np.array([-0.2])])
