@@ -1,9 +1,17 @@
-"""The hand-written sparse forward/backward pass against torch autograd."""
+"""The hand-written sparse forward/backward pass against torch autograd.
+
+On the CPU a step runs in compiled kernels; the torch implementation (used on
+other devices) is forced on the CPU with the trainer's ``_compiled`` flag, so
+that both are checked here.
+"""
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from sklearn_nldisco.models import _training_kernels as kernels
 from sklearn_nldisco.models._init import random_unit_rows
 from sklearn_nldisco.models._training import (
     MatryoshkaTrainer,
@@ -12,28 +20,32 @@ from sklearn_nldisco.models._training import (
 )
 
 N_IN, N_OUT, N_LATENTS, BATCH = 7, 6, 24, 40
+PATHS = pytest.mark.parametrize("compiled", [True, False], ids=["kernels", "torch"])
 
 
-def _trainer(loss, tied, sparsity, rng):
+def _trainer(loss, tied, sparsity, rng, compiled=True, level_sizes=(6, 12, 24), k=3):
+    n_latents = level_sizes[-1]
     n_out = N_IN if tied else N_OUT
-    decoder = random_unit_rows(N_LATENTS, n_out, rng)
+    decoder = random_unit_rows(n_latents, n_out, rng)
     encoder = (
-        decoder.T.copy() if tied else random_unit_rows(N_LATENTS, N_IN, rng).T.copy()
+        decoder.T.copy() if tied else random_unit_rows(n_latents, N_IN, rng).T.copy()
     )
     init = {
         "encoder_weight": encoder + 0.1 * rng.standard_normal(encoder.shape),
-        "encoder_bias": 0.1 * rng.standard_normal(N_LATENTS),
+        "encoder_bias": 0.1 * rng.standard_normal(n_latents),
         "decoder_weight": decoder,
         "decoder_bias": 0.3 * rng.standard_normal(n_out),
         "input_bias": 0.2 * rng.standard_normal(N_IN),
     }
     config = {
-        "level_sizes": (6, 12, 24), "level_weights": (1.0, 1.25, 1.5), "k": 3,
-        "sparsity": sparsity, "loss": loss, "tie_input_bias": tied,
+        "level_sizes": level_sizes, "level_weights": (1.0, 1.25, 1.5)[: len(level_sizes)],
+        "k": k, "sparsity": sparsity, "loss": loss, "tie_input_bias": tied,
         "learning_rate": 1e-3, "grad_clip": None, "aux_k": 4, "aux_coef": 0.5,
         "dead_window": 100.0,
     }
-    return MatryoshkaTrainer(init, config, torch.device("cpu"))
+    trainer = MatryoshkaTrainer(init, config, torch.device("cpu"))
+    trainer._compiled = compiled
+    return trainer
 
 
 def _autograd_reference(trainer, x, y, selection, n_dead):
@@ -78,13 +90,14 @@ def _autograd_reference(trainer, x, y, selection, n_dead):
     return grads
 
 
+@PATHS
 @pytest.mark.parametrize("loss", ["mse", "poisson", "msle"])
 @pytest.mark.parametrize("tied", [True, False])
 @pytest.mark.parametrize("sparsity", ["batchtopk", "topk"])
 @pytest.mark.parametrize("with_dead", [False, True])
-def test_gradients_match_autograd(loss, tied, sparsity, with_dead):
+def test_gradients_match_autograd(loss, tied, sparsity, with_dead, compiled):
     rng = np.random.RandomState(0)
-    trainer = _trainer(loss, tied, sparsity, rng)
+    trainer = _trainer(loss, tied, sparsity, rng, compiled)
     x = torch.tensor(rng.poisson(1.5, size=(BATCH, N_IN)), dtype=torch.float32)
     y = x if tied else torch.tensor(rng.poisson(1.0, size=(BATCH, N_OUT)), dtype=torch.float32)
     n_dead = 0
@@ -109,14 +122,15 @@ def test_gradients_match_autograd(loss, tied, sparsity, with_dead):
         )
 
 
-def test_batchtopk_selects_exactly_k_times_batch():
+@PATHS
+def test_batchtopk_selects_exactly_k_times_batch(compiled):
     rng = np.random.RandomState(1)
-    trainer = _trainer("mse", True, "batchtopk", rng)
+    trainer = _trainer("mse", True, "batchtopk", rng, compiled)
     x = torch.tensor(rng.standard_normal((BATCH, N_IN)), dtype=torch.float32)
     _, pre = trainer._pre_activation(x)
     for guess in (0.0, 10.0, 1e-3, 1e6):  # a stale threshold must not change the result
         trainer._last_cut = guess
-        rows, latents, values = trainer._select_batch_topk(pre)
+        rows, latents, values = trainer.select(pre)
         expected = torch.topk(torch.relu(pre).reshape(-1), 3 * BATCH).values
         np.testing.assert_allclose(
             np.sort(values.numpy()), np.sort(expected.numpy()), rtol=0, atol=0
@@ -154,3 +168,128 @@ def test_optimizer_step_matches_reference_adam():
                 trainer.params[name].numpy(), tensor.numpy(), rtol=1e-5, atol=1e-6,
                 err_msg=name,
             )
+
+
+@pytest.mark.parametrize("loss", ["mse", "poisson", "msle"])
+@pytest.mark.parametrize("tied", [True, False])
+@pytest.mark.parametrize("sparsity", ["batchtopk", "topk"])
+def test_kernels_match_torch_step(loss, tied, sparsity):
+    """Same selection and gradients from both paths on a larger problem
+    (latents spanning several 64-bit selection words, the last one partial)."""
+    sizes = (40, 90, 150)
+    batch = 64
+    rng = np.random.RandomState(4)
+    x = torch.tensor(rng.poisson(1.5, size=(batch, N_IN)), dtype=torch.float32)
+    y = x if tied else torch.tensor(rng.poisson(1.0, size=(batch, N_OUT)), dtype=torch.float32)
+    outputs = []
+    for compiled in (True, False):
+        trainer = _trainer(loss, tied, sparsity, np.random.RandomState(5), compiled, sizes, k=5)
+        trainer.samples_since_fired[::7] = 1e6  # dead latents, so AuxK runs
+        trainer._last_cut = 0.3
+        outputs.append(with_quiet_sparse_warnings(trainer.gradients, x, y))
+    fast, reference = outputs
+    assert set(fast["selection"]) == set(reference["selection"]) >= {"aux_rows"}
+    for name, indices in fast["selection"].items():
+        np.testing.assert_array_equal(indices.numpy(), reference["selection"][name].numpy())
+    assert fast["n_active"] == reference["n_active"]
+    np.testing.assert_allclose(
+        fast["level_losses"].numpy(), reference["level_losses"].numpy(), rtol=1e-5
+    )
+    np.testing.assert_allclose(fast["aux_loss"], reference["aux_loss"], rtol=1e-5)
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(
+        list(reference["grads"].values())
+    )))
+    np.testing.assert_allclose(fast["grad_norm"], float(norm), rtol=1e-4)
+    for name, grad in fast["grads"].items():
+        expected = reference["grads"][name].numpy()
+        np.testing.assert_allclose(
+            grad.numpy(), expected, rtol=1e-4, atol=1e-6 * np.abs(expected).max(),
+            err_msg=name,
+        )
+
+
+def test_batchtopk_kernel_follows_torch_tie_rule():
+    """With many equal pre-activations both paths keep the same entries.
+
+    The budgets cover both tie rules (fewer or more extra candidates than
+    kept entries) and fewer positive entries than the budget.
+    """
+    rng = np.random.RandomState(6)
+    pre = torch.tensor(rng.randint(-3, 6, size=(50, 130)), dtype=torch.float32)
+    for k in (1, 5, 12, 30, 60, 80):
+        for last_cut in (0.0, 1.0, 3.0, 40.0):
+            selections = []
+            for compiled in (True, False):
+                trainer = _trainer("mse", True, "batchtopk", rng, compiled, (130,), k)
+                trainer._last_cut = last_cut
+                selections.append(trainer.select(pre))
+                selections.append(trainer._last_cut)
+            for fast, reference in zip(selections[:2], selections[2:]):
+                if isinstance(fast, float):
+                    assert fast == reference
+                    continue
+                for a, b in zip(fast, reference):
+                    np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(
+        st.floats(min_value=0.0, exclude_min=True, width=32, allow_nan=False),
+        min_size=1, max_size=300,
+    ),
+    data=st.data(),
+)
+def test_radix_selection_gives_the_ranked_value(values, data):
+    """Positive floats, subnormal to infinite, are ranked by their bit patterns."""
+    values = np.asarray(values, dtype=np.float32)
+    rank = data.draw(st.integers(0, len(values) - 1))
+    assert kernels._smallest(values.copy(), rank) == np.sort(values)[rank]
+
+
+def test_kernel_steps_are_bitwise_reproducible():
+    rng = np.random.RandomState(7)
+    batches = [
+        torch.tensor(rng.poisson(1.5, size=(BATCH, N_IN)), dtype=torch.float32)
+        for _ in range(5)
+    ]
+    states = []
+    for _ in range(2):
+        trainer = _trainer("mse", True, "batchtopk", np.random.RandomState(8))
+        for x in batches:
+            trainer.step(x, x, 1e-2)
+        states.append(trainer.state())
+    for name, value in states[0].items():
+        np.testing.assert_array_equal(value, states[1][name], err_msg=name)
+
+
+def test_kernel_and_torch_steps_stay_together_with_clipping():
+    """Whole optimiser steps (clipped gradients, Adam, unit decoder rows)
+    from both paths give the same parameters up to float rounding."""
+    rng = np.random.RandomState(9)
+    batches = [
+        torch.tensor(rng.poisson(1.5, size=(BATCH, N_IN)), dtype=torch.float32)
+        for _ in range(4)
+    ]
+    states = []
+    for compiled in (True, False):
+        trainer = _trainer("mse", True, "batchtopk", np.random.RandomState(10), compiled)
+        trainer.config["grad_clip"] = 0.05  # small enough to clip every step
+        for x in batches:
+            with_quiet_sparse_warnings(trainer.step, x, x, 1e-2)
+        states.append(trainer.state())
+    for name, value in states[0].items():
+        np.testing.assert_allclose(value, states[1][name], rtol=1e-4, atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(np.linalg.norm(states[0]["decoder_weight"], axis=1), 1.0, rtol=1e-6)
+
+
+@PATHS
+def test_batchtopk_ignores_a_cut_that_is_not_finite(compiled):
+    rng = np.random.RandomState(11)
+    trainer = _trainer("mse", True, "batchtopk", rng, compiled)
+    pre = torch.tensor(rng.standard_normal((BATCH, N_LATENTS)), dtype=torch.float32)
+    expected = np.sort(torch.topk(pre.reshape(-1), 3 * BATCH).values.numpy())
+    for stale in (np.inf, np.nan):
+        trainer._last_cut = stale
+        _, _, values = trainer.select(pre)
+        np.testing.assert_array_equal(np.sort(values.numpy()), expected)

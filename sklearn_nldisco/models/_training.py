@@ -11,7 +11,13 @@ through autograd, because the sparsity lets the expensive parts be skipped:
 * the encoder weight gradient only has non-zeros in the selected
   (row, latent) pairs, so it is a sparse-dense product too.
 
-``tests/test_training.py`` checks these gradients against torch autograd.
+The step exists twice. On the CPU, torch computes the encoder product and
+compiled kernels (``_training_kernels``) do everything after it on NumPy
+views of the tensors, in a few passes where torch needs about a hundred small
+operations; on other devices the step is written in torch operations, with
+sparse CSR products. ``tests/test_training.py`` checks both against torch
+autograd and against each other.
+
 All state is fp32. Randomness comes from a NumPy ``RandomState`` handed in by
 the estimator; the global torch seed is never touched.
 """
@@ -22,6 +28,7 @@ import warnings
 import numpy as np
 import torch
 
+from . import _training_kernels as kernels
 from ._losses import loss_and_grad_torch
 
 _PARAMETER_NAMES = ("encoder_weight", "encoder_bias", "decoder_weight", "decoder_bias")
@@ -129,6 +136,12 @@ class MatryoshkaTrainer:
             **_adam_implementation(device),
         )
         self.step_count = 0
+        # On the CPU the sparse part of a step runs in compiled kernels on
+        # NumPy views of the tensors; elsewhere in torch (the flag forces the
+        # torch path on the CPU too, for tests).
+        self._compiled = device.type == "cpu"
+        self._level_sizes_array = np.asarray(self.level_sizes, dtype=np.int64)
+        self._latent_indices = np.arange(self.n_latents, dtype=np.int64)
 
     # ------------------------------------------------------------------ helpers
     def _pre_activation(self, x):
@@ -151,6 +164,8 @@ class MatryoshkaTrainer:
         # The cut of consecutive batches moves little: start just below the
         # last one and widen only when too few candidates pass.
         guess = 0.95 * self._last_cut
+        if not np.isfinite(guess):
+            guess = 0.0  # a cut that is not finite (diverged training) tells nothing
         while True:
             candidates = torch.nonzero(flat > guess).squeeze(1)
             if candidates.numel() >= budget or guess <= 0.0:
@@ -181,15 +196,36 @@ class MatryoshkaTrainer:
         return rows[keep], latents[keep], values[keep]
 
     def select(self, pre):
+        """Rows, latents and values of the entries kept by the sparsity rule.
+
+        Rows are in order and latents ascending within each row.
+        """
+        if self._use_kernels(pre):
+            _, rows, latents, values = self._select_csr(pre.numpy())
+            return torch.from_numpy(rows), torch.from_numpy(latents), torch.from_numpy(values)
         if self.config["sparsity"] == "batchtopk":
             return self._select_batch_topk(pre)
         return self._select_topk(pre)
+
+    def _use_kernels(self, tensor):
+        return self._compiled and tensor.device.type == "cpu"
+
+    def _select_csr(self, pre):
+        """The selection of a NumPy ``pre``: ``(row_pointers, rows, latents, values)``."""
+        if self.config["sparsity"] == "batchtopk":
+            row_pointers, rows, latents, values, smallest = kernels.batch_topk(
+                pre, self.k * pre.shape[0], 0.95 * self._last_cut
+            )
+            if latents.shape[0]:
+                self._last_cut = smallest
+            return row_pointers, rows, latents, values
+        return kernels.row_topk(pre, self._latent_indices, self.k)
 
     # --------------------------------------------------------------- one step
     def step(self, x, y, lr):
         """One optimiser step on a batch; returns the per-level mean losses."""
         out = self.gradients(x, y)
-        self._apply(out["grads"], lr)
+        self._apply(out["grads"], lr, out.get("grad_norm"))
         return out["level_losses"], out["aux_loss"], out["n_active"]
 
     def gradients(self, x, y):
@@ -197,8 +233,84 @@ class MatryoshkaTrainer:
 
         Returns a dict with ``grads`` (per parameter), ``level_losses``,
         ``aux_loss``, ``n_active`` and ``selection`` (rows and latents kept by
-        the sparsity rule, and those used by the auxiliary loss).
+        the sparsity rule, and those used by the auxiliary loss); the CPU
+        kernels also give ``grad_norm``, the norm of all the gradients.
         """
+        if self._use_kernels(x):
+            return self._gradients_kernels(x.contiguous(), y.contiguous())
+        return self._gradients_torch(x, y)
+
+    def _gradients_kernels(self, x, y):
+        """The step on the CPU: torch's encoder product, then compiled kernels."""
+        config = self.config
+        params = {name: tensor.numpy() for name, tensor in self.params.items()}
+        batch = x.shape[0]
+        centred, pre = self._pre_activation(x)
+        pre = pre.numpy()
+        row_pointers, rows, latents, values = self._select_csr(pre)
+        dead = kernels.update_firing(
+            self.samples_since_fired.numpy(), float(batch), latents, config["dead_window"]
+        )
+        selection = {"rows": torch.from_numpy(rows), "latents": torch.from_numpy(latents)}
+        use_aux = config["aux_coef"] > 0 and dead.shape[0] > 0
+        if use_aux:
+            aux_row_pointers, aux_rows, aux_latents, aux_values = kernels.row_topk(
+                pre, dead, config["aux_k"]
+            )
+            selection.update(
+                aux_rows=torch.from_numpy(aux_rows), aux_latents=torch.from_numpy(aux_latents)
+            )
+            aux_scale = config["aux_coef"] * min(dead.shape[0] / config["aux_k"], 1.0)
+        else:
+            aux_row_pointers = aux_latents = np.empty(0, dtype=np.int64)
+            aux_values = np.empty(0, dtype=np.float32)
+            aux_scale = 0.0
+
+        target = y.numpy()
+        mse = config["loss"] == "mse"
+        deviation = np.empty(target.shape if use_aux else (0, 0), dtype=np.float32)
+        level_sums = np.empty(self.n_levels)
+        if mse:
+            # the backward kernel decodes the levels itself
+            grad_linear = np.empty((0, 0, 0), dtype=np.float32)
+            grad_factor = 2.0 / target.size
+        else:
+            linear = np.empty((self.n_levels,) + target.shape, dtype=np.float32)
+            kernels.decode_levels(
+                row_pointers, latents, values, self._level_sizes_array,
+                params["decoder_weight"], params["decoder_bias"], linear,
+            )
+            level_losses, grad_linear, grad_factor, output = loss_and_grad_torch(
+                torch.from_numpy(linear), y, config["loss"]
+            )
+            grad_linear = grad_linear.numpy()
+            if use_aux:
+                torch.sub(output[-1], y, out=torch.from_numpy(deviation))
+        level_factors = np.asarray(self._level_weight_values) * grad_factor
+
+        grads = {name: torch.empty_like(tensor) for name, tensor in self.params.items()}
+        aux_loss, squared_norm = kernels.backward(
+            mse, grad_linear, target, level_factors, self._level_sizes_array,
+            row_pointers, latents, values,
+            aux_row_pointers, aux_latents, aux_values, aux_scale, deviation,
+            params["decoder_weight"], params["decoder_bias"], params["encoder_weight"],
+            centred.numpy(), self.tied,
+            grads["encoder_weight"].numpy(), grads["encoder_bias"].numpy(),
+            grads["decoder_weight"].numpy(), grads["decoder_bias"].numpy(), level_sums,
+        )
+        if mse:
+            level_losses = torch.from_numpy((level_sums / target.size).astype(np.float32))
+        return {
+            "grads": grads,
+            "level_losses": level_losses,
+            "aux_loss": aux_loss,
+            "n_active": latents.shape[0],
+            "selection": selection,
+            "grad_norm": float(np.sqrt(squared_norm)),
+        }
+
+    def _gradients_torch(self, x, y):
+        """The same step in torch operations (any device)."""
         config = self.config
         params = self.params
         decoder_weight = params["decoder_weight"]
@@ -335,11 +447,14 @@ class MatryoshkaTrainer:
             "selection": selection,
         }
 
-    def _apply(self, grads, lr):
+    def _apply(self, grads, lr, grad_norm=None):
         clip = self.config["grad_clip"]
         if clip:
-            total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(grads.values()))))
-            factor = float(clip / (total + 1e-6))
+            if grad_norm is None:
+                grad_norm = float(torch.linalg.vector_norm(
+                    torch.stack(torch._foreach_norm(list(grads.values())))
+                ))
+            factor = clip / (grad_norm + 1e-6)
             if factor < 1.0:
                 torch._foreach_mul_(list(grads.values()), factor)
         for name, tensor in self.params.items():
@@ -348,7 +463,12 @@ class MatryoshkaTrainer:
             group["lr"] = lr
         self.optimizer.step()
         decoder_weight = self.params["decoder_weight"]
-        decoder_weight.div_(torch.linalg.vector_norm(decoder_weight, dim=1, keepdim=True).clamp_min_(1e-12))
+        if self._use_kernels(decoder_weight):
+            kernels.normalise_rows(decoder_weight.numpy())
+        else:
+            decoder_weight.div_(
+                torch.linalg.vector_norm(decoder_weight, dim=1, keepdim=True).clamp_min_(1e-12)
+            )
         self.step_count += 1
 
     # -------------------------------------------------------------- inference
