@@ -183,34 +183,49 @@ def _row_target(block_row, inv_scale, target_offset, target):
 
 
 @njit(nogil=True, cache=True)
-def code_chunk(block, pre, column_threshold, offset, k, topk, refit, decoder, gram,
-               inv_scale, target_offset, ridge):
-    """Encoder selection, then (with ``refit``) the NNLS refit of its values.
+def select_topk_chunk(pre, offset, k):
+    """The ``k`` largest positive ``pre + offset`` of each row of a chunk.
 
-    ``pre`` holds one chunk's pre-activations without ``offset``. The
-    selection is the encoder's: entries with ``pre > column_threshold``
-    (BatchTopK's calibrated threshold) or, with ``topk``, the ``k`` largest
-    positive ``pre + offset``. Returns CSR parts ``(counts, latents,
-    values)`` of the codes, with latents refitted to zero dropped. Without
-    ``refit`` the values are the encoder's (``decoder`` and the rest unused).
+    Returns CSR parts ``(counts, latents, values)``, latents ascending in
+    each row (ties keep the lower index).
     """
     n_rows, n_latents = pre.shape
-    n_inputs = block.shape[1]
+    k = max(1, min(k, n_latents))
     counts = np.zeros(n_rows, np.int64)
-    if topk:
-        capacity = n_rows * min(k, n_latents)
-    else:
-        capacity = 0
-        for r in range(n_rows):
-            for j in range(n_latents):
-                if pre[r, j] > column_threshold[j]:
-                    counts[r] += 1
-            capacity += counts[r]
-    latents = np.empty(capacity, np.int32)
-    values = np.empty(capacity, np.float64)
-    width = max(1, min(k, n_latents)) if topk else max(1, counts.max() if n_rows else 1)
-    chosen = np.empty(max(width, min(k, n_latents)), np.int64)
-    chosen_values = np.empty(chosen.shape[0], np.float64)
+    latents = np.empty(n_rows * k, np.int32)
+    values = np.empty(n_rows * k, np.float32)
+    chosen = np.empty(k, np.int64)
+    chosen_values = np.empty(k, np.float64)
+    written = 0
+    for r in range(n_rows):
+        size = _largest_positive(pre[r], offset, k, chosen, chosen_values)
+        for a in range(size):
+            latents[written + a] = chosen[a]
+            # the float32 sum, as in the dense path
+            values[written + a] = pre[r, chosen[a]] + offset[chosen[a]]
+        counts[r] = size
+        written += size
+    return counts, latents[:written], values[:written]
+
+
+@njit(nogil=True, cache=True)
+def refit_entries(block, counts, latents, values, decoder, gram, inv_scale, target_offset,
+                  ridge):
+    """NNLS refit of the encoder's values on each row's selected latents.
+
+    ``(counts, latents, values)`` are the CSR parts of one chunk's encoder
+    codes. Returns the same parts for the refitted codes, with latents
+    refitted to zero dropped.
+    """
+    n_rows = counts.shape[0]
+    n_inputs = block.shape[1]
+    width = 1
+    for r in range(n_rows):
+        width = max(width, counts[r])
+    out_counts = np.zeros(n_rows, np.int64)
+    out_latents = np.empty(latents.shape[0], np.int32)
+    out_values = np.empty(latents.shape[0], np.float64)
+    chosen = np.empty(width, np.int64)
     target = np.empty(n_inputs, np.float32)
     correlation = np.empty(width, np.float64)
     sub_gram = np.empty((width, width), np.float64)
@@ -219,44 +234,31 @@ def code_chunk(block, pre, column_threshold, offset, k, topk, refit, decoder, gr
     factor = np.empty((width, width), np.float64)
     solution = np.empty(width, np.float64)
     order = np.empty(width, np.int64)
+    start = 0
     written = 0
     for r in range(n_rows):
-        if topk:
-            size = _largest_positive(pre[r], offset, min(k, n_latents), chosen, chosen_values)
-        else:
-            size = 0
-            for j in range(n_latents):
-                if pre[r, j] > column_threshold[j]:
-                    chosen[size] = j
-                    chosen_values[size] = pre[r, j] + offset[j]
-                    size += 1
+        size = counts[r]
         if size == 0:
-            counts[r] = 0
-            continue
-        if not refit:
-            for a in range(size):
-                latents[written + a] = chosen[a]
-                values[written + a] = chosen_values[a]
-            counts[r] = size
-            written += size
             continue
         _row_target(block[r], inv_scale, target_offset, target)
         for a in range(size):
-            latent = chosen[a]
+            latent = latents[start + a]
+            chosen[a] = latent
             correlation[a] = _dot(target, decoder[latent], n_inputs)
-            codes[a] = max(chosen_values[a], 0.0)
+            codes[a] = max(np.float64(values[start + a]), 0.0)
         _gather_gram(gram, chosen, size, sub_gram)
         nonnegative_least_squares(sub_gram, correlation, size, codes, passive, ridge,
                                   factor, solution, order)
         kept = 0
         for a in range(size):
             if codes[a] > 0.0:
-                latents[written + kept] = chosen[a]
-                values[written + kept] = codes[a]
+                out_latents[written + kept] = chosen[a]
+                out_values[written + kept] = codes[a]
                 kept += 1
-        counts[r] = kept
+        out_counts[r] = kept
         written += kept
-    return counts, latents[:written], values[:written]
+        start += size
+    return out_counts, out_latents[:written], out_values[:written]
 
 
 @njit(nogil=True, cache=True)
@@ -267,7 +269,7 @@ def pursuit_chunk(block, pre, offset, k, n_candidates, decoder, gram, inv_scale,
     Candidates: the ``n_candidates`` largest positive ``pre + offset``.
     Then up to ``k`` times, the candidate most correlated with the residual
     (if positively) joins the support and the support is refitted by
-    non-negative least squares. Returns CSR parts like :func:`refit_chunk`.
+    non-negative least squares. Returns CSR parts like :func:`refit_entries`.
     """
     n_rows, n_latents = pre.shape
     n_inputs = block.shape[1]

@@ -21,11 +21,6 @@ DEFAULT_CHUNK_ROWS = 512
 # Relative ridge of the refit's Gram systems (rank-deficient when a row has
 # more active latents than there are units).
 _RIDGE = 1e-6
-# Placeholders for the selection kernel's unused refit arguments.
-_NO_DECODER = np.zeros((1, 1), dtype=np.float32)
-_NO_GRAM = np.zeros((1, 1), dtype=np.float32)
-_NO_VECTOR = np.zeros(1, dtype=np.float64)
-
 
 def fold_encoder(encoder_weight, encoder_bias, input_bias, input_mean, input_scale):
     """Fold input scaling and centring into one affine map ``x W + c``.
@@ -75,13 +70,13 @@ class NonNegativeRefit:
         """CSR parts ``(counts, latents, values)`` of one chunk's codes.
 
         ``pre`` are the chunk's pre-activations without the offset;
-        ``encoder`` the ``_ChunkEncoder`` whose selection rule is refitted.
+        ``encoder`` the ``_ChunkEncoder`` whose selection is refitted.
         """
-        from ._coding_kernels import code_chunk
+        from ._coding_kernels import refit_entries
 
-        return code_chunk(
-            block, pre, encoder.column_threshold, encoder.offset, encoder.k,
-            encoder.sparsity == "topk", True, self.decoder, self.gram, self.inverse_scale,
+        counts, latents, values = encoder.select(pre)
+        return refit_entries(
+            block, counts, latents, values, self.decoder, self.gram, self.inverse_scale,
             self.target_offset, _RIDGE,
         )
 
@@ -137,6 +132,21 @@ class _ChunkEncoder:
         self.out = out
         self.refit = refit
 
+    def select(self, pre):
+        """CSR parts ``(counts, latents, values)`` of the encoder's own codes.
+
+        ``pre`` (without the offset) may be modified in place.
+        """
+        if self.sparsity == "topk":
+            from ._coding_kernels import select_topk_chunk
+
+            return select_topk_chunk(pre, self.offset, self.k)
+        # vectorised: one comparison pass, then only the selected entries
+        flat = np.flatnonzero(np.greater(pre, self.column_threshold))
+        rows, latents = np.divmod(flat, pre.shape[1])
+        values = pre.ravel()[flat] + self.offset[latents]
+        return np.bincount(rows, minlength=pre.shape[0]), latents.astype(np.int32), values
+
     def __call__(self, bounds):
         start, stop = bounds
         block = np.asarray(self.X[start:stop], dtype=np.float32)
@@ -162,15 +172,7 @@ class _ChunkEncoder:
             np.copyto(target, pre, casting="unsafe", where=mask)
             return None
         if self.refit is None:
-            # sparse output of the encoder's own values: the selection kernel
-            # in one pass over the chunk
-            from ._coding_kernels import code_chunk
-
-            counts, cols, values = code_chunk(
-                block, pre, self.column_threshold, self.offset, self.k,
-                self.sparsity == "topk", False, _NO_DECODER, _NO_GRAM, _NO_VECTOR,
-                _NO_VECTOR, 0.0,
-            )
+            counts, cols, values = self.select(pre)
         else:
             counts, cols, values = self.refit.code(block, pre, self)
         values = values.astype(np.float32)
