@@ -1,0 +1,15 @@
+"""From latents to behaviour: which latents mean what, driven by which units, how stable."""
+
+# Filled in as the modules land; names resolve lazily until then.
+_PUBLIC = {}
+
+
+def __getattr__(name):
+    if name in _PUBLIC:
+        import importlib
+
+        return getattr(importlib.import_module(_PUBLIC[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = sorted(_PUBLIC)
