@@ -1,7 +1,11 @@
 """From latents to behaviour: which latents mean what, driven by which units, how stable."""
 
 # Filled in as the modules land; names resolve lazily until then.
-_PUBLIC = {}
+_PUBLIC = {
+    "latent_units": "._attribution",
+    "ranking_agreement": "._attribution",
+    "top_units_table": "._attribution",
+}
 
 
 def __getattr__(name):
