@@ -2,6 +2,9 @@
 
 # Filled in as the modules land; names resolve lazily until then.
 _PUBLIC = {
+    "Activations": "._activations",
+    "load_activations": "._activations",
+    "save_activations": "._activations",
     "latent_units": "._attribution",
     "ranking_agreement": "._attribution",
     "top_units_table": "._attribution",
