@@ -1,22 +1,19 @@
-"""From latents to behaviour: which latents mean what, driven by which units, how stable."""
+"""From latents to behaviour: which units drive a latent, how stable it is across seeds,
+and the activations on disk. The selectivity scorer is planned."""
 
-# Filled in as the modules land; names resolve lazily until then.
-_PUBLIC = {
-    "Activations": "._activations",
-    "load_activations": "._activations",
-    "save_activations": "._activations",
-    "latent_units": "._attribution",
-    "ranking_agreement": "._attribution",
-    "top_units_table": "._attribution",
-}
+from ._activations import Activations, load_activations, save_activations
+from ._attribution import latent_units, ranking_agreement, top_units_table
+from ._consistency import fit_seeds, match_latents, seed_agreement, stable_latents
 
-
-def __getattr__(name):
-    if name in _PUBLIC:
-        import importlib
-
-        return getattr(importlib.import_module(_PUBLIC[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = sorted(_PUBLIC)
+__all__ = [
+    "Activations",
+    "fit_seeds",
+    "latent_units",
+    "load_activations",
+    "match_latents",
+    "ranking_agreement",
+    "save_activations",
+    "seed_agreement",
+    "stable_latents",
+    "top_units_table",
+]
