@@ -1,9 +1,17 @@
 """From latents to behaviour: which units drive a latent, how stable it is across seeds,
-and the activations on disk. The selectivity scorer is planned."""
+diagnostics figures, and the activations on disk."""
 
 from ._activations import Activations, load_activations, save_activations
 from ._attribution import latent_units, ranking_agreement, top_units_table
 from ._consistency import fit_seeds, match_latents, seed_agreement, stable_latents
+from ._figures import (
+    plot_decoder_weights,
+    plot_feature_card,
+    plot_l0,
+    plot_latent_frequency,
+    plot_training_curves,
+    plot_unit_r2,
+)
 
 __all__ = [
     "Activations",
@@ -11,6 +19,12 @@ __all__ = [
     "latent_units",
     "load_activations",
     "match_latents",
+    "plot_decoder_weights",
+    "plot_feature_card",
+    "plot_l0",
+    "plot_latent_frequency",
+    "plot_training_curves",
+    "plot_unit_r2",
     "ranking_agreement",
     "save_activations",
     "seed_agreement",
