@@ -1,7 +1,8 @@
 """sklearn-nldisco: interpretable latents in neural recordings, as scikit-learn estimators."""
 
+from .interpretation import SelectivityScorer
 from .models import MatryoshkaSAE, MatryoshkaTranscoder
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["MatryoshkaSAE", "MatryoshkaTranscoder", "__version__"]
+__all__ = ["MatryoshkaSAE", "MatryoshkaTranscoder", "SelectivityScorer", "__version__"]

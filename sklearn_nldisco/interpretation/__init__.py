@@ -1,9 +1,10 @@
-"""From latents to behaviour: which units drive a latent, how stable it is across seeds,
-diagnostics figures, and the activations on disk."""
+"""From latents to behaviour: selectivity against a null model, which units drive a
+latent, how stable it is across seeds, diagnostics figures, activations on disk."""
 
 from ._activations import Activations, load_activations, save_activations
 from ._attribution import latent_units, ranking_agreement, top_units_table
 from ._consistency import fit_seeds, match_latents, seed_agreement, stable_latents
+from ._selectivity import SelectivityScorer, top_selective_latents
 from ._figures import (
     plot_decoder_weights,
     plot_feature_card,
@@ -15,6 +16,7 @@ from ._figures import (
 
 __all__ = [
     "Activations",
+    "SelectivityScorer",
     "fit_seeds",
     "latent_units",
     "load_activations",
@@ -29,5 +31,6 @@ __all__ = [
     "save_activations",
     "seed_agreement",
     "stable_latents",
+    "top_selective_latents",
     "top_units_table",
 ]

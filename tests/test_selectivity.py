@@ -1,0 +1,336 @@
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import sparse
+from sklearn.decomposition import PCA
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import GridSearchCV, GroupKFold
+
+from sklearn_nldisco import MatryoshkaSAE
+from sklearn_nldisco.datasets._simulate import make_reaching_session
+from sklearn_nldisco.interpretation._selectivity import (
+    SelectivityScorer,
+    _discretise,
+    top_selective_latents,
+)
+from sklearn_nldisco.preprocessing import SpikeBinner, bin_metadata
+
+
+def block_labels(n_samples, n_conditions, mean_block, rng):
+    """Conditions that hold for random stretches of time, like task phases."""
+    lengths = rng.randint(mean_block // 2, 3 * mean_block // 2 + 1, size=n_samples)
+    values = rng.randint(0, n_conditions, size=n_samples)
+    return np.repeat(values, lengths)[:n_samples]
+
+
+def bursty_latents(n_samples, n_latents, rng, rate=0.02, burst=8):
+    """Independent non-negative latents active in bursts (autocorrelated)."""
+    starts = rng.random_sample((n_samples, n_latents)) < rate
+    active = np.zeros((n_samples, n_latents), dtype=bool)
+    for offset in range(burst):
+        active[offset:] |= starts[: n_samples - offset]
+    return active * rng.exponential(1.0, size=(n_samples, n_latents))
+
+
+def test_selectivity_formula_on_a_hand_made_example():
+    metadata = pd.DataFrame({"phase": ["a", "a", "a", "a", "b", "b", "b", "b", "b", "b"]})
+    z = np.array([1.0, 0.0, 2.0, 0.0, 0.0, 0.0, 3.0, 0.0, 0.0, 0.0])
+    results = SelectivityScorer(n_permutations=5, random_state=0).score_latents(
+        z[:, None], metadata)
+    row_a = results[results["condition"] == "a"].iloc[0]
+    row_b = results[results["condition"] == "b"].iloc[0]
+    # P(active | a) = 2 / 4, P(active | b) = 1 / 6
+    assert row_a["frac_during"] == 0.5
+    assert row_a["frac_outside"] == pytest.approx(1 / 6)
+    assert row_a["selectivity"] == pytest.approx(0.5 / (0.5 + 1 / 6))  # 0.75
+    assert row_a["selectivity"] == pytest.approx(0.75)
+    assert row_b["selectivity"] == pytest.approx(0.25)
+    assert row_a["mean_during"] == pytest.approx(3 / 4)
+    assert row_a["mean_outside"] == pytest.approx(3 / 6)
+    assert row_a["n_during"] == 4
+    assert list(results.columns[:4]) == ["latent", "sign", "variable", "condition"]
+
+
+def test_effect_matches_roc_auc_score_with_ties_and_missing_values():
+    rng = np.random.RandomState(0)
+    n_samples = 300
+    Z = rng.poisson(0.4, size=(n_samples, 4)).astype(float)  # many ties, zeros
+    Z[:, 3] = rng.normal(size=n_samples)  # signed latent: ranks of each part
+    speed = rng.normal(size=n_samples)
+    speed[rng.random_sample(n_samples) < 0.2] = np.nan
+    metadata = pd.DataFrame({"phase": rng.choice(["x", "y", "z"], n_samples), "speed": speed})
+    scorer = SelectivityScorer(n_bins=3, n_permutations=3, signed=True, random_state=0)
+    results = scorer.score_latents(Z, metadata)
+    for variable in ["phase", "speed"]:
+        labels, names = _discretise(metadata[variable], False, 3, 64, variable)
+        valid = labels >= 0
+        for latent in range(4):
+            for sign in (1, -1):
+                part = np.maximum(sign * Z[:, latent], 0)
+                for index, name in enumerate(names):
+                    expected = roc_auc_score(labels[valid] == index, part[valid])
+                    row = results[(results["latent"] == latent) & (results["sign"] == sign)
+                                  & (results["variable"] == variable)
+                                  & (results["condition"] == name)]
+                    assert row["effect"].item() == pytest.approx(expected, abs=1e-12)
+                    in_c = valid & (labels == index)
+                    assert row["mean_during"].item() == pytest.approx(part[in_c].mean())
+
+
+def test_planted_latent_is_found_and_ranked_first():
+    rng = np.random.RandomState(1)
+    n_samples = 4000
+    phase = block_labels(n_samples, 5, 20, rng)
+    Z = bursty_latents(n_samples, 20, rng)
+    Z[:, 7] = np.where((phase == 3) & (rng.random_sample(n_samples) < 0.6), 2.0, 0.0)
+    metadata = pd.DataFrame({"phase": phase})
+    scorer = SelectivityScorer(n_permutations=200, p_value="empirical", random_state=0)
+    empirical = scorer.score_latents(sparse.csr_matrix(Z), metadata)
+    planted = empirical[(empirical["latent"] == 7) & (empirical["condition"] == 3)].iloc[0]
+    assert planted["selectivity"] == 1.0
+    # no null draw reaches it: the smallest empirical p, too coarse for 100 tests
+    assert planted["p"] == pytest.approx(1 / 201)
+    assert planted["q"] == pytest.approx(100 / 201)
+    results = scorer.set_params(p_value="gaussian").score_latents(
+        sparse.csr_matrix(Z), metadata)
+    planted = results[(results["latent"] == 7) & (results["condition"] == 3)].iloc[0]
+    assert planted["q"] < 0.05
+    assert planted["effect"] > 0.7
+    top = top_selective_latents(results, n_top=1)
+    assert top.loc[top["condition"] == 3, "latent"].item() == 7
+    significant = results[results["q"] < 0.05]
+    assert set(significant["latent"]) == {7}
+
+
+def test_independent_latents_give_calibrated_p_values_and_few_discoveries():
+    rng = np.random.RandomState(2)
+    n_samples = 3000
+    metadata = pd.DataFrame({
+        "phase": block_labels(n_samples, 4, 30, rng),
+        "speed": np.abs(np.cumsum(rng.normal(size=n_samples))),
+    })
+    Z = bursty_latents(n_samples, 150, rng)
+    results = SelectivityScorer(n_bins=4, n_permutations=99, min_shift=100,
+                                random_state=0).score_latents(Z, metadata)
+    p_values = results["p"].to_numpy()
+    assert len(p_values) == 150 * 8
+    # one-sided p of autocorrelated latents against autocorrelated behaviour:
+    # roughly uniform under the circular-shift null
+    for level in (0.05, 0.1, 0.25, 0.5):
+        assert abs(np.mean(p_values <= level) - level) < 0.06
+    assert np.mean(results["q"] < 0.05) <= 0.05 + 0.02
+    gaussian = SelectivityScorer(n_bins=4, n_permutations=99, min_shift=100, random_state=0,
+                                 p_value="gaussian").score_latents(Z, metadata)
+    assert abs(np.mean(gaussian["p"] <= 0.1) - 0.1) < 0.06
+    assert np.mean(gaussian["q"] < 0.05) <= 0.05 + 0.02
+
+
+def test_shuffled_metadata_gives_no_significant_results():
+    rng = np.random.RandomState(3)
+    n_samples = 2000
+    phase = block_labels(n_samples, 4, 20, rng)
+    Z = bursty_latents(n_samples, 10, rng)
+    Z[:, 0] = (phase == 1) * 1.0
+    metadata = pd.DataFrame({"phase": phase})
+    scorer = SelectivityScorer(n_permutations=99, p_value="gaussian", random_state=0)
+    assert (scorer.score_latents(Z, metadata)["q"] < 0.05).any()
+    shuffled = pd.DataFrame({"phase": block_labels(n_samples, 4, 20, rng)})
+    assert not (scorer.score_latents(Z, shuffled)["q"] < 0.05).any()
+
+
+def trial_session(rng, n_trials=60):
+    lengths = rng.randint(15, 30, size=n_trials)
+    trial_id = np.repeat(np.arange(n_trials), lengths)
+    trial_type = np.repeat(rng.randint(0, 4, size=n_trials), lengths)
+    return pd.DataFrame({"trial_id": trial_id, "trial_type": trial_type})
+
+
+def test_trial_null_finds_a_trial_level_latent_and_stays_calibrated():
+    rng = np.random.RandomState(4)
+    metadata = trial_session(rng)
+    n_samples = len(metadata)
+    Z = bursty_latents(n_samples, 100, rng)
+    Z[:, 0] = np.where(metadata["trial_type"] == 2, rng.exponential(size=n_samples), 0.0)
+    scorer = SelectivityScorer(null="trial", n_permutations=99, p_value="gaussian",
+                               random_state=0)
+    results = scorer.score_latents(Z, metadata)
+    planted = results[(results["latent"] == 0) & (results["condition"] == 2)].iloc[0]
+    assert planted["q"] < 0.05
+    others = results[results["latent"] > 0]
+    assert abs(np.mean(others["p"] <= 0.1) - 0.1) < 0.05
+    assert np.mean(others["q"] < 0.05) <= 0.03
+    # bins outside trials (missing ids) keep their own labels
+    with_gap = metadata.astype({"trial_id": float})
+    with_gap.loc[:10, "trial_id"] = np.nan
+    assert len(scorer.score_latents(Z, with_gap)) == len(results)
+    # interleaved trials (same first-appearance order, same order inside
+    # each trial) give the same draws, hence the same results
+    position = metadata.groupby("trial_id").cumcount().to_numpy()
+    interleaved = np.lexsort((metadata["trial_id"].to_numpy(), position))
+    pd.testing.assert_frame_equal(
+        scorer.score_latents(Z[interleaved], metadata.iloc[interleaved]), results)
+
+
+def test_signed_codes_test_each_sign_of_a_pca_component():
+    rng = np.random.RandomState(5)
+    n_samples = 2000
+    phase = block_labels(n_samples, 3, 25, rng)
+    X = rng.normal(size=(n_samples, 6))
+    X[:, 0] += 4.0 * (phase == 0) - 4.0 * (phase == 2)
+    Z = PCA(n_components=3, random_state=0).fit_transform(X)
+    results = SelectivityScorer(n_permutations=99, p_value="gaussian",
+                                random_state=0).score_latents(Z, pd.DataFrame({"phase": phase}))
+    assert set(results["sign"]) == {1, -1}
+    assert len(results) == 3 * 2 * 3
+    # the first component separates phase 0 from phase 2, its sign is arbitrary
+    sign_0 = 1 if results.query("latent == 0 and sign == 1 and condition == 0")[
+        "selectivity"].item() > 0.5 else -1
+    for sign, condition in ((sign_0, 0), (-sign_0, 2)):
+        row = results.query(f"latent == 0 and sign == {sign} and condition == {condition}")
+        assert row["selectivity"].item() > 0.9
+        assert row["q"].item() < 0.05
+    # active: |z| above its 90th percentile, about 10 % of the bins over both signs
+    active_total = results.query("latent == 1").groupby("sign").apply(
+        lambda rows: (rows["frac_during"] * rows["n_during"]).sum()).sum()
+    assert active_total == pytest.approx(0.1 * n_samples, abs=2)
+    with pytest.raises(ValueError, match="negative values but signed=False"):
+        SelectivityScorer(signed=False).score_latents(Z, pd.DataFrame({"phase": phase}))
+
+
+def test_quantile_and_circular_binning_boundaries():
+    labels, names = _discretise(pd.Series(np.arange(100.0)), False, 4, 64, "speed")
+    assert names == ["[0, 24.75)", "[24.75, 49.5)", "[49.5, 74.25)", "[74.25, 99]"]
+    np.testing.assert_array_equal(np.bincount(labels), [25, 25, 25, 25])
+    assert labels[24] == 0 and labels[25] == 1 and labels[99] == 3
+    # tied quantiles merge bins
+    labels, names = _discretise(pd.Series([0.0] * 5 + [1.0, 2, 3, 4, 5]), False, 4, 64, "speed")
+    assert names == ["[0, 0.5)", "[0.5, 2.75)", "[2.75, 5]"]
+    np.testing.assert_array_equal(labels, [0] * 5 + [1, 1, 2, 2, 2])
+    angles = pd.Series([-180.0, -90.0, -0.001, 0.0, 179.9, 180.0, 360.0, 450.0, np.nan])
+    labels, names = _discretise(angles, True, 4, 64, "direction_deg")
+    assert names == ["[-180, -90)", "[-90, 0)", "[0, 90)", "[90, 180)"]
+    np.testing.assert_array_equal(labels, [0, 1, 1, 2, 3, 0, 2, 3, -1])
+    # integer columns are discrete; many distinct integers are binned
+    labels, names = _discretise(pd.Series([3, 1, 3, 2]), False, 4, 64, "trial_type")
+    assert names == [1, 2, 3]
+    labels, names = _discretise(pd.Series(np.arange(100)), False, 4, 10, "count")
+    assert len(names) == 4
+
+
+def test_missing_values_count_neither_during_nor_outside():
+    direction = np.array([10.0, 10.0, np.nan, np.nan, -100.0, -100.0, -100.0, 10.0])
+    z = np.array([1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+    metadata = pd.DataFrame({"direction_deg": direction})
+    results = SelectivityScorer(n_bins=4, n_permutations=5, random_state=0).score_latents(
+        z[:, None], metadata)
+    # empty sectors are dropped; 3 bins in [0, 90), 3 in [-180, -90)
+    assert results["condition"].tolist() == ["[-180, -90)", "[0, 90)"]
+    row = results[results["condition"] == "[0, 90)"].iloc[0]
+    assert row["frac_during"] == pytest.approx(1 / 3)
+    assert row["frac_outside"] == pytest.approx(1 / 3)
+    assert row["selectivity"] == pytest.approx(0.5)
+    assert row["n_during"] == 3
+
+
+def test_sparse_and_dense_codes_agree_and_results_are_deterministic():
+    rng = np.random.RandomState(6)
+    n_samples = 1500
+    metadata = pd.DataFrame({"phase": block_labels(n_samples, 3, 20, rng),
+                             "speed": rng.random_sample(n_samples)})
+    Z = bursty_latents(n_samples, 12, rng)
+    scorer = SelectivityScorer(n_bins=5, n_permutations=50, random_state=7)
+    dense = scorer.score_latents(Z, metadata)
+    pd.testing.assert_frame_equal(dense, scorer.score_latents(sparse.csr_matrix(Z), metadata))
+    pd.testing.assert_frame_equal(dense, scorer.score_latents(Z, metadata))
+    other = SelectivityScorer(n_bins=5, n_permutations=50, random_state=8)
+    assert not np.array_equal(dense["p"], other.score_latents(Z, metadata)["p"])
+    # the metadata index is ignored
+    shifted = metadata.set_index(metadata.index + 1000)
+    pd.testing.assert_frame_equal(dense, scorer.score_latents(Z, shifted))
+
+
+def test_levels_filter_and_ranking():
+    rng = np.random.RandomState(7)
+    n_samples = 1000
+    phase = block_labels(n_samples, 2, 20, rng)
+    Z = bursty_latents(n_samples, 8, rng)
+    Z[:, 5] = (phase == 1) * 1.0
+    scorer = SelectivityScorer(n_permutations=50, level_sizes=(2, 4, 8), p_value="gaussian",
+                               random_state=0)
+    results = scorer.score_latents(Z, pd.DataFrame({"phase": phase}))
+    assert results.groupby("latent")["level"].first().tolist() == [0, 0, 1, 1, 2, 2, 2, 2]
+    top = top_selective_latents(results, n_top=3, min_activation_frac=0.05)
+    assert top.groupby("condition").size().tolist() == [3, 3]
+    assert top.loc[top["condition"] == 1].iloc[0]["latent"] == 5
+    assert (top["frac_during"] >= 0.05).all()
+    assert top["rank"].tolist() == [1, 2, 3, 1, 2, 3]
+    strict = top_selective_latents(results, min_activation_frac=0.0, max_q=0.05)
+    assert (strict["q"] < 0.05).all()
+    assert scorer.score_from_results(results, n_latents=8) == pytest.approx(1 / 8)
+    with pytest.raises(ValueError, match="level_sizes must be strictly increasing"):
+        scorer.score_latents(Z, pd.DataFrame({"phase": phase}), level_sizes=(4, 2))
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"n_permutations": 0}, "n_permutations must be a positive int"),
+        ({"null": "shuffle"}, "null must be 'circular' or 'trial'"),
+        ({"variables": ["nope"]}, r"variables \['nope'\] are not columns"),
+        ({"min_shift": 600}, "min_shift=600 leaves no circular shift"),
+        ({"null": "trial", "trial_column": "trial"}, "needs the trial column 'trial'"),
+        ({"n_bins": 1}, "n_bins must be an int >= 2"),
+        ({"p_value": "exact"}, "p_value must be 'empirical' or 'gaussian'"),
+        ({"signed_quantile": 1.5}, r"signed_quantile must be in \(0, 1\)"),
+    ],
+)
+def test_parameter_errors_name_the_argument(params, match):
+    metadata = pd.DataFrame({"phase": np.arange(1000) % 3, "speed": np.arange(1000.0)})
+    Z = np.abs(np.random.RandomState(0).normal(size=(1000, 2)))
+    with pytest.raises(ValueError, match=match):
+        SelectivityScorer(**params).score_latents(Z, metadata)
+
+
+def test_input_errors():
+    scorer = SelectivityScorer(n_permutations=5)
+    Z = np.ones((10, 2))
+    with pytest.raises(ValueError, match="metadata has 9 rows but the activations have 10"):
+        scorer.score_latents(Z, pd.DataFrame({"phase": np.arange(9) % 2}))
+    with pytest.raises(TypeError, match="metadata must be a pandas DataFrame"):
+        scorer.score_latents(Z, np.arange(10))
+    with pytest.raises(ValueError, match="no metadata variable has two or more conditions"):
+        scorer.score_latents(Z, pd.DataFrame({"phase": ["a"] * 10}))
+    with pytest.raises(ValueError, match="more than max_categories=3"):
+        SelectivityScorer(max_categories=3, n_permutations=5).score_latents(
+            Z, pd.DataFrame({"name": list("abcdeabcde")}))
+    with pytest.raises(TypeError, match="needs the per-bin metadata DataFrame as y"):
+        scorer(None, Z, None)
+
+
+def test_scorer_selects_models_in_a_grid_search_with_trial_groups():
+    recording, _ = make_reaching_session(n_units=30, n_trials=40, random_state=0)
+    binner = SpikeBinner(bin_size=0.05, intervals=recording.trials)
+    X = binner.fit_transform(recording.spike_times)
+    metadata = bin_metadata(binner, recording)
+    scorer = SelectivityScorer(variables=["phase", "trial_type", "speed", "direction_deg"],
+                               n_bins=6, n_permutations=49, p_value="gaussian",
+                               random_state=0)
+    search = GridSearchCV(
+        MatryoshkaSAE(max_iter=5, k=2, batch_size=256, random_state=0),
+        {"n_latents": [16, 32]},
+        scoring=scorer,
+        cv=GroupKFold(n_splits=2),
+        error_score="raise",
+    )
+    search.fit(X, metadata, groups=metadata["trial_id"])
+    scores = search.cv_results_["mean_test_score"]
+    assert np.all(np.isfinite(scores))
+    assert np.all((scores >= 0) & (scores <= 1))
+    assert scores.max() > 0  # simulated movement features are found
+    assert search.best_params_["n_latents"] in (16, 32)
+    # the score is the fraction of selective latents of the fitted model
+    model = search.best_estimator_
+    results = scorer.score_latents(model.transform(X), metadata,
+                                   level_sizes=model.level_sizes_)
+    assert "level" in results.columns
+    assert scorer(model, X, metadata) == scorer.score_from_results(results, model.n_latents)
