@@ -33,17 +33,6 @@ def fold_encoder(encoder_weight, encoder_bias, input_bias, input_mean, input_sca
     return np.ascontiguousarray(weight, dtype=np.float32), offset.astype(np.float32)
 
 
-def _topk_inplace(pre, k):
-    """Keep the k largest positive entries of each row of ``pre``, zero the rest."""
-    k = min(k, pre.shape[1])
-    if k < pre.shape[1]:
-        cut = pre.shape[1] - k
-        order = np.argpartition(pre, cut, axis=1)
-        np.put_along_axis(pre, order[:, :cut], 0.0, axis=1)
-    np.maximum(pre, 0.0, out=pre)
-    return pre
-
-
 class NonNegativeRefit:
     """Refit the codes of a chosen support by non-negative least squares.
 
@@ -159,19 +148,16 @@ class _ChunkEncoder:
             pre = (padded @ self.weight)[: stop - start]
         else:
             pre = block @ self.weight
-        if self.refit is None and not self.sparse_output:
+        if self.refit is None and not self.sparse_output and self.sparsity == "batchtopk":
             # dense fast path: no index arrays at all
             target = self.out[start:stop]
-            if self.sparsity == "topk":
-                pre += self.offset
-                target[...] = _topk_inplace(pre, self.k)
-                return None
             mask = np.greater(pre, self.column_threshold)
             pre += self.offset
             target[...] = 0.0
             np.copyto(target, pre, casting="unsafe", where=mask)
             return None
         if self.refit is None:
+            # one top-k selection rule (select) for dense and sparse output
             counts, cols, values = self.select(pre)
         else:
             counts, cols, values = self.refit.code(block, pre, self)
