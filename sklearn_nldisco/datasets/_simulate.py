@@ -38,6 +38,14 @@ _LOADING_PLAN = {
     "go": (0.15, (10.0, 25.0), 0.5),
 }
 
+# The condition each non-direction feature is built to fire for (variable, value).
+_PLANTED_CONDITIONS = {
+    "moving": ("phase", "movement"),
+    "fast": ("reach_speed", "fast"),
+    "delay": ("epoch", "preparation"),
+    "go": ("phase", "reaction"),
+}
+
 # Peak of the normalised minimum-jerk speed profile ds/dtau (at tau = 1/2).
 _MIN_JERK_PEAK = 1.875
 
@@ -111,6 +119,82 @@ class ReachingGroundTruth:
             raise ValueError(
                 f"No feature named {name!r}; features are {list(self.feature_names)}."
             ) from None
+
+    @property
+    def planted_conditions(self):
+        """The behavioural condition each feature is built to fire for.
+
+        A dict from feature name to ``(variable, condition)``, naming a
+        column of :meth:`condition_variables` and one of its values:
+
+        - ``moving``: ``("phase", "movement")``;
+        - ``reach_<d>deg``: ``("reach_direction", "<d>")``, the target
+          direction during the movement phase;
+        - ``fast``: ``("reach_speed", "fast")``, the movement phase of reaches
+          faster than the median reach;
+        - ``delay``: ``("epoch", "preparation")``, from target onset to
+          movement onset (the feature holds through the delay and the
+          reaction time, so neither phase alone is its condition);
+        - ``go``: ``("phase", "reaction")``, from the go cue to movement onset.
+
+        Each is compared within its own variable: a feature's latent should
+        prefer the planted condition over the other values of that variable.
+        """
+        planted = {}
+        for name in self.feature_names:
+            if name.startswith("reach_") and name.endswith("deg"):
+                planted[name] = ("reach_direction", name[len("reach_"):-len("deg")])
+            else:
+                planted[name] = _PLANTED_CONDITIONS[name]
+        return planted
+
+    def condition_variables(self, metadata):
+        """Per-bin variables in which each feature has one planted condition.
+
+        Parameters
+        ----------
+        metadata : DataFrame
+            Per-bin metadata of this session from ``bin_metadata``, with
+            the columns ``phase``, ``trial_id``, ``trial_type`` (the target)
+            and ``speed``.
+
+        Returns
+        -------
+        variables : DataFrame of shape (n_bins, 4), same index as metadata
+            ``phase`` (as in metadata); ``epoch`` (``phase`` with "delay"
+            and "reaction" merged into "preparation"); ``reach_direction``
+            (the target direction in degrees, as in the feature names,
+            during the movement phase; missing elsewhere); ``reach_speed``
+            ("fast" or "slow" during the movement phase of trials whose peak
+            binned speed is above or at most the median over trials; missing
+            elsewhere). Bins outside trials are missing in all four.
+
+        See Also
+        --------
+        planted_conditions : Which condition of which variable each feature
+            is built to fire for.
+        """
+        missing = [c for c in ("phase", "trial_id", "trial_type", "speed")
+                   if c not in metadata.columns]
+        if missing:
+            raise ValueError(
+                f"metadata lacks the columns {missing}; pass the output of bin_metadata "
+                "for this session.")
+        phase = metadata["phase"].astype(object).where(metadata["phase"].notna(), None)
+        moving = (phase == "movement").to_numpy()
+        epoch = phase.replace({"delay": "preparation", "reaction": "preparation"})
+        n_directions = sum(name.startswith("reach_") for name in self.feature_names)
+        target = metadata["trial_type"].to_numpy(np.float64)
+        direction = np.full(len(metadata), None, dtype=object)
+        direction[moving] = [f"{360.0 * t / n_directions:g}" for t in target[moving]]
+        peak = metadata["speed"].where(moving).groupby(metadata["trial_id"]).max()
+        is_fast = metadata["trial_id"].map(peak > peak.median()).to_numpy(bool)
+        speed_class = np.full(len(metadata), None, dtype=object)
+        speed_class[moving] = np.where(is_fast[moving], "fast", "slow")
+        return pd.DataFrame(
+            {"phase": phase.to_numpy(object), "epoch": epoch.to_numpy(object),
+             "reach_direction": direction, "reach_speed": speed_class},
+            index=metadata.index)
 
     def _integrals(self, bin_edges):
         """Left edges, right edges and the integral of each feature over each
@@ -219,10 +303,12 @@ def make_reaching_session(
     - ``reach_<d>deg``, one per direction: equal to ``moving`` during the
       outward reaches towards that target, 0 at all other times. Children of
       ``moving``.
-    - ``fast``: ``clip((speed - v_mid) / (v_max - v_mid), 0, 1)``, where
-      ``v_mid`` and ``v_max`` are the peak speeds of reaches lasting 0.375 s
-      and 0.25 s: active near peak speed of the faster half of reaches only.
-      Child of ``moving``.
+    - ``fast``: a speed gain, ``moving * clip((v_peak - v_mid) / (v_max -
+      v_mid), 0, 1)`` during outward reaches (0 during returns), where
+      ``v_peak`` is the reach's peak speed and ``v_mid`` and ``v_max`` are
+      the peak speeds of reaches lasting 0.375 s and 0.25 s: it follows the
+      speed profile of the faster half of reaches, more strongly the faster
+      the reach. Child of ``moving``.
     - ``delay`` (preparatory): from 50 ms after target onset it rises as
       ``1 - exp(-t / 0.1 s)``, holds until move onset, then decays as
       ``exp(-t / 0.08 s)`` for 0.4 s. Root.
@@ -323,10 +409,10 @@ def make_reaching_session(
     )
     n_samples = int(np.ceil(session_end_s * sampling_rate_hz))
     timestamps = np.arange(n_samples) * time_step_s
-    hand_pos, hand_vel, moving, reach_target = _kinematics(timestamps, movements)
+    hand_pos, hand_vel, moving, reach_target, peak_speed = _kinematics(timestamps, movements)
 
     feature_names, feature_parents, activity = _feature_activity(
-        timestamps, trials, hand_vel, moving, reach_target, n_directions, reach_distance_mm
+        timestamps, trials, peak_speed, moving, reach_target, n_directions, reach_distance_mm
     )
 
     electrode_group = np.where(rng.random_sample(n_units) < 0.5, "M1", "PMd")
@@ -485,11 +571,14 @@ def _kinematics(timestamps, movements):
     hand_pos = origin + displacement * position_fraction[:, None]
     hand_vel = displacement * (speed_fraction / duration)[:, None]
     reach_target = np.where(in_motion, movements["reach_target"][current], -1)
-    return hand_pos, hand_vel, speed_fraction / _MIN_JERK_PEAK, reach_target
+    peak_speed = np.where(
+        in_motion, _MIN_JERK_PEAK * np.hypot(*displacement.T) / duration, 0.0
+    )
+    return hand_pos, hand_vel, speed_fraction / _MIN_JERK_PEAK, reach_target, peak_speed
 
 
 def _feature_activity(
-    timestamps, trials, hand_vel, moving, reach_target, n_directions, reach_distance_mm
+    timestamps, trials, peak_speed, moving, reach_target, n_directions, reach_distance_mm
 ):
     """Names, parents and time courses (n_samples, n_features) of the features."""
     direction_names = [
@@ -505,11 +594,11 @@ def _feature_activity(
     for k in range(n_directions):
         activity[:, 1 + k] = np.where(reach_target == k, moving, 0.0)
 
-    speed = np.hypot(hand_vel[:, 0], hand_vel[:, 1])
     fastest, median = _REACH_DURATION_S[0], np.mean(_REACH_DURATION_S)
     v_max = _MIN_JERK_PEAK * reach_distance_mm / fastest
     v_mid = _MIN_JERK_PEAK * reach_distance_mm / median
-    activity[:, n_directions + 1] = np.clip((speed - v_mid) / (v_max - v_mid), 0.0, 1.0)
+    gain = np.clip((peak_speed - v_mid) / (v_max - v_mid), 0.0, 1.0)
+    activity[:, n_directions + 1] = np.where(reach_target >= 0, moving * gain, 0.0)
 
     trial = np.searchsorted(trials["start_time"].to_numpy(), timestamps, side="right") - 1
     in_session = trial >= 0

@@ -4,6 +4,7 @@ latent, how stable it is across seeds, diagnostics figures, activations on disk.
 from ._activations import Activations, load_activations, save_activations
 from ._attribution import latent_units, ranking_agreement, top_units_table
 from ._consistency import fit_seeds, match_latents, seed_agreement, stable_latents
+from ._recovery import feature_recovery
 from ._selectivity import SelectivityScorer, top_selective_latents
 from ._figures import (
     plot_decoder_weights,
@@ -17,6 +18,7 @@ from ._figures import (
 __all__ = [
     "Activations",
     "SelectivityScorer",
+    "feature_recovery",
     "fit_seeds",
     "latent_units",
     "load_activations",
