@@ -5,10 +5,11 @@ features. Its spikes are binned over the whole session (50 ms bins, 50 ms
 Gaussian smoothing; the returns between trials are kept, since they are the
 only movements where ``moving`` is active without a direction feature). Every
 model is fitted on the first 80 % of the bins; selectivity is scored on the
-last 20 % (held-out time) against a null model of permuted trials (the
-planted variables are trial-structured; a circular shift lands a sparse
-latent's few active bins on the few movement bins of a shift by chance, which
-makes its null selectivity noisy and its p-values weak). A feature is recovered
+last 20 % (held-out time): the task phases against circular shifts, the
+trial-level labels (target direction, speed class of the reach) against
+permuted trials (a circular shift lands a sparse latent's few active bins on
+the few movement bins only by chance, which makes its null selectivity noisy
+and its p-values weak; permuting trials keeps them on movement bins). A feature is recovered
 when one latent's decoder direction has cosine >= 0.9 with the feature's
 loadings and that latent's most selective condition of the planted variable
 is the planted condition with q < 0.05 (``feature_recovery``).
@@ -24,6 +25,7 @@ import argparse
 import time
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.decomposition import NMF, PCA
 
@@ -33,7 +35,16 @@ from sklearn_nldisco.interpretation import feature_recovery
 from sklearn_nldisco.preprocessing import SpikeBinner, bin_metadata
 
 TARGET = 0.9
-PLANTED_VARIABLES = ["phase", "epoch", "reach_direction", "reach_speed"]
+N_LATENTS = 128
+
+
+def planted_scorers(seed):
+    """Task phases against circular shifts; trial-level labels against permuted trials."""
+    return [
+        SelectivityScorer(variables=["phase", "epoch"], random_state=seed),
+        SelectivityScorer(variables=["reach_direction", "reach_speed"], null="trial",
+                          random_state=seed),
+    ]
 
 
 def session(n_units, n_trials, seed):
@@ -48,10 +59,10 @@ def session(n_units, n_trials, seed):
     return counts, variables, truth
 
 
-def models(n_features, seed):
+def models(n_features, seed, n_latents=N_LATENTS):
     return {
-        "MSAE (64 latents, k=4)": MatryoshkaSAE(
-            n_latents=64, k=4, level_sizes=(4, 16, 64), random_state=seed),
+        f"MSAE ({n_latents} latents, k=4)": MatryoshkaSAE(
+            n_latents=n_latents, k=4, level_sizes=(4, 16, n_latents), random_state=seed),
         f"PCA ({n_features} components)": PCA(n_components=n_features, random_state=seed),
         f"NMF ({n_features} components)": NMF(
             n_components=n_features, max_iter=1000, random_state=seed),
@@ -69,6 +80,9 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--n-units", type=int, default=200)
     parser.add_argument("--n-trials", type=int, default=2000)
+    parser.add_argument("--n-latents", type=int, default=N_LATENTS)
+    parser.add_argument("--models", nargs="+", default=["MSAE", "PCA", "NMF"],
+                        help="which models to run (MSAE, PCA, NMF)")
     parser.add_argument("--verbose", action="store_true", help="print every feature")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -80,14 +94,17 @@ def main():
     for seed in args.seeds:
         counts, variables, truth = session(args.n_units, args.n_trials, seed)
         split = int(0.8 * len(counts))
-        scorer = SelectivityScorer(variables=PLANTED_VARIABLES, null="trial", random_state=seed)
+        scorers = planted_scorers(seed)
         n_features = truth.n_features
-        for name, model in models(n_features, seed).items():
+        for name, model in models(n_features, seed, args.n_latents).items():
+            if name.split()[0] not in args.models:
+                continue
             start = time.perf_counter()
             model.fit(counts[:split])
             fit_seconds = time.perf_counter() - start
             codes = model.transform(counts[split:])
-            results = scorer.score_latents(codes, variables.iloc[split:])
+            results = pd.concat([scorer.score_latents(codes, variables.iloc[split:])
+                                 for scorer in scorers], ignore_index=True)
             table = feature_recovery(truth.feature_loadings, decoder(model), results,
                                      truth.planted_conditions,
                                      feature_names=truth.feature_names)

@@ -740,3 +740,28 @@ def test_direction_is_undefined_at_rest():
     assert frame["direction_deg"].iloc[3] == 90.0
     with pytest.raises(ValueError, match="min_speed"):
         kinematics(edges, velocity=velocity, min_speed=-1.0)
+
+
+def test_integer_and_boolean_trial_columns_stay_discrete_outside_trials():
+    from sklearn_nldisco.interpretation import SelectivityScorer
+
+    edges = np.column_stack([np.arange(12) * 0.5, np.arange(1, 13) * 0.5])
+    trials = pd.DataFrame({
+        "start_time": [0.0, 2.0, 4.0], "stop_time": [1.5, 3.5, 5.0],
+        "trial_type": [3, 10, 3], "success": [True, False, True],
+        "maze_name": ["a", "b", "a"], "delay": [0.25, 0.5, 0.75],
+    })
+    labels = trial_labels(edges, trials, events=[("start_time", "trial")],
+                          conditions=["trial_type", "success", "maze_name", "delay"])
+    assert labels["trial_type"].dtype == "Int64"
+    assert labels["success"].dtype == "boolean"
+    outside = (labels["trial_id"] == -1).to_numpy()
+    assert outside.any() and labels.loc[outside, "trial_type"].isna().all()
+    assert labels.loc[~outside, "trial_type"].tolist() == [3, 3, 3, 10, 10, 10, 3, 3]
+    assert labels["delay"].dtype == np.float64  # real numbers are left alone
+    # the scorer sees two target conditions, not quantile bins of a float
+    Z = np.arange(len(labels), dtype=float)[:, None] % 2
+    results = SelectivityScorer(variables=["trial_type", "success"], n_permutations=9,
+                                random_state=0).score_latents(Z, labels)
+    assert results.loc[results["variable"] == "trial_type", "condition"].tolist() == [3, 10]
+    assert results.loc[results["variable"] == "success", "condition"].tolist() == [False, True]

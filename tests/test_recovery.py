@@ -164,8 +164,9 @@ def test_fast_feature_is_a_gain_on_fast_reaches(small_session):
 def test_pipeline_recovers_planted_features_and_pca_does_not():
     """bin -> MatryoshkaSAE -> SelectivityScorer on a simulated session (seed 0).
 
-    Fit on the first 80 % of the bins, selectivity on the last 20 % with a
-    trial-permutation null; the same settings as
+    Fit on the first 80 % of the bins, selectivity on the last 20 % (phases
+    against circular shifts, trial-level labels against permuted trials); the
+    same settings as
     ``benchmarks/bench_feature_recovery.py``.
     """
     torch.set_num_threads(1)
@@ -176,15 +177,17 @@ def test_pipeline_recovers_planted_features_and_pca_does_not():
     variables = truth.condition_variables(metadata)
     variables["trial_id"] = metadata["trial_id"]
     split = int(0.8 * len(counts))
-    scorer = SelectivityScorer(variables=["phase", "epoch", "reach_direction", "reach_speed"],
-                               null="trial", random_state=0)
+    scorers = [SelectivityScorer(variables=["phase", "epoch"], random_state=0),
+               SelectivityScorer(variables=["reach_direction", "reach_speed"], null="trial",
+                                 random_state=0)]
 
     def recovery(decoder, codes):
-        results = scorer.score_latents(codes, variables.iloc[split:])
+        results = pd.concat([scorer.score_latents(codes, variables.iloc[split:])
+                             for scorer in scorers], ignore_index=True)
         return feature_recovery(truth.feature_loadings, decoder, results,
                                 truth.planted_conditions, feature_names=truth.feature_names)
 
-    sae = MatryoshkaSAE(n_latents=64, k=4, level_sizes=(4, 16, 64), random_state=0)
+    sae = MatryoshkaSAE(n_latents=128, k=4, level_sizes=(4, 16, 128), random_state=0)
     sae.fit(counts[:split])
     table = recovery(sae.components_ * sae.target_scale_, sae.transform(counts[split:]))
     assert table["recovered"].mean() >= 0.9, table.to_string()

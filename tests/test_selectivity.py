@@ -334,3 +334,57 @@ def test_scorer_selects_models_in_a_grid_search_with_trial_groups():
                                    level_sizes=model.level_sizes_)
     assert "level" in results.columns
     assert scorer(model, X, metadata) == scorer.score_from_results(results, model.n_latents)
+
+
+@pytest.fixture(scope="module")
+def fitted_session():
+    """A small simulated session, its metadata and the codes of a fitted MSAE."""
+    recording, _ = make_reaching_session(n_units=100, n_trials=320, random_state=7)
+    binner = SpikeBinner(bin_size=0.05, smooth_sigma=0.05)
+    X = binner.fit_transform(recording)
+    metadata = bin_metadata(binner, recording)
+    sae = MatryoshkaSAE(n_latents=32, k=4, level_sizes=(4, 16, 32), max_iter=30,
+                        random_state=0).fit(X)
+    return metadata, sae.transform(X)
+
+
+def test_shuffled_metadata_of_a_fitted_model_gives_no_more_discoveries_than_the_fdr(
+        fitted_session):
+    metadata, codes = fitted_session
+    variables = ["phase", "trial_type", "speed", "direction_deg"]
+    scorer = SelectivityScorer(variables=variables, n_bins=6, random_state=0)
+    real = scorer.score_latents(codes, metadata)
+    n_tested = real["q"].notna().sum()
+    # the real metadata: the model's latents are selective for the task
+    assert (real["q"] < 0.05).sum() >= 20
+    rng = np.random.RandomState(0)
+    fractions = []
+    for _ in range(5):
+        # shift the metadata, as a whole, far from its own alignment: each
+        # variable keeps its time structure, the link to the latents is gone
+        offset = rng.randint(len(metadata) // 4, 3 * len(metadata) // 4)
+        shifted = metadata.iloc[np.roll(np.arange(len(metadata)), offset)]
+        results = scorer.score_latents(codes, shifted.reset_index(drop=True))
+        assert results["q"].notna().sum() >= n_tested // 2
+        fractions.append(np.mean(results["q"] < 0.05))
+    # Benjamini-Hochberg at 0.05 under a complete null: discoveries are rare
+    assert np.mean(fractions) <= 0.05
+    assert max(fractions) <= 0.1
+
+
+def test_permuted_trial_labels_give_no_more_discoveries_than_the_fdr(fitted_session):
+    metadata, codes = fitted_session
+    scorer = SelectivityScorer(variables=["trial_type"], null="trial", random_state=0)
+    real = scorer.score_latents(codes, metadata)
+    assert (real["q"] < 0.05).any()  # direction-tuned latents are found in the real labels
+    rng = np.random.RandomState(1)
+    in_trial = metadata["trial_id"] >= 0
+    trial_types = metadata[in_trial].groupby("trial_id")["trial_type"].first()
+    fractions = []
+    for _ in range(5):
+        relabel = pd.Series(rng.permutation(trial_types.to_numpy()), index=trial_types.index)
+        permuted = metadata.copy()
+        permuted.loc[in_trial, "trial_type"] = metadata.loc[in_trial, "trial_id"].map(relabel)
+        fractions.append(np.mean(scorer.score_latents(codes, permuted)["q"] < 0.05))
+    assert np.mean(fractions) <= 0.05
+    assert max(fractions) <= 0.1

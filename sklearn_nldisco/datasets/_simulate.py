@@ -184,7 +184,7 @@ class ReachingGroundTruth:
         moving = (phase == "movement").to_numpy()
         epoch = phase.replace({"delay": "preparation", "reaction": "preparation"})
         n_directions = sum(name.startswith("reach_") for name in self.feature_names)
-        target = metadata["trial_type"].to_numpy(np.float64)
+        target = metadata["trial_type"].to_numpy(np.float64, na_value=np.nan)
         direction = np.full(len(metadata), None, dtype=object)
         direction[moving] = [f"{360.0 * t / n_directions:g}" for t in target[moving]]
         peak = metadata["speed"].where(moving).groupby(metadata["trial_id"]).max()

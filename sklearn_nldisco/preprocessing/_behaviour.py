@@ -647,7 +647,9 @@ def trial_labels(bins, trials, *, events=None, conditions=None, trial_id_column=
 
         - ``trial_id``: the trial's id, -1 for a bin outside every trial
           (with non-integer ids, missing instead);
-        - the condition columns, missing (NaN) outside trials;
+        - the condition columns, missing outside trials; integer and
+          boolean columns become pandas' nullable ``Int64`` and ``boolean``
+          (missing: ``<NA>``), so they stay discrete for selectivity;
         - ``phase``: categorical, in the order of ``events``. An event with
           a NaN time (e.g. no movement onset in a failed trial) never
           happens, so the previous phase lasts until the next event that
@@ -673,14 +675,14 @@ def trial_labels(bins, trials, *, events=None, conditions=None, trial_id_column=
     ...     index=pd.Index([42], name="trial_id"))
     >>> trial_labels(edges, trials)
        trial_id  maze_id          phase       event
-    0        42      7.0  before_target       start
-    1        42      7.0  before_target         NaN
-    2        42      7.0          delay   target_on
-    3        42      7.0       reaction      go_cue
-    4        42      7.0       reaction  move_onset
-    5        42      7.0       movement         NaN
-    6        42      7.0       movement         NaN
-    7        -1      NaN            NaN         NaN
+    0        42        7  before_target       start
+    1        42        7  before_target         NaN
+    2        42        7          delay   target_on
+    3        42        7       reaction      go_cue
+    4        42        7       reaction  move_onset
+    5        42        7       movement         NaN
+    6        42        7       movement         NaN
+    7        -1     <NA>            NaN         NaN
 
     The target appears on bin 2's left edge, so bin 2 is "delay". The go cue
     (0.8 s) lies in the first half of bin 3 ``[0.75, 1.0)``, so bin 3 is
@@ -723,10 +725,21 @@ def trial_labels(bins, trials, *, events=None, conditions=None, trial_id_column=
     per_trial = trials[condition_columns].reset_index(drop=True)
     per_bin = per_trial.reindex(trial_row).reset_index(drop=True)
     for column in condition_columns:
-        labels[column] = per_bin[column]
+        labels[column] = _keep_discrete_dtype(per_bin[column], per_trial[column].dtype)
     labels["phase"] = _categorical(phase_index, phases)
     labels["event"] = _categorical(event_index, [_event_label(c) for c in columns])
     return labels
+
+
+def _keep_discrete_dtype(values, dtype):
+    """Integer and boolean trial columns stay integer and boolean (pandas'
+    nullable dtypes) once bins outside trials make them missing, instead of
+    turning into floats and objects."""
+    if pd.api.types.is_bool_dtype(dtype):
+        return values.astype("boolean")
+    if pd.api.types.is_integer_dtype(dtype):
+        return values.astype("Int64")
+    return values
 
 
 # --------------------------------------------------------------------------
