@@ -1,0 +1,1 @@
+"""The pieces of the ``nldisco`` command: settings and the run (private)."""

@@ -1,0 +1,219 @@
+"""The settings of ``nldisco run``: defaults, checks, and the TOML file that repeats a run."""
+
+import argparse
+import math
+import tomllib
+from pathlib import Path
+
+from ..models._losses import LOSSES
+
+# name -> (default, kind). ``None`` as default means "chosen by the model"
+# (levels) or "the built-in simulated session" (nwb_file); such keys are left
+# out of the written file.
+SETTINGS = {
+    "nwb_file": (None, "path"),
+    "n_units": (100, "int"),
+    "n_trials": (300, "int"),
+    "bin_size": (0.05, "float"),
+    "smooth_sigma": (0.05, "float"),
+    "n_latents": (64, "int"),
+    "k": (4, "int"),
+    "levels": (None, "int_list"),
+    "loss": ("mse", "str"),
+    "device": ("cpu", "str"),
+    "max_iter": (200, "int"),
+    "seeds": (3, "int"),
+    "seed": (0, "int"),
+    "n_jobs": (1, "int"),
+    "n_permutations": (200, "int"),
+    "quiet": (False, "bool"),
+}
+
+DEFAULTS = {name: default for name, (default, _) in SETTINGS.items()}
+
+
+class UsageError(Exception):
+    """A mistake of the user: reported on one line, exit status 2."""
+
+
+def read_config(path):
+    """Read a run configuration from a TOML file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A TOML file whose top-level keys are names of :data:`SETTINGS`.
+
+    Returns
+    -------
+    settings : dict
+        The keys found, with checked types (not yet checked for range).
+
+    Raises
+    ------
+    UsageError
+        If the file is missing or unreadable, is not valid TOML, or holds an
+        unknown key or a value of the wrong type.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as file:
+            document = tomllib.load(file)
+    except FileNotFoundError:
+        raise UsageError(f"no configuration file at {path}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise UsageError(f"{path} is not valid TOML: {error}") from None
+    except OSError as error:
+        raise UsageError(f"could not read {path}: {error}") from None
+    unknown = sorted(set(document) - set(SETTINGS))
+    if unknown:
+        listed = ", ".join(repr(name) for name in unknown)
+        raise UsageError(
+            f"unknown key(s) {listed} in {path}; expected some of {', '.join(SETTINGS)}"
+        )
+    settings = {}
+    for name, value in document.items():
+        settings[name] = _coerce(name, value, f"{name} in {path}")
+    if settings.get("nwb_file") is not None:
+        # a relative path in the file is relative to the file's folder
+        nwb_file = Path(settings["nwb_file"])
+        if not nwb_file.is_absolute():
+            settings["nwb_file"] = str(path.parent / nwb_file)
+    return settings
+
+
+def _coerce(name, value, where):
+    kind = SETTINGS[name][1]
+    if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if kind in ("str", "path") and isinstance(value, str):
+        return value
+    if kind == "bool" and isinstance(value, bool):
+        return value
+    if kind == "int_list" and isinstance(value, list) and all(
+        isinstance(item, int) and not isinstance(item, bool) for item in value
+    ):
+        return tuple(value)
+    expected = {"int": "an integer", "float": "a number", "str": "a string",
+                "path": "a string", "bool": "true or false",
+                "int_list": "a list of integers"}[kind]
+    raise UsageError(f"{where} must be {expected}; got {value!r}")
+
+
+def parse_levels(text):
+    """``"8,16,64"`` -> ``(8, 16, 64)``; for ``--levels``."""
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated integers such as 16,32,64; got {text!r}"
+        ) from None
+
+
+def resolve(file_settings, command_line):
+    """Merge defaults, the configuration file and the command line, then check.
+
+    Parameters
+    ----------
+    file_settings : dict
+        From :func:`read_config` (empty without ``--config``).
+    command_line : dict
+        Options given on the command line (those left out are absent).
+
+    Returns
+    -------
+    settings : dict
+        Every key of :data:`SETTINGS`; command-line values override the
+        file's, which override the defaults.
+
+    Raises
+    ------
+    UsageError
+        If a value is out of range or the model settings contradict each
+        other.
+    """
+    settings = {**DEFAULTS, **file_settings, **command_line}
+    _check(settings)
+    return settings
+
+
+def _check(settings):
+    def positive(name, minimum=1):
+        if settings[name] < minimum:
+            raise UsageError(f"{_option(name)} must be >= {minimum}; got {settings[name]}")
+
+    for name in ("n_units", "n_trials", "n_latents", "k", "max_iter", "seeds",
+                 "n_permutations"):
+        positive(name)
+    if settings["n_trials"] < 5:
+        raise UsageError(f"--n-trials must be >= 5; got {settings['n_trials']}")
+    if settings["n_jobs"] == 0 or settings["n_jobs"] < -1:
+        raise UsageError(f"--n-jobs must be a positive int or -1; got {settings['n_jobs']}")
+    if settings["seed"] < 0:
+        raise UsageError(f"--seed must be >= 0; got {settings['seed']}")
+    if not (math.isfinite(settings["bin_size"]) and settings["bin_size"] > 0):
+        raise UsageError(f"--bin-size must be a positive number of seconds; "
+                         f"got {settings['bin_size']}")
+    if not (math.isfinite(settings["smooth_sigma"]) and settings["smooth_sigma"] >= 0):
+        raise UsageError(f"--smooth-sigma must be >= 0 seconds; got {settings['smooth_sigma']}")
+    if settings["loss"] not in LOSSES:
+        raise UsageError(f"--loss must be one of {', '.join(LOSSES)}; got {settings['loss']!r}")
+
+    from ..models._base import resolve_levels
+
+    try:
+        resolve_levels(settings["n_latents"], settings["k"], settings["levels"], None)
+    except ValueError as error:
+        message = str(error).replace("level_sizes", "levels").replace("n_latents=", "n-latents=")
+        raise UsageError(message) from None
+
+    from ..models._training import resolve_device
+
+    try:
+        resolve_device(settings["device"])
+    except (ValueError, RuntimeError) as error:
+        raise UsageError(f"--device {settings['device']!r} cannot be used: {error}") from None
+
+
+def _option(name):
+    return "--" + name.replace("_", "-")
+
+
+def _toml_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def write_config(settings, path):
+    """Write the resolved settings as TOML that :func:`read_config` reads back.
+
+    Parameters
+    ----------
+    settings : dict
+        Output of :func:`resolve`.
+    path : path-like
+        The file to write.
+    """
+    lines = ["# nldisco run: the resolved configuration of this run.",
+             "# Repeat it with: nldisco run --config config.toml --out OTHER_DIR", ""]
+    for name in SETTINGS:
+        value = settings[name]
+        if value is None:
+            default = ("the built-in simulated session" if name == "nwb_file"
+                       else "(n_latents // 4, n_latents // 2, n_latents), those >= k")
+            lines.append(f"# {name}: not set, {default}")
+            continue
+        if name == "nwb_file":
+            value = str(Path(value).resolve())
+        lines.append(f"{name} = {_toml_value(value)}")
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -1,0 +1,148 @@
+"""The ``nldisco`` command: analyse a recording end to end, or fetch a dataset.
+
+``nldisco run [NWB_FILE] --out DIR`` bins a recording inside its trials,
+fits a MatryoshkaSAE with several seeds and PCA and NMF baselines on the
+training trials, scores every model on the held-out trials and writes the
+models, activations, selectivity table, figures, configuration and headline
+metrics to ``DIR``. ``nldisco fetch mc_maze`` downloads MC_Maze from DANDI.
+The reference is ``docs/cli.md``.
+"""
+
+import argparse
+import sys
+
+from ._cli._config import DEFAULTS, UsageError, parse_levels, read_config, resolve
+
+PROG = "nldisco"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line: ``nldisco: error: ...``, status 2."""
+
+    def error(self, message):
+        _fail(message)
+
+
+def _fail(message):
+    message = " ".join(str(message).split())
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def build_parser():
+    """The argument parser of ``nldisco``.
+
+    Returns
+    -------
+    parser : argparse.ArgumentParser
+    """
+    from . import __version__
+
+    parser = _Parser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    run = commands.add_parser(
+        "run", help="fit and score models on a recording; write the results to a folder",
+        description="Fit a MatryoshkaSAE (several seeds), PCA and NMF on the training "
+        "trials of a recording, score them on the held-out trials and write everything "
+        "to --out. Without NWB_FILE the built-in simulated reaching session is used. "
+        "Options not given take their value from --config, else their default.")
+    run.add_argument("nwb_file", nargs="?", metavar="NWB_FILE", default=argparse.SUPPRESS,
+                     help="NWB file with units and trials (default: the simulated session)")
+    run.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    run.add_argument("--config", metavar="FILE.toml",
+                     help="TOML file of settings; command-line options override it")
+
+    def option(name, type, help, metavar=None, **kwargs):
+        default = DEFAULTS[name.removeprefix("--").replace("-", "_")]
+        shown = "chosen by the model" if default is None else default
+        run.add_argument(name, type=type, default=argparse.SUPPRESS, metavar=metavar,
+                         help=f"{help} (default: {shown})", **kwargs)
+
+    option("--n-units", int, "units of the simulated session", "N")
+    option("--n-trials", int, "trials of the simulated session", "N")
+    option("--bin-size", float, "bin width in seconds", "S")
+    option("--smooth-sigma", float, "Gaussian smoothing of the counts in seconds, 0 for none",
+           "S")
+    option("--n-latents", int, "MSAE dictionary size", "N")
+    option("--k", int, "active latents per bin (and PCA/NMF components)", "K")
+    option("--levels", parse_levels, "comma-separated nested level sizes ending at n_latents",
+           "A,B,C")
+    option("--loss", str, "MSAE reconstruction loss: mse, poisson or msle", "LOSS")
+    option("--device", str, "torch device: cpu, cuda, cuda:N or auto", "DEVICE")
+    option("--max-iter", int, "most training epochs per MSAE fit", "N")
+    option("--seeds", int, "number of MSAE seeds, fitted with seeds SEED, SEED+1, ...", "N")
+    option("--seed", int, "first random seed (simulation, split, models, null draws)", "SEED")
+    option("--n-jobs", int, "MSAE seeds fitted in parallel (-1: all cores)", "N")
+    option("--n-permutations", int, "null draws per latent for selectivity", "N")
+    run.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
+                     help="print no progress lines")
+
+    fetch = commands.add_parser(
+        "fetch", help="download a dataset into the cache and print its path",
+        description="Download a dataset from the DANDI archive (or find it in the cache) "
+        "and print its local path.")
+    fetch.add_argument("dataset", choices=["mc_maze"], help="the dataset")
+    fetch.add_argument("--size", default="small", choices=["small", "medium", "large", "full"],
+                       help="which release (default: small)")
+    fetch.add_argument("--split", default="train", choices=["train", "test"],
+                       help="the train or the test file (default: train)")
+    fetch.add_argument("--data-home", metavar="DIR", default=None,
+                       help="cache folder (default: $NLDISCO_DATA, else ~/nldisco_data)")
+    fetch.add_argument("--api-url", default=None, help=argparse.SUPPRESS)
+    fetch.add_argument("--quiet", action="store_true", help="print only the path")
+    return parser
+
+
+def _run(args):
+    from ._cli._run import run
+
+    given = {name: value for name, value in vars(args).items()
+             if name not in ("command", "out", "config")}
+    file_settings = read_config(args.config) if args.config else {}
+    settings = resolve(file_settings, given)
+    return run(settings, args.out)
+
+
+def _fetch(args):
+    from .datasets import DownloadError, fetch_mc_maze
+
+    kwargs = {} if args.api_url is None else {"api_url": args.api_url}
+    try:
+        path = fetch_mc_maze(args.size, data_home=args.data_home, split=args.split,
+                             verbose=not args.quiet, **kwargs)
+    except (ValueError, OSError, DownloadError) as error:
+        raise UsageError(str(error)) from None
+    print(path)
+    return path
+
+
+def main(argv=None):
+    """Entry point of the ``nldisco`` command.
+
+    Parameters
+    ----------
+    argv : list of str, default=None
+        The arguments, without the program name; None reads ``sys.argv``.
+
+    Returns
+    -------
+    status : int
+        0 on success. A user mistake prints one line ``nldisco: error: ...``
+        on stderr and exits with status 2 (``SystemExit``).
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            _run(args)
+        else:
+            _fetch(args)
+    except UsageError as error:
+        _fail(error)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

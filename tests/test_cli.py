@@ -1,0 +1,233 @@
+"""Tests for sklearn_nldisco/cli.py and sklearn_nldisco/_cli/.
+
+Runs use a tiny simulated session and a few training epochs; the ``fetch``
+command is tested against the local fake DANDI archive of test_fetch.py
+(127.0.0.1 only, nothing reaches the internet).
+"""
+
+import dataclasses
+import json
+import subprocess
+import sys
+import threading
+import tomllib
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+
+from sklearn_nldisco.cli import main
+from sklearn_nldisco.datasets import make_reaching_session, write_nwb
+from sklearn_nldisco.interpretation import load_activations
+
+TINY = ["--n-units", "12", "--n-trials", "30", "--n-latents", "16", "--k", "2",
+        "--max-iter", "5", "--seeds", "2", "--n-permutations", "20"]
+METRIC_KEYS = {"source", "split", "n_units", "n_trials", "n_bins_train", "n_bins_held_out",
+               "seeds", "models", "seed_agreement", "n_stable_latents",
+               "n_selective_latents", "selectivity_variables", "timings", "versions"}
+FIGURES = ["decoder_weights", "l0", "latent_frequency", "unit_r2", "training_curves"]
+
+
+def _without_timings(metrics):
+    return {key: value for key, value in metrics.items() if key != "timings"}
+
+
+def _error_line(capsys, argv):
+    with pytest.raises(SystemExit) as raised:
+        main(argv)
+    assert raised.value.code == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("nldisco: error: ")
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, one_torch_thread):
+    out = tmp_path_factory.mktemp("run")
+    assert main(["run", "--out", str(out), *TINY]) == 0
+    return out
+
+
+def test_run_writes_every_artefact(tiny_run):
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert set(metrics) == METRIC_KEYS
+    assert metrics["seeds"] == [0, 1]
+    assert set(metrics["models"]) == {"msae_seed0", "msae_seed1", "pca", "nmf"}
+    msae = metrics["models"]["msae_seed0"]
+    assert msae["level_sizes"] == [4, 8, 16]
+    assert len(msae["explained_variance_per_level"]) == len(msae["l0_per_level"]) == 3
+    assert np.isclose(msae["explained_variance_per_level"][-1], msae["explained_variance"])
+    assert np.all(np.diff(msae["l0_per_level"]) >= 0)
+    assert 0 <= msae["dead_fraction"] <= 1
+    assert metrics["models"]["pca"]["l0"] == 2
+    assert len(metrics["seed_agreement"]["mean_cosine_per_level"]) == 3
+    assert set(metrics["n_selective_latents"]) == set(metrics["models"])
+    assert metrics["timings"]["total_s"] > 0
+
+    for name in ("msae_seed0", "msae_seed1", "pca", "nmf"):
+        model = joblib.load(tiny_run / f"{name}.joblib")
+        assert hasattr(model, "components_")
+
+    table = pd.read_csv(tiny_run / "selectivity.csv")
+    assert {"model", "latent", "variable", "condition", "selectivity", "q", "stable",
+            "selective"} <= set(table.columns)
+    assert set(table["model"]) == set(metrics["models"])
+    assert set(table["variable"]) <= {"phase", "trial_type", "speed", "direction_deg"}
+    msae_rows = table["model"].str.startswith("msae")
+    assert table.loc[msae_rows, "stable"].notna().all()
+    assert table.loc[~msae_rows, "stable"].isna().all()
+
+    for run in ("msae_seed0", "msae_seed1"):
+        activations = load_activations(tiny_run / "activations.npz", run=run)
+        assert activations.codes.shape == (metrics["n_bins_held_out"], 16)
+
+    for name in FIGURES:
+        assert (tiny_run / f"{name}.png").stat().st_size > 1000
+    for card in tiny_run.glob("feature_card_latent*.png"):
+        assert card.stat().st_size > 1000
+
+    config = tomllib.loads((tiny_run / "config.toml").read_text())
+    assert config["n_latents"] == 16 and config["max_iter"] == 5 and config["seeds"] == 2
+
+
+def test_config_file_repeats_the_run(tiny_run, tmp_path, capsys):
+    out = tmp_path / "again"
+    assert main(["run", "--config", str(tiny_run / "config.toml"), "--out", str(out),
+                 "--quiet"]) == 0
+    first = json.loads((tiny_run / "metrics.json").read_text())
+    second = json.loads((out / "metrics.json").read_text())
+    assert _without_timings(first) == _without_timings(second)
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_on_stderr_and_quiet(tmp_path, capsys, one_torch_thread):
+    args = [*TINY, "--seeds", "1", "--n-latents", "8", "--levels", "4,8"]
+    assert main(["run", "--out", str(tmp_path / "loud"), *args]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    for step in ("loaded", "binning", "MSAE seed 0", "baselines", "selectivity",
+                 "writing", "done"):
+        assert step in captured.err
+    assert main(["run", "--out", str(tmp_path / "quiet"), *args, "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+    metrics = json.loads((tmp_path / "quiet" / "metrics.json").read_text())
+    assert metrics["seed_agreement"] is None  # one seed: nothing to compare
+    assert metrics["models"]["msae_seed0"]["level_sizes"] == [4, 8]
+
+
+def test_command_line_overrides_config_file(tmp_path, monkeypatch):
+    config = tmp_path / "settings.toml"
+    config.write_text('k = 3\nn_latents = 32\nloss = "poisson"\nlevels = [8, 32]\n')
+    seen = {}
+    monkeypatch.setattr("sklearn_nldisco._cli._run.run",
+                        lambda settings, out: seen.update(settings))
+    main(["run", "--config", str(config), "--out", str(tmp_path), "--k", "2"])
+    assert seen["k"] == 2  # command line
+    assert seen["n_latents"] == 32 and seen["loss"] == "poisson"  # file
+    assert seen["levels"] == (8, 32)
+    assert seen["bin_size"] == 0.05  # default
+
+
+def test_missing_and_invalid_files(tmp_path, capsys):
+    line = _error_line(capsys, ["run", str(tmp_path / "nope.nwb"), "--out", str(tmp_path)])
+    assert "nope.nwb" in line
+    text = tmp_path / "notes.nwb"
+    text.write_text("not an NWB file")
+    assert "notes.nwb" in _error_line(capsys, ["run", str(text), "--out", str(tmp_path)])
+
+
+def test_nwb_without_units(tmp_path, capsys):
+    recording, _ = make_reaching_session(n_units=3, n_trials=6, random_state=0)
+    empty = dataclasses.replace(recording, spike_times=[], units=recording.units.iloc[:0])
+    path = tmp_path / "no_units.nwb"
+    write_nwb(empty, path)
+    line = _error_line(capsys, ["run", str(path), "--out", str(tmp_path / "out")])
+    assert "no units" in line
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--k", "0"], "--k must be >= 1"),
+    (["--k", "two"], "invalid int value"),
+    (["--bin-size", "-1"], "--bin-size"),
+    (["--loss", "huber"], "--loss"),
+    (["--levels", "4,x"], "--levels"),
+    (["--levels", "8,4,64"], "strictly increasing"),
+    (["--n-latents", "16", "--levels", "4,16", "--k", "6"], "first level"),
+    (["--n-latents", "16", "--levels", "4,8"], "n-latents=16"),
+    (["--n-jobs", "0"], "--n-jobs"),
+    (["--device", "gpu"], "--device"),
+    (["--bogus"], "unrecognized arguments"),
+])
+def test_bad_option_values(tmp_path, capsys, options, message):
+    line = _error_line(capsys, ["run", "--out", str(tmp_path), *options])
+    assert message in line
+
+
+def test_bad_config_files(tmp_path, capsys):
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("k = 4\nn_latent = 64\n")
+    assert "'n_latent'" in _error_line(
+        capsys, ["run", "--config", str(unknown), "--out", str(tmp_path)])
+    wrong_type = tmp_path / "wrong.toml"
+    wrong_type.write_text('k = "four"\n')
+    assert "k in" in _error_line(
+        capsys, ["run", "--config", str(wrong_type), "--out", str(tmp_path)])
+    broken = tmp_path / "broken.toml"
+    broken.write_text("k = = 4\n")
+    assert "not valid TOML" in _error_line(
+        capsys, ["run", "--config", str(broken), "--out", str(tmp_path)])
+    assert "no configuration file" in _error_line(
+        capsys, ["run", "--config", str(tmp_path / "none.toml"), "--out", str(tmp_path)])
+
+
+def test_fetch_argument_errors(capsys):
+    assert "invalid choice" in _error_line(capsys, ["fetch", "mc_mayhem"])
+    assert "invalid choice" in _error_line(capsys, ["fetch", "mc_maze", "--size", "huge"])
+    _error_line(capsys, [])  # a command is required
+
+
+def test_fetch_downloads_and_prints_the_path(tmp_path, capsys, monkeypatch):
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        import test_fetch
+    finally:
+        sys.path.pop(0)
+    monkeypatch.setattr(test_fetch._fetch, "_RETRY_BACKOFF_S", 0.0)
+    content = np.random.default_rng(0).bytes(50_000)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), test_fetch.Handler)
+    server.daemon_threads = True
+    server.archive = test_fetch.FakeArchive(content)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        host, port = server.server_address
+        api_url = f"http://{host}:{port}/api"
+        args = ["fetch", "mc_maze", "--data-home", str(tmp_path), "--api-url", api_url,
+                "--quiet"]
+        assert main(args) == 0
+        printed = Path(capsys.readouterr().out.strip())
+        assert printed == tmp_path / "dandi" / test_fetch.DANDISET / test_fetch.ASSET_PATH
+        assert printed.read_bytes() == content
+
+        server.archive.fail_status[f"/api/dandisets/{test_fetch.DANDISET}/"] = 404
+        line = _error_line(capsys, ["fetch", "mc_maze", "--data-home",
+                                    str(tmp_path / "other"), "--api-url", api_url])
+        assert "404" in line
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_module_entry_point_help():
+    result = subprocess.run([sys.executable, "-m", "sklearn_nldisco", "--help"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert "run" in result.stdout and "fetch" in result.stdout
