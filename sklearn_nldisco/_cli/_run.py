@@ -14,8 +14,11 @@ import pandas as pd
 
 from ._config import UsageError, write_config
 
-# Behavioural variables scored for selectivity, those present in the metadata.
+# Behavioural variables scored for selectivity, those present in the metadata:
+# labels that vary within a trial are tested against circular shifts, labels
+# fixed for a whole trial against permuted trials.
 SELECTIVITY_VARIABLES = ("phase", "trial_type", "speed", "direction_deg")
+TRIAL_LEVEL_VARIABLES = ("trial_type",)
 # Held-out trial labels of a ``split`` column.
 HELD_OUT_SPLITS = ("test", "val")
 N_FEATURE_CARDS = 4
@@ -274,16 +277,24 @@ def run(settings, out):
     progress(f"scoring selectivity of {len(codes)} models on the held-out bins")
     variables = [name for name in SELECTIVITY_VARIABLES
                  if name in metadata_test and metadata_test[name].notna().any()]
-    scorer = SelectivityScorer(variables=variables, null="trial",
-                               n_permutations=settings["n_permutations"],
-                               random_state=settings["seed"])
+    within_trial = [name for name in variables if name not in TRIAL_LEVEL_VARIABLES]
+    trial_level = [name for name in variables if name in TRIAL_LEVEL_VARIABLES]
+    scorers = [
+        SelectivityScorer(variables=names, null=null,
+                          n_permutations=settings["n_permutations"],
+                          random_state=settings["seed"])
+        for names, null in ((within_trial, "circular"), (trial_level, "trial")) if names
+    ]
+    scorer = scorers[0] if scorers else SelectivityScorer()
     tables = []
     metrics["n_selective_latents"] = {}
     metadata_scored = metadata_test.reset_index(drop=True)
     for name, Z in codes.items():
         level_sizes = models[name].level_sizes_ if name in models else None
         if variables:
-            results = scorer.score_latents(Z, metadata_scored, level_sizes=level_sizes)
+            results = pd.concat(
+                [each.score_latents(Z, metadata_scored, level_sizes=level_sizes)
+                 for each in scorers], ignore_index=True)
         else:
             results = pd.DataFrame(columns=["latent", "sign", "variable", "condition"])
         selective = (
