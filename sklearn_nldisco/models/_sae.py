@@ -122,17 +122,17 @@ _PARAMETERS_DOC = """
 _ATTRIBUTES_DOC = """
     components_ : ndarray of shape (n_latents, n_outputs)
         Decoder dictionary, unit-norm rows, in scaled target units.
-    encoder_weight_ : ndarray of shape (n_features_in_, n_latents)
+    encoder_weight_ : ndarray of shape (n_features, n_latents)
     encoder_bias_ : ndarray of shape (n_latents,)
     decoder_bias_ : ndarray of shape (n_outputs,)
-    input_bias_ : ndarray of shape (n_features_in_,)
+    input_bias_ : ndarray of shape (n_features,)
         Subtracted from the scaled input before encoding (the decoder bias
         for the mse autoencoder).
     threshold_ : float
         Inference threshold (BatchTopK); 0.0 for ``sparsity="topk"``.
     level_sizes_ : ndarray of int
     level_weights_ : ndarray of float, summing to one
-    input_mean_, input_scale_ : ndarray of shape (n_features_in_,)
+    input_mean_, input_scale_ : ndarray of shape (n_features,)
         Input scaling: the encoder sees ``(X - input_mean_) / input_scale_``.
     target_mean_, target_scale_ : ndarray of shape (n_outputs,)
         Scaling of the reconstruction target, undone at decoding.
