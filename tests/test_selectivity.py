@@ -162,7 +162,15 @@ def test_trial_null_finds_a_trial_level_latent_and_stays_calibrated():
     # bins outside trials (missing ids) keep their own labels
     with_gap = metadata.astype({"trial_id": float})
     with_gap.loc[:10, "trial_id"] = np.nan
-    assert len(scorer.score_latents(Z, with_gap)) == len(results)
+    gap_results = scorer.score_latents(Z, with_gap)
+    assert len(gap_results) == len(results)
+    # bin_metadata's -1 marks the same bins as outside trials, not as one trial
+    marked = metadata.copy()
+    marked.loc[:10, "trial_id"] = -1
+    pd.testing.assert_frame_equal(scorer.score_latents(Z, marked), gap_results)
+    lumped = metadata.copy()
+    lumped.loc[:10, "trial_id"] = 10**6  # one extra trial made of those bins
+    assert not scorer.score_latents(Z, lumped)["p"].equals(gap_results["p"])
     # interleaved trials (same first-appearance order, same order inside
     # each trial) give the same draws, hence the same results
     position = metadata.groupby("trial_id").cumcount().to_numpy()

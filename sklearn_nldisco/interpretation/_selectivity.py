@@ -99,8 +99,8 @@ class SelectivityScorer(BaseEstimator):
     null : {"circular", "trial"}, default="circular"
         The null model (see above).
     trial_column : str, default="trial_id"
-        Column of trial ids for ``null="trial"``; missing values mark bins
-        outside trials.
+        Column of trial ids for ``null="trial"``; missing values and
+        negative ids (``bin_metadata`` gives -1) mark bins outside trials.
     min_shift : int, default=None
         Smallest circular shift in bins. None uses a tenth of the bins.
     activity_threshold : float, default=0.0
@@ -438,7 +438,8 @@ class SelectivityScorer(BaseEstimator):
             raise ValueError(
                 f"null='trial' needs the trial column {self.trial_column!r} in the metadata; "
                 f"its columns are {list(metadata.columns)}.")
-        trial_of_bin, trial_ids = pd.factorize(metadata[self.trial_column])
+        trial_of_bin, trial_ids = pd.factorize(_outside_trials_missing(
+            metadata[self.trial_column]))
         trial_of_bin = trial_of_bin.astype(np.int64)
         n_trials = len(trial_ids)
         if n_trials < 2:
@@ -468,6 +469,14 @@ class SelectivityScorer(BaseEstimator):
         return (1, empty_shifts, permutations, trial_and_position,
                 np.ascontiguousarray(trial_layout, dtype=np.int64), order.astype(np.int64),
                 contiguous)
+
+
+def _outside_trials_missing(trial_ids):
+    """Trial ids with the bins outside trials missing: ``bin_metadata`` marks
+    them with -1, so negative numeric ids count as outside as well."""
+    if pd.api.types.is_numeric_dtype(trial_ids) and not pd.api.types.is_bool_dtype(trial_ids):
+        return trial_ids.where(~(trial_ids < 0))
+    return trial_ids
 
 
 def _n_conditions_of(condition_variable, variable):
