@@ -103,7 +103,10 @@ def _run(args):
              if name not in ("command", "out", "config")}
     file_settings = read_config(args.config) if args.config else {}
     settings = resolve(file_settings, given)
-    return run(settings, args.out)
+    artefacts = run(settings, args.out)
+    if not settings["quiet"]:
+        print(f"report: {artefacts['report']} (open it in a browser)")
+    return artefacts
 
 
 def _fetch(args):

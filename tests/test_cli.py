@@ -91,6 +91,7 @@ def test_run_writes_every_artefact(tiny_run):
     for card in tiny_run.glob("feature_card_latent*.png"):
         assert card.stat().st_size > 1000
 
+    assert (tiny_run / "report.html").stat().st_size > 10_000  # tests/test_report.py
     config = tomllib.loads((tiny_run / "config.toml").read_text())
     assert config["n_latents"] == 16 and config["max_iter"] == 5 and config["seeds"] == 2
 
@@ -109,7 +110,8 @@ def test_progress_on_stderr_and_quiet(tmp_path, capsys, one_torch_thread):
     args = [*TINY, "--seeds", "1", "--n-latents", "8", "--levels", "4,8"]
     assert main(["run", "--out", str(tmp_path / "loud"), *args]) == 0
     captured = capsys.readouterr()
-    assert captured.out == ""
+    # stdout says only where the report is
+    assert captured.out == f"report: {tmp_path / 'loud' / 'report.html'} (open it in a browser)\n"
     for step in ("loaded", "binning", "MSAE seed 0", "baselines", "selectivity",
                  "writing", "done"):
         assert step in captured.err
@@ -125,8 +127,11 @@ def test_command_line_overrides_config_file(tmp_path, monkeypatch):
     config = tmp_path / "settings.toml"
     config.write_text('k = 3\nn_latents = 32\nloss = "poisson"\nlevels = [8, 32]\n')
     seen = {}
-    monkeypatch.setattr("sklearn_nldisco._cli._run.run",
-                        lambda settings, out: seen.update(settings))
+    def fake_run(settings, out):
+        seen.update(settings)
+        return {"report": Path(out) / "report.html"}
+
+    monkeypatch.setattr("sklearn_nldisco._cli._run.run", fake_run)
     main(["run", "--config", str(config), "--out", str(tmp_path), "--k", "2"])
     assert seen["k"] == 2  # command line
     assert seen["n_latents"] == 32 and seen["loss"] == "poisson"  # file

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ._config import UsageError, write_config
+from ._report import write_report
 
 # Behavioural variables scored for selectivity, those present in the metadata:
 # labels that vary within a trial are tested against circular shifts, labels
@@ -145,7 +146,7 @@ def run(settings, out):
         Every file written, by role (``"metrics"``, ``"selectivity"``,
         ``"config"``, ``"activations"``, ``"model:msae_seed0"``,
         ``"figure:decoder_weights"``, ``"figure:feature_card_latent3"`` ...),
-        in the order written. A report writer can consume this mapping.
+        in the order written (``"report"`` is ``report.html``).
     """
     from sklearn.decomposition import NMF, PCA
 
@@ -335,10 +336,18 @@ def run(settings, out):
                    selectivity.loc[selectivity["model"] == f"msae_seed{seeds[0]}"],
                    variables, out, record)
     write_config(settings, record("config", out / "config.toml"))
+    metrics["versions"] = _versions()
+    units = getattr(recording, "units", None)
+    write_report(  # metrics without timings
+        out, metrics=metrics, selectivity=selectivity, codes=codes, X=X_test,
+        metadata=metadata_scored, estimators={**models, "pca": pca, "nmf": nmf},
+        figures={role.split(":", 1)[1]: each for role, each in artefacts.items()
+                 if role.startswith("figure:")},
+        unit_names=units.index if units is not None and len(units) == X.shape[1] else None)
+    record("report", out / "report.html")
     timings["write_s"] = time.perf_counter() - tic
     timings["total_s"] = time.perf_counter() - progress.start
     metrics["timings"] = {name: round(value, 3) for name, value in timings.items()}
-    metrics["versions"] = _versions()
     path = record("metrics", out / "metrics.json")
     path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     progress(f"done in {timings['total_s']:.1f} s: {len(artefacts)} files in {out}")

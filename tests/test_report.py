@@ -1,0 +1,262 @@
+"""Tests for sklearn_nldisco/_cli/_report.py: the self-contained ``report.html``.
+
+The report of a tiny simulated run is checked as text (self-contained,
+embedded data equal to the kept rows of ``selectivity.csv``, hostile strings
+escaped) and in a real headless Chromium driven by playwright (no script
+errors, sorting, filtering, feature cards). The browser tests skip when
+playwright or a ``chromium`` binary is missing.
+"""
+
+import html
+import json
+import re
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sklearn_nldisco._cli._report import embed_json, kept_rows, write_report
+from sklearn_nldisco.cli import main
+
+TINY = ["--n-units", "30", "--n-trials", "40", "--n-latents", "16", "--k", "2",
+        "--max-iter", "5", "--seeds", "2", "--n-permutations", "20", "--quiet"]
+HOSTILE = '</script><b id="injected">x</b><!--'
+DATA_BLOCK = re.compile(
+    r'<script type="application/json" id="report-data">(.*?)</script>', re.S)
+
+
+def _data(text):
+    blocks = DATA_BLOCK.findall(text)
+    assert len(blocks) == 1
+    return json.loads(blocks[0])
+
+
+@pytest.fixture(scope="module")
+def report_run(tmp_path_factory, one_torch_thread):
+    out = tmp_path_factory.mktemp("report_run")
+    assert main(["run", "--out", str(out), *TINY]) == 0
+    return out
+
+
+def _hostile_inputs():
+    """A tiny hand-made run whose labels try to break out of the page."""
+    rng = np.random.default_rng(0)
+    n_bins, n_units, n_latents = 60, 5, 3
+    X = rng.poisson(2.0, size=(n_bins, n_units)).astype(float)
+    codes = np.maximum(rng.normal(size=(n_bins, n_latents)), 0)
+    decoder = rng.random((n_latents, n_units))
+    metadata = pd.DataFrame({"trial_id": np.repeat([0, 1, 2], 20),
+                             "bin_start": np.tile(np.arange(20) * 0.05, 3)})
+    rows = []
+    for latent in range(n_latents):
+        for condition in (HOSTILE, "plain & <simple>"):
+            rows.append({"model": "msae_seed0", "latent": latent, "sign": 1,
+                         "variable": "phase", "condition": condition,
+                         "selectivity": 0.5 + 0.1 * latent, "effect": 0.6,
+                         "mean_during": 1.0 + latent, "mean_outside": 0.2,
+                         "frac_during": 0.5, "frac_outside": 0.1, "n_during": 20,
+                         "p": 0.01, "q": 0.02, "level": 0.0, "selective": True,
+                         "stable": latent == 0})
+    metrics = {"source": HOSTILE, "n_units": n_units, "n_trials": 3,
+               "models": {"msae_seed0": {"kind": "msae", "n_latents": n_latents,
+                                         "level_sizes": [n_latents],
+                                         "explained_variance": 0.5,
+                                         "explained_variance_per_level": [0.5],
+                                         "l0": 1.5, "l0_per_level": [1.5],
+                                         "dead_fraction": 0.0, "n_epochs": 3}},
+               "seed_agreement": None, "versions": {"x": HOSTILE}}
+
+    class Model:
+        components_ = decoder
+
+    return dict(metrics=metrics, selectivity=pd.DataFrame(rows), figures={},
+                codes={"msae_seed0": codes}, X=X, metadata=metadata,
+                estimators={"msae_seed0": Model()}, unit_names=[f"u<{i}>" for i in range(5)])
+
+
+@pytest.fixture(scope="module")
+def hostile_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("hostile")
+    return write_report(out, **_hostile_inputs())
+
+
+# --- the file ---------------------------------------------------------------
+
+def test_run_writes_a_self_contained_report(report_run):
+    text = (report_run / "report.html").read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>")
+    # nothing fetched from anywhere: no external src/href, no linked style or script
+    assert not re.search(r'(src|href)\s*=\s*["\']?\s*(https?:)?//', text, re.I)
+    assert not re.search(r"<script[^>]*\bsrc=", text, re.I)
+    assert not re.search(r"<link\b", text, re.I)
+    assert "@import" not in text and "url(" not in text
+    images = re.findall(r'<img[^>]*\bsrc="([^"]*)"', text)
+    figures = sorted(path.stem for path in report_run.glob("*.png"))
+    assert len(images) == len(figures) >= 5
+    assert all(src.startswith("data:image/png;base64,") for src in images)
+    metrics = json.loads((report_run / "metrics.json").read_text())
+    for name in metrics["models"]:
+        assert f"<td>{name}</td>" in text
+    assert "Seed agreement" in text
+
+
+def test_embedded_data_matches_selectivity_csv(report_run):
+    data = _data((report_run / "report.html").read_text(encoding="utf-8"))
+    table = pd.read_csv(report_run / "selectivity.csv")
+    kept = kept_rows(table)
+    assert 0 < len(kept) < len(table)
+    assert data["n_rows_total"] == len(table)
+    assert len(data["rows"]) == len(kept)
+    for index, column in enumerate(data["columns"]):
+        expected, got = kept[column].tolist(), [row[index] for row in data["rows"]]
+        for e, g in zip(expected, got):
+            if pd.isna(e):
+                assert g is None
+            elif isinstance(e, float):
+                assert np.isclose(e, g, rtol=1e-12, atol=0)
+            else:
+                assert str(e) == str(g)
+    # every kept row has q < 0.05 or is among the three most selective of its latent
+    assert ((kept["q"] < 0.05) | kept.groupby(["model", "latent", "sign"])["selectivity"]
+            .rank(ascending=False, method="first").le(3)).all()
+    # every latent of every model has a card, with units and traces for the MSAE runs
+    keys = {f"{model}|{latent}|{sign}" for model, latent, sign
+            in table[["model", "latent", "sign"]].itertuples(index=False)}
+    assert set(data["cards"]) == keys
+    card = data["cards"]["msae_seed0|0|1"]
+    assert set(card["tuning"]) == set(table["variable"])
+    assert len(card["units"]["by_decoder"]) == len(card["units"]["by_activity"]) == 10
+    assert len(card["traces"]) == len(data["trials"]) == 3
+
+
+def test_hostile_strings_are_escaped(hostile_report):
+    text = hostile_report.read_text(encoding="utf-8")
+    assert text.count("</script>") == 2  # the data block and the script: nothing else
+    assert '<b id="injected">' not in text
+    assert html.escape(HOSTILE) in text  # the title, escaped
+    data = _data(text)  # the block is intact and parses back to the original strings
+    assert HOSTILE in {row[data["columns"].index("condition")] for row in data["rows"]}
+    assert data["conditions"]["phase"] == [HOSTILE, "plain & <simple>"]
+    assert data["cards"]["msae_seed0|0|1"]["units"]["by_decoder"][0]["unit"].startswith("u<")
+
+
+def test_report_without_selectivity_rows(tmp_path):
+    inputs = _hostile_inputs()
+    inputs["selectivity"] = inputs["selectivity"].iloc[:0]
+    data = _data(write_report(tmp_path, **inputs).read_text(encoding="utf-8"))
+    assert data["rows"] == [] and data["cards"] == {} and data["n_rows_total"] == 0
+
+
+def test_embed_json_escapes_markup():
+    text = embed_json({"a": "</script><!--&\u2028"})
+    assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text
+    assert json.loads(text) == {"a": "</script><!--&\u2028"}
+
+
+# --- in a browser -----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="the browser tests need the playwright package")
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.skip("the browser tests need a chromium binary on the PATH")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable,
+                                             args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+def _open(browser, path):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    page.goto(path.resolve().as_uri())
+    page.wait_for_selector("#mappings tbody tr")
+    return page, errors
+
+
+def _column(page, name):
+    return page.eval_on_selector_all(
+        f'#mappings tbody td[data-col="{name}"]', "cells => cells.map(c => c.textContent)")
+
+
+def test_report_in_a_browser(browser, report_run, tmp_path):
+    page, errors = _open(browser, report_run / "report.html")
+    n_rows = page.locator("#mappings tbody tr").count()
+    assert n_rows == len(_data((report_run / "report.html").read_text())["rows"])
+
+    # sorting: a click sorts by the column, a second click reverses it
+    header = page.locator('#mappings th[data-col="selectivity"]')
+    header.click()
+    assert header.get_attribute("aria-sort") == "descending"
+    values = [float(v) for v in _column(page, "selectivity")]
+    assert values == sorted(values, reverse=True)
+    header.click()
+    assert header.get_attribute("aria-sort") == "ascending"
+    values = [float(v) for v in _column(page, "selectivity")]
+    assert values == sorted(values)
+    page.locator('#mappings th[data-col="variable"]').click()
+    variables = _column(page, "variable")
+    assert variables == sorted(variables)
+
+    # filters: each cuts the rows, and every row left matches
+    page.select_option("#f-variable", "phase")
+    phase = page.locator("#mappings tbody tr").count()
+    assert 0 < phase < n_rows
+    assert set(_column(page, "variable")) == {"phase"}
+    page.fill("#f-q", "0.05")
+    q_values = _column(page, "q")
+    assert len(q_values) <= phase
+    assert all(float(q) <= 0.05 for q in q_values)
+    page.select_option("#f-variable", "")
+    page.fill("#f-q", "1")
+    page.select_option("#f-level", "0")
+    assert set(_column(page, "level")) == {"0"}
+    assert set(_column(page, "model")) <= {"msae_seed0", "msae_seed1"}
+    page.select_option("#f-stable", "true")
+    assert set(_column(page, "stable")) <= {"yes"}
+    page.select_option("#f-stable", "")
+    page.select_option("#f-level", "")
+    assert page.locator("#mappings tbody tr").count() == n_rows
+    assert "of" in page.locator("#row-count").text_content()
+
+    # a click on a row opens that latent's card
+    assert page.locator("#card").is_hidden()
+    page.select_option("#f-model", "msae_seed0")
+    row = page.locator("#mappings tbody tr").nth(2)
+    latent = row.locator('td[data-col="latent"]').text_content()
+    row.click()
+    card = page.locator("#card")
+    assert card.is_visible()
+    title = page.locator("#card-title")
+    assert title.get_attribute("data-latent") == latent
+    assert title.text_content() == f"msae_seed0 latent {latent}"
+    assert card.locator("svg").count() >= 3  # tuning bars and the traces
+    assert card.locator("svg.traces polyline").count() == 3
+    assert card.locator("svg rect").count() > 0
+    assert "decoder weight" in card.text_content() and "Jaccard" in card.text_content()
+    assert card.locator("table tr").count() >= 11  # top-10 tables with headers
+
+    shot = tmp_path / "report.png"
+    page.screenshot(path=str(shot))
+    assert shot.stat().st_size > 10_000
+    assert errors == []
+    page.close()
+
+
+def test_hostile_report_in_a_browser(browser, hostile_report):
+    page, errors = _open(browser, hostile_report)
+    assert page.locator("#injected").count() == 0
+    assert HOSTILE in page.title()
+    assert HOSTILE in _column(page, "condition")
+    page.locator("#mappings tbody tr").first.click()
+    assert page.locator("#card-title").is_visible()
+    assert page.locator("#card svg text", has_text="</script>").count() > 0
+    assert page.locator("#injected").count() == 0
+    assert errors == []
+    page.close()
