@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sklearn_nldisco import MatryoshkaSAE
 from sklearn_nldisco.cli import main
 from sklearn_nldisco.datasets import make_reaching_session, write_nwb
 from sklearn_nldisco.interpretation import load_activations
@@ -115,6 +116,8 @@ def test_progress_on_stderr_and_quiet(tmp_path, capsys, one_torch_thread):
     for step in ("loaded", "binning", "MSAE seed 0", "baselines", "selectivity",
                  "writing", "done"):
         assert step in captured.err
+    if hasattr(MatryoshkaSAE(), "set_callbacks"):  # epochs are reported while fitting
+        assert "MSAE seed 0: epoch 1\n" in captured.err
     assert main(["run", "--out", str(tmp_path / "quiet"), *args, "--quiet"]) == 0
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""

@@ -38,6 +38,36 @@ class Progress:
             print(f"nldisco [{elapsed:6.1f} s] {message}", file=sys.stderr, flush=True)
 
 
+class EpochProgress:
+    """A fit callback: a progress line every ``every`` epochs of each seed's fit.
+
+    It follows scikit-learn's fit-callback protocol, travels with the
+    estimator through ``clone`` and into joblib workers, and prints through
+    ``progress`` (the workers share the run's clock and stderr).
+    """
+
+    def __init__(self, progress, every):
+        self.progress = progress
+        self.every = every
+        self.epochs = 0
+
+    def setup(self, estimator, context):
+        self.epochs = 0
+
+    def teardown(self, estimator, context):
+        pass
+
+    def on_fit_task_begin(self, estimator, context):
+        pass
+
+    def on_fit_task_end(self, estimator, context):
+        if context.task_name == "epoch":
+            self.epochs += 1
+            if self.epochs % self.every == 0:
+                self.progress(f"MSAE seed {estimator.random_state}: epoch {self.epochs}")
+        return False
+
+
 def load_recording(settings):
     """The recording of the run: the NWB file, or the built-in simulated session.
 
@@ -199,6 +229,9 @@ def run(settings, out):
     estimator = MatryoshkaSAE(
         n_latents=settings["n_latents"], k=settings["k"], level_sizes=settings["levels"],
         loss=settings["loss"], device=settings["device"], max_iter=settings["max_iter"])
+    if not settings["quiet"] and hasattr(estimator, "set_callbacks"):
+        # fit callbacks exist from scikit-learn 1.9 on; before, per-seed lines only
+        estimator.set_callbacks(EpochProgress(progress, max(1, settings["max_iter"] // 10)))
     tic = time.perf_counter()
     progress(f"fitting MatryoshkaSAE(n_latents={settings['n_latents']}, k={settings['k']}) "
              f"with seeds {seeds} on {settings['n_jobs']} job(s)")
