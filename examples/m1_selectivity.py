@@ -63,10 +63,7 @@ def speed_classes(speed, split):
 
 def selective(results, scorer):
     """Per (latent, sign): the variables' most selective condition, if it passes."""
-    passes = ((results["q"] < scorer.alpha)
-              & (results["selectivity"] >= scorer.min_selectivity)
-              & (results["frac_during"] >= scorer.min_activation_frac))
-    best = (results[passes].sort_values("selectivity", ascending=False, kind="stable")
+    best = (results[scorer.selective(results)].sort_values("selectivity", ascending=False, kind="stable")
             .groupby(["latent", "sign", "variable"], sort=False).head(1))
     return {(row.latent, row.sign, row.variable): row.condition for row in best.itertuples()}
 

@@ -396,3 +396,18 @@ def test_permuted_trial_labels_give_no_more_discoveries_than_the_fdr(fitted_sess
         fractions.append(np.mean(scorer.score_latents(codes, permuted)["q"] < 0.05))
     assert np.mean(fractions) <= 0.05
     assert max(fractions) <= 0.1
+
+
+def test_selective_rows_are_those_the_score_counts():
+    results = pd.DataFrame({
+        "latent": [0, 0, 1, 2, 3],
+        "q": [0.01, 0.2, 0.01, 0.01, np.nan],
+        "selectivity": [0.7, 0.9, 0.55, 0.8, 0.9],
+        "frac_during": [0.2, 0.5, 0.5, 0.05, 0.5],
+    })
+    scorer = SelectivityScorer()
+    assert scorer.selective(results).tolist() == [True, False, False, False, False]
+    assert scorer.score_from_results(results, n_latents=4) == 0.25
+    loose = SelectivityScorer(min_selectivity=0.5, min_activation_frac=0.0)
+    assert loose.selective(results).tolist() == [True, False, True, True, False]
+    assert loose.score_from_results(results, n_latents=4) == 0.75

@@ -331,9 +331,7 @@ def run(settings, out):
                  for each in scorers], ignore_index=True)
         else:
             results = pd.DataFrame(columns=["latent", "sign", "variable", "condition"])
-        selective = (
-            (results["q"] < scorer.alpha) & (results["selectivity"] >= scorer.min_selectivity)
-            & (results["frac_during"] >= scorer.min_activation_frac)) if variables else []
+        selective = scorer.selective(results) if variables else []
         results.insert(0, "model", name)
         results["selective"] = selective
         if name in stable_tables:

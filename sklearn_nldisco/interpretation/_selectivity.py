@@ -320,12 +320,27 @@ class SelectivityScorer(BaseEstimator):
         """
         if n_latents < 1:
             raise ValueError(f"n_latents must be a positive int; got {n_latents!r}.")
-        selective = (
+        return results.loc[self.selective(results), "latent"].nunique() / n_latents
+
+    def selective(self, results):
+        """Which rows of a result table count as selective for the score.
+
+        Parameters
+        ----------
+        results : DataFrame
+            Output of :meth:`score_latents`.
+
+        Returns
+        -------
+        selective : Series of bool
+            ``q < alpha``, ``selectivity >= min_selectivity`` and
+            ``frac_during >= min_activation_frac`` (False where untested).
+        """
+        return (
             (results["q"] < self.alpha)
             & (results["selectivity"] >= self.min_selectivity)
             & (results["frac_during"] >= self.min_activation_frac)
         )
-        return results.loc[selective, "latent"].nunique() / n_latents
 
     def __call__(self, estimator, X, y=None):
         """Score a fitted transformer by the fraction of its selective latents.
