@@ -12,6 +12,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
+from ..models._base import explained_variance
 from ._config import UsageError, write_config
 from ._report import write_report
 
@@ -122,12 +123,6 @@ def split_trials(metadata, seed):
     chosen = rng.choice(trials, size=n_held_out, replace=False)
     held_out = np.isin(trial_id, chosen) & in_trial
     return in_trial & ~held_out, held_out, "seeded 80/20 split of trial ids"
-
-
-def explained_variance(X, X_hat):
-    """``1 - SSE / SST`` over all entries (the measure of ``MatryoshkaSAE.score``)."""
-    total = np.square(X - X.mean(axis=0)).sum()
-    return float(1.0 - np.square(X - X_hat).sum() / total)
 
 
 def mean_l0(codes):

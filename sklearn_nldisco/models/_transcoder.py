@@ -97,7 +97,11 @@ class MatryoshkaTranscoder(RegressorMixin, _BaseMatryoshka):
         """Explained variance of ``y`` by ``predict(X)``, over all entries.
 
         ``1 - sum((y - y_hat)^2) / sum((y - mean(y))^2)`` (R^2 pooled over
-        targets, weighted by their variance); higher is better.
+        targets, weighted by their variance); higher is better. This is
+        ``r2_score(y, y_hat, multioutput="variance_weighted")``, not the
+        uniform average over targets that scikit-learn's regressors' ``score``
+        returns: compare with other models through the same ``r2_score``
+        call, as ``examples/transcoder.py`` does.
 
         Parameters
         ----------
