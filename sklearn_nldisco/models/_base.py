@@ -6,6 +6,9 @@ parameters, hands training to ``_training`` (torch, imported only inside
 ``_inference`` (NumPy only), so a fitted model needs no torch.
 """
 
+import functools
+import sys
+from contextlib import ExitStack, contextmanager
 from numbers import Integral, Real
 
 import numpy as np
@@ -18,6 +21,7 @@ from sklearn.base import (
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from threadpoolctl import threadpool_limits
 
 from . import _inference
 from ._init import (
@@ -50,6 +54,61 @@ except ImportError:  # pragma: no cover - older scikit-learn
 
     def with_callbacks(method):
         return method
+
+
+@contextmanager
+def limit_threads(n_threads, *, torch_module=None):
+    """Cap the thread pools that fitting and coding use, restoring them on exit.
+
+    ``n_threads=None`` changes nothing. An int caps, for the duration of the
+    block, torch's intra-op threads (``torch.set_num_threads``; torch is
+    only touched when ``torch_module`` is given or torch is already
+    imported, so coding never imports it), the BLAS and OpenMP pools
+    (``threadpoolctl.threadpool_limits``) and numba's parallel threads
+    (``numba.set_num_threads``, capped at numba's own pool size). The previous
+    values come back when the block ends, error or not. These are
+    process-wide settings: cap processes (loky, Dask workers), not threads
+    sharing one process.
+    """
+    if n_threads is None:
+        yield
+        return
+    n_threads = int(n_threads)
+    torch = torch_module if torch_module is not None else sys.modules.get("torch")
+    with ExitStack() as stack:
+        # Starting numba's threading layer (OpenMP) can reset the OpenMP pool
+        # that torch shares: torch's count is read before anything else,
+        # restored after everything else, and limited last.
+        if torch is not None:
+            stack.callback(torch.set_num_threads, torch.get_num_threads())
+        _limit_numba_threads(n_threads, stack)
+        stack.enter_context(threadpool_limits(limits=n_threads))
+        if torch is not None:
+            torch.set_num_threads(n_threads)
+        yield
+
+
+def _limit_numba_threads(n_threads, stack):
+    """``numba.set_num_threads`` within numba's pool size, when it can start one."""
+    try:
+        import numba
+
+        previous = numba.get_num_threads()
+        numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
+    except Exception:  # pragma: no cover - no usable threading layer
+        return
+    stack.callback(numba.set_num_threads, previous)
+
+
+def _with_thread_limit(method):
+    """Run ``method`` under ``limit_threads(self.n_threads)``."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with limit_threads(getattr(self, "n_threads", None)):
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 def default_level_sizes(n_latents, k):
@@ -170,6 +229,7 @@ class _BaseMatryoshka(
         "sparse_output": ["boolean"],
         "code_refit": [StrOptions({"auto", "none", "nnls", "pursuit"})],
         "device": [str],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -201,6 +261,7 @@ class _BaseMatryoshka(
         sparse_output=False,
         code_refit="auto",
         device="auto",
+        n_threads=None,
         random_state=None,
         verbose=0,
     ):
@@ -228,6 +289,7 @@ class _BaseMatryoshka(
         self.sparse_output = sparse_output
         self.code_refit = code_refit
         self.device = device
+        self.n_threads = n_threads
         self.random_state = random_state
         self.verbose = verbose
 
@@ -235,8 +297,18 @@ class _BaseMatryoshka(
     def _fit_core(self, X, Y):
         """Fit the coder that encodes ``X`` and reconstructs ``Y``.
 
-        ``Y is X`` for the autoencoder (tied input and output bias).
+        ``Y is X`` for the autoencoder (tied input and output bias). With
+        ``n_threads`` set, the whole fit runs under ``limit_threads``.
         """
+        if self.n_threads is None:
+            return self._fit_unlimited(X, Y)
+        from . import _training  # torch is needed for fitting only
+
+        with limit_threads(self.n_threads, torch_module=_training.torch):
+            return self._fit_unlimited(X, Y)
+
+    def _fit_unlimited(self, X, Y):
+        """``_fit_core`` under whatever thread limits are in force."""
         autoencoder = Y is X
         sizes, weights = resolve_levels(
             self.n_latents, self.k, self.level_sizes, self.level_weights
@@ -387,6 +459,7 @@ class _BaseMatryoshka(
         return _inference.encode(
             X, weight, offset, threshold=self.threshold_, k=self.k,
             sparsity=self.sparsity, sparse_output=sparse_output, dtype=dtype, refit=refit,
+            n_threads=getattr(self, "n_threads", None),
         )
 
     def _code_refit_mode(self):
@@ -403,6 +476,7 @@ class _BaseMatryoshka(
             self, X, reset=False, dtype=[np.float64, np.float32], order="C"
         )
 
+    @_with_thread_limit
     def transform(self, X):
         """Sparse codes of ``X``: one row per sample, one column per latent.
 
@@ -468,10 +542,16 @@ class _BaseMatryoshka(
             )
         return self._decode(codes, level)
 
+    @_with_thread_limit
     def _reconstruct(self, X, level):
         X = self._validate_for_coding(X)
         codes = self._encode(X, sparse_output=True, dtype=np.float32)
         return self._decode(codes, level)
+
+    def __setstate__(self, state):
+        # models pickled before ``n_threads`` existed load with the default
+        state.setdefault("n_threads", None)
+        super().__setstate__(state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -490,4 +570,7 @@ def explained_variance(Y, Y_pred):
     return float(1.0 - residual / total)
 
 
-__all__ = ["_BaseMatryoshka", "_fit_context", "with_callbacks", "explained_variance"]
+__all__ = [
+    "_BaseMatryoshka", "_fit_context", "with_callbacks", "explained_variance",
+    "limit_threads", "_with_thread_limit",
+]

@@ -110,6 +110,24 @@ _PARAMETERS_DOC = """
     device : str, default="auto"
         Torch device for training: ``"auto"`` (CUDA when present, else CPU),
         ``"cpu"``, ``"cuda"``, ``"cuda:1"``... Inference always runs in NumPy.
+    n_threads : int, default=None
+        Threads this estimator may use in one process. None leaves every
+        thread pool as it is (the default and the previous behaviour). An
+        int caps, during ``fit``, ``transform``, ``predict``, ``reconstruct``
+        and ``score`` only: torch's intra-op threads
+        (``torch.set_num_threads``; torch is not imported by coding), the
+        BLAS and OpenMP pools (``threadpoolctl.threadpool_limits``), numba's
+        parallel threads (``numba.set_num_threads``) and the chunk threads of
+        ``transform``. Every previous value is restored when the call
+        returns or raises. In a grid search or ``fit_seeds`` with ``n_jobs``
+        worker processes, set ``n_threads = n_cores // n_jobs`` so that the
+        workers do not oversubscribe the cores; for the loky backend,
+        ``joblib.parallel_config(inner_max_num_threads=...)`` caps the BLAS
+        and OpenMP pools (and hence torch's default) of the workers in the
+        same way. The limits are process-wide, so they suit process
+        workers (loky, Dask), not the threading backend. On CPU, with a fixed
+        ``random_state``, the fitted model is the same whatever the value
+        (see ``docs/scaling.md``).
     random_state : int, RandomState instance or None, default=None
         Seeds initialisation, validation split and batch order. On CPU a
         fixed seed gives bitwise-identical models.
