@@ -111,6 +111,12 @@ def _with_thread_limit(method):
     return wrapper
 
 
+# partial_fit's running BatchTopK threshold: the earlier estimate weighs at
+# most this many times the current chunk (an exponential average with a
+# memory of about five chunks)
+_THRESHOLD_MEMORY = 4.0
+
+
 def default_level_sizes(n_latents, k):
     """Levels ``(n_latents // 4, n_latents // 2, n_latents)``, those >= k kept."""
     sizes = sorted({size for size in (n_latents // 4, n_latents // 2, n_latents)})
@@ -310,28 +316,19 @@ class _BaseMatryoshka(
     def _fit_unlimited(self, X, Y):
         """``_fit_core`` under whatever thread limits are in force."""
         autoencoder = Y is X
-        sizes, weights = resolve_levels(
-            self.n_latents, self.k, self.level_sizes, self.level_weights
-        )
-        check_nonnegative(Y, "y" if not autoencoder else "X", self.loss)
-        if self.code_refit in ("nnls", "pursuit") and (not autoencoder or self.loss != "mse"):
-            raise ValueError(
-                f"code_refit={self.code_refit!r} needs a linear decoder of the input: "
-                f"it is defined for MatryoshkaSAE with loss='mse' only (got "
-                f"{type(self).__name__} with loss={self.loss!r}); use code_refit='none'."
-            )
+        sizes, weights = self._check_fit_arguments(Y, autoencoder)
         rng = check_random_state(self.random_state)
 
         input_mean, input_scale = scaling_statistics(X, self.scaling)
-        X_in = ((X - input_mean) / input_scale).astype(np.float32)
         if self.loss in NONNEGATIVE_LOSSES:
             target_mean, target_scale = np.zeros(Y.shape[1]), np.ones(Y.shape[1])
-            Y_target = Y.astype(np.float32)
         elif autoencoder:
-            target_mean, target_scale, Y_target = input_mean, input_scale, X_in
+            target_mean, target_scale = input_mean, input_scale
         else:
             target_mean, target_scale = scaling_statistics(Y, self.scaling)
-            Y_target = ((Y - target_mean) / target_scale).astype(np.float32)
+        X_in, Y_target = self._scaled(
+            X, Y, autoencoder, input_mean, input_scale, target_mean, target_scale
+        )
         tied = autoencoder and self.loss not in NONNEGATIVE_LOSSES
 
         held_out = None
@@ -346,24 +343,8 @@ class _BaseMatryoshka(
             else:
                 Y_train, Y_val = Y_target[~held_out], Y_target[held_out]
 
-        n_outputs = Y.shape[1]
-        decoder_weight = random_unit_rows(self.n_latents, n_outputs, rng)
-        if autoencoder:
-            encoder_weight = decoder_weight.T.copy()
-        else:
-            encoder_weight = random_unit_rows(self.n_latents, X.shape[1], rng).T.copy()
-        if self.loss in NONNEGATIVE_LOSSES:
-            decoder_bias = inverse_link_numpy(Y_train.mean(axis=0, dtype=np.float64), self.loss)
-        else:
-            decoder_bias = bias_from_data(Y_train, self.bias_init, rng)
-        input_bias = decoder_bias if tied else bias_from_data(X_train, self.bias_init, rng)
-        init = {
-            "encoder_weight": encoder_weight,
-            "encoder_bias": np.zeros(self.n_latents),
-            "decoder_weight": decoder_weight,
-            "decoder_bias": decoder_bias,
-            "input_bias": input_bias,
-        }
+        init = self._initial_parameters(X_train, Y_train, autoencoder, tied, rng)
+        input_bias = init["input_bias"]
         n_train = X_train.shape[0]
         config = self._training_config(
             sizes, weights, tied, n_train, has_validation=X_val is not None
@@ -391,16 +372,7 @@ class _BaseMatryoshka(
             threshold = 0.0
         state = trainer.state()
 
-        self.components_ = state["decoder_weight"]
-        self.encoder_weight_ = state["encoder_weight"]
-        self.encoder_bias_ = state["encoder_bias"]
-        self.decoder_bias_ = state["decoder_bias"]
-        self.input_bias_ = (
-            state["decoder_bias"].copy() if tied else input_bias.astype(np.float32)
-        )
-        self.threshold_ = threshold
-        self.level_sizes_ = np.asarray(sizes, dtype=np.int64)
-        self.level_weights_ = np.asarray(weights, dtype=np.float64) / sum(weights)
+        self._set_parameters(state, input_bias, tied, threshold, sizes, weights)
         self.input_mean_, self.input_scale_ = input_mean, input_scale
         self.target_mean_, self.target_scale_ = target_mean, target_scale
         self.n_iter_ = result["n_iter"]
@@ -413,7 +385,196 @@ class _BaseMatryoshka(
         counts = np.bincount(codes.indices, minlength=self.n_latents)
         self.latent_frequency_ = counts / max(X.shape[0], 1)
         self.dead_latents_ = np.flatnonzero(counts == 0)
+        # a fit starts over: nothing of an earlier partial_fit carries on
+        self.__dict__.pop("_partial_state", None)
         callback_ctx.call_on_fit_task_end(estimator=self, X=X)
+        return self
+
+    def _check_fit_arguments(self, Y, autoencoder):
+        """Resolved levels; errors for negative counts and undefined refits."""
+        sizes, weights = resolve_levels(
+            self.n_latents, self.k, self.level_sizes, self.level_weights
+        )
+        check_nonnegative(Y, "y" if not autoencoder else "X", self.loss)
+        if self.code_refit in ("nnls", "pursuit") and (not autoencoder or self.loss != "mse"):
+            raise ValueError(
+                f"code_refit={self.code_refit!r} needs a linear decoder of the input: "
+                f"it is defined for MatryoshkaSAE with loss='mse' only (got "
+                f"{type(self).__name__} with loss={self.loss!r}); use code_refit='none'."
+            )
+        return sizes, weights
+
+    def _scaled(self, X, Y, autoencoder, input_mean, input_scale, target_mean, target_scale):
+        """Input and target as the trainer sees them (float32)."""
+        X_in = ((X - input_mean) / input_scale).astype(np.float32)
+        if self.loss in NONNEGATIVE_LOSSES:
+            Y_target = Y.astype(np.float32)
+        elif autoencoder:
+            Y_target = X_in
+        else:
+            Y_target = ((Y - target_mean) / target_scale).astype(np.float32)
+        return X_in, Y_target
+
+    def _initial_parameters(self, X_train, Y_train, autoencoder, tied, rng):
+        """Random unit dictionary, tied encoder, biases from the data."""
+        n_outputs = Y_train.shape[1]
+        decoder_weight = random_unit_rows(self.n_latents, n_outputs, rng)
+        if autoencoder:
+            encoder_weight = decoder_weight.T.copy()
+        else:
+            encoder_weight = random_unit_rows(self.n_latents, X_train.shape[1], rng).T.copy()
+        if self.loss in NONNEGATIVE_LOSSES:
+            decoder_bias = inverse_link_numpy(Y_train.mean(axis=0, dtype=np.float64), self.loss)
+        else:
+            decoder_bias = bias_from_data(Y_train, self.bias_init, rng)
+        input_bias = decoder_bias if tied else bias_from_data(X_train, self.bias_init, rng)
+        return {
+            "encoder_weight": encoder_weight,
+            "encoder_bias": np.zeros(self.n_latents),
+            "decoder_weight": decoder_weight,
+            "decoder_bias": decoder_bias,
+            "input_bias": input_bias,
+        }
+
+    def _set_parameters(self, state, input_bias, tied, threshold, sizes, weights):
+        """The fitted arrays from a trainer's ``state()``."""
+        self.components_ = state["decoder_weight"]
+        self.encoder_weight_ = state["encoder_weight"]
+        self.encoder_bias_ = state["encoder_bias"]
+        self.decoder_bias_ = state["decoder_bias"]
+        self.input_bias_ = (
+            state["decoder_bias"].copy() if tied else np.asarray(input_bias).astype(np.float32)
+        )
+        self.threshold_ = threshold
+        self.level_sizes_ = np.asarray(sizes, dtype=np.int64)
+        self.level_weights_ = np.asarray(weights, dtype=np.float64) / sum(weights)
+
+    # ------------------------------------------------------------ streaming
+    def _partial_fit_core(self, X, Y):
+        """One pass over a chunk, continuing from the stored state."""
+        if self.n_threads is None:
+            return self._partial_fit_unlimited(X, Y)
+        from . import _training  # torch is needed for fitting only
+
+        with limit_threads(self.n_threads, torch_module=_training.torch):
+            return self._partial_fit_unlimited(X, Y)
+
+    def _partial_fit_unlimited(self, X, Y):
+        from . import _training  # torch is needed for fitting only
+
+        autoencoder = Y is X
+        tied = autoencoder and self.loss not in NONNEGATIVE_LOSSES
+        n_rows = X.shape[0]
+        partial = getattr(self, "_partial_state", None)
+        fitted = hasattr(self, "components_")
+        if fitted and Y.shape[1] != self.decoder_bias_.shape[0]:
+            raise ValueError(
+                f"y has {Y.shape[1]} targets but {type(self).__name__} was fitted with "
+                f"{self.decoder_bias_.shape[0]}; every chunk needs the same targets."
+            )
+        if partial is not None:
+            sizes, weights = partial["levels"]
+            check_nonnegative(Y, "y" if not autoencoder else "X", self.loss)
+        else:
+            sizes, weights = self._check_fit_arguments(Y, autoencoder)
+        if not fitted:
+            # first call: initialise exactly as fit does, statistics from this chunk
+            rng = check_random_state(self.random_state)
+            input_mean, input_scale = scaling_statistics(X, self.scaling)
+            if self.loss in NONNEGATIVE_LOSSES:
+                target_mean, target_scale = np.zeros(Y.shape[1]), np.ones(Y.shape[1])
+            elif autoencoder:
+                target_mean, target_scale = input_mean, input_scale
+            else:
+                target_mean, target_scale = scaling_statistics(Y, self.scaling)
+        else:
+            input_mean, input_scale = self.input_mean_, self.input_scale_
+            target_mean, target_scale = self.target_mean_, self.target_scale_
+        X_in, Y_target = self._scaled(
+            X, Y, autoencoder, input_mean, input_scale, target_mean, target_scale
+        )
+        config = self._training_config(sizes, weights, tied, n_rows, has_validation=False)
+        config["early_stopping"] = False
+        device = _training.resolve_device(self.device)
+        if not fitted:
+            init = self._initial_parameters(X_in, Y_target, autoencoder, tied, rng)
+            trainer = _training.MatryoshkaTrainer(init, config, device)
+        elif partial is None:
+            # after fit: continue from the fitted weights with a fresh optimiser
+            rng = check_random_state(self.random_state)
+            init = {
+                "encoder_weight": self.encoder_weight_,
+                "encoder_bias": self.encoder_bias_,
+                "decoder_weight": self.components_,
+                "decoder_bias": self.decoder_bias_,
+                "input_bias": self.input_bias_,
+            }
+            trainer = _training.MatryoshkaTrainer(init, config, device)
+        else:
+            rng = np.random.RandomState()
+            rng.set_state(partial["rng"])
+            trainer = _training.MatryoshkaTrainer.from_exported(
+                partial["trainer"], config, device
+            )
+        if partial is None:
+            steps = max(1, n_rows // min(self.batch_size, n_rows))
+            warmup_steps = max(1, int(self.warmup_fraction * self.max_iter * steps))
+            n_calls = 0
+            history = {}
+            threshold_weight = 0.0 if not fitted else np.inf
+            threshold_stat = 0.0 if not fitted else float(self.threshold_)
+        else:
+            warmup_steps = partial["warmup_steps"]
+            n_calls = int(self.n_iter_)
+            history = self.history_
+            threshold_stat, threshold_weight = partial["threshold"]
+        config["warmup_steps"] = warmup_steps
+
+        entry = _training.with_quiet_sparse_warnings(
+            _training.train_pass, trainer, X_in, Y_target, config, rng
+        )
+        if self.sparsity == "batchtopk":
+            # running estimate: this chunk's exact calibration under the new
+            # weights, averaged with the earlier estimate, which weighs at most
+            # _THRESHOLD_MEMORY times this chunk (older chunks fade out)
+            chunk_threshold = _training.calibrate_threshold(trainer, X_in, self.k)
+            previous_weight = min(threshold_weight, _THRESHOLD_MEMORY * n_rows)
+            threshold_stat = (previous_weight * threshold_stat + n_rows * chunk_threshold) / (
+                previous_weight + n_rows
+            )
+            threshold_weight += n_rows
+            threshold = float(np.float32(threshold_stat))
+        else:
+            threshold = 0.0
+        exported = trainer.export_state()
+        self._set_parameters(exported, exported["input_bias"], tied, threshold, sizes, weights)
+        self.input_bias_ = self.input_bias_.copy()
+        for name in ("components_", "encoder_weight_", "encoder_bias_", "decoder_bias_"):
+            setattr(self, name, getattr(self, name).copy())
+        self.input_mean_, self.input_scale_ = input_mean, input_scale
+        self.target_mean_, self.target_scale_ = target_mean, target_scale
+        self.n_iter_ = n_calls + 1
+        self.best_iter_ = self.n_iter_
+        self.n_steps_ = int(exported["step_count"])
+        self.stop_reason_ = "partial_fit"
+        self.history_ = {
+            name: np.concatenate(
+                [history[name], np.asarray([value], dtype=np.float64)]
+            ) if name in history else np.asarray([value], dtype=np.float64)
+            for name, value in entry.items()
+        }
+        self.device_ = str(device)
+        codes = self._encode(X, sparse_output=True, dtype=np.float32)
+        counts = np.bincount(codes.indices, minlength=self.n_latents)
+        self.latent_frequency_ = counts / max(n_rows, 1)
+        self.dead_latents_ = np.flatnonzero(counts == 0)
+        self._partial_state = {
+            "trainer": exported,
+            "rng": rng.get_state(),
+            "warmup_steps": warmup_steps,
+            "threshold": (threshold_stat, threshold_weight),
+            "levels": (sizes, weights),
+        }
         return self
 
     def _training_config(self, sizes, weights, tied, n_train, has_validation):

@@ -160,13 +160,14 @@ _ATTRIBUTES_DOC = """
     dead_latents_ : ndarray of int
         Latents that are never active on the rows passed to ``fit``.
     n_iter_ : int
-        Epochs run.
+        Epochs run (with ``partial_fit``: calls, i.e. passes over a chunk).
     best_iter_ : int
         Epoch whose parameters were kept.
     n_steps_ : int
         Optimiser steps taken.
     stop_reason_ : str
-        ``"max_iter"``, ``"early_stopping"``, ``"callback"`` or ``"interrupted"``.
+        ``"max_iter"``, ``"early_stopping"``, ``"callback"``, ``"interrupted"``
+        or ``"partial_fit"``.
     history_ : dict of ndarray
         Per epoch: ``train_loss`` and ``val_loss`` (n_epochs, n_levels),
         ``val_explained_variance`` (n_epochs, n_levels, original units),
@@ -239,6 +240,37 @@ class MatryoshkaSAE(_BaseMatryoshka):
         check_2d_not_empty(X)
         X = validate_data(self, X, dtype=[np.float64, np.float32])
         return self._fit_core(X, X)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None):
+        """One pass (epoch) over a chunk of ``X``, continuing the training.
+
+        The first call (on an unfitted model) initialises the model exactly
+        as ``fit`` does, with the scaling statistics of that first chunk,
+        which stay frozen afterwards (they define the model's input space).
+        Each call runs one shuffled pass over the chunk in mini-batches of
+        ``batch_size`` (no validation split, no early stopping); Adam's
+        moments and step count, the learning-rate schedule (linear warm-up,
+        then constant ``learning_rate``), the dead-latent counters and the
+        running BatchTopK threshold carry over between calls, and survive
+        pickling. On a model fitted by ``fit``, training continues from the
+        fitted weights with a fresh optimiser. ``fit`` starts over. See
+        ``docs/scaling.md``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A chunk of binned activity.
+        y : Ignored
+
+        Returns
+        -------
+        self : MatryoshkaSAE
+        """
+        check_2d_not_empty(X)
+        first_call = not hasattr(self, "components_")
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=first_call)
+        return self._partial_fit_core(X, X)
 
     def reconstruct(self, X, level=None):
         """Reconstruct ``X`` through the codes of one level.

@@ -523,6 +523,52 @@ class MatryoshkaTrainer:
         for name, value in state.items():
             self.params[name].copy_(torch.from_numpy(value))
 
+    def export_state(self):
+        """Everything needed to resume training, as NumPy arrays.
+
+        The parameters, the input bias, the step count, the dead-latent
+        counters, the BatchTopK search hint and Adam's moments and step of
+        every parameter (absent before the first step).
+        """
+        out = self.state()
+        out["input_bias"] = self.input_bias.detach().cpu().numpy().copy()
+        out["step_count"] = np.int64(self.step_count)
+        out["last_cut"] = np.float64(self._last_cut)
+        out["samples_since_fired"] = self.samples_since_fired.cpu().numpy().copy()
+        for name in _PARAMETER_NAMES:
+            moments = self.optimizer.state.get(self.params[name])
+            if moments:
+                out["adam_step/" + name] = np.float64(float(moments["step"]))
+                out["adam_exp_avg/" + name] = moments["exp_avg"].cpu().numpy().copy()
+                out["adam_exp_avg_sq/" + name] = moments["exp_avg_sq"].cpu().numpy().copy()
+        return out
+
+    @classmethod
+    def from_exported(cls, exported, config, device):
+        """A trainer that continues exactly where ``export_state`` left off."""
+        trainer = cls(exported, config, device)
+        trainer.step_count = int(exported["step_count"])
+        trainer._last_cut = float(exported["last_cut"])
+        trainer.samples_since_fired.copy_(
+            torch.from_numpy(np.asarray(exported["samples_since_fired"], dtype=np.float64))
+        )
+        if "adam_step/" + _PARAMETER_NAMES[0] in exported:
+            state_dict = trainer.optimizer.state_dict()
+            state_dict["state"] = {
+                index: {
+                    "step": torch.tensor(
+                        float(exported["adam_step/" + name]), dtype=torch.float32
+                    ),
+                    "exp_avg": torch.from_numpy(exported["adam_exp_avg/" + name].copy()),
+                    "exp_avg_sq": torch.from_numpy(
+                        exported["adam_exp_avg_sq/" + name].copy()
+                    ),
+                }
+                for index, name in enumerate(_PARAMETER_NAMES)
+            }
+            trainer.optimizer.load_state_dict(state_dict)
+        return trainer
+
 
 def _learning_rate(config, step, total_steps):
     base = config["learning_rate"]
@@ -659,6 +705,61 @@ def train(trainer, X_train, Y_train, X_val, Y_val, target_scale, config, rng,
         "interrupted": interrupted,
         "stop_reason": stop_reason,
         "n_steps": trainer.step_count,
+    }
+
+
+def streaming_learning_rate(config, step):
+    """Schedule of ``partial_fit``: linear warm-up, then constant.
+
+    The total number of steps is unknown when data arrive in chunks, so there
+    is no final decay; ``config["warmup_steps"]`` is fixed at the first call.
+    """
+    base = config["learning_rate"]
+    warmup = max(1, int(config["warmup_steps"]))
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return base
+
+
+def train_pass(trainer, X, Y, config, rng):
+    """One pass (epoch) over ``X`` in shuffled mini-batches, for ``partial_fit``.
+
+    Like one epoch of ``train`` (the same batches: ``n // batch_size`` full
+    batches of a permutation), without validation or early stopping. Returns
+    the epoch's history entries.
+    """
+    start_time = time.perf_counter()
+    device = trainer.device
+    x = torch.as_tensor(X, dtype=torch.float32).to(device)
+    y = x if Y is X else torch.as_tensor(Y, dtype=torch.float32).to(device)
+    n_rows = x.shape[0]
+    batch_size = min(config["batch_size"], n_rows)
+    n_steps = max(1, n_rows // batch_size)
+    permutation = torch.from_numpy(rng.permutation(n_rows)).to(device)
+    level_sum = torch.zeros(trainer.n_levels, dtype=torch.float64)
+    aux_sum = 0.0
+    active = 0
+    lr = streaming_learning_rate(config, trainer.step_count)
+    for step in range(n_steps):
+        index = permutation[step * batch_size : (step + 1) * batch_size]
+        xb = x[index]
+        yb = xb if y is x else y[index]
+        lr = streaming_learning_rate(config, trainer.step_count)
+        losses, aux_loss, n_active = trainer.step(xb, yb, lr)
+        level_sum += losses.detach().cpu().double()
+        aux_sum += aux_loss
+        active += n_active
+    dead_now = trainer.samples_since_fired > config["dead_window"]
+    nan_levels = np.full(trainer.n_levels, np.nan)
+    return {
+        "train_loss": (level_sum / n_steps).numpy(),
+        "aux_loss": aux_sum / n_steps,
+        "l0": active / (n_steps * batch_size),
+        "dead_fraction": float(dead_now.float().mean()),
+        "val_loss": nan_levels,
+        "val_explained_variance": nan_levels.copy(),
+        "learning_rate": lr,
+        "epoch_time": time.perf_counter() - start_time,
     }
 
 

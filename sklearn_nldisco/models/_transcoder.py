@@ -75,6 +75,40 @@ class MatryoshkaTranscoder(RegressorMixin, _BaseMatryoshka):
             Y = Y[:, None]
         return self._fit_core(X, Y)
 
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y):
+        """One pass (epoch) over a chunk of ``(X, y)``, continuing the training.
+
+        As :meth:`MatryoshkaSAE.partial_fit`: the first call initialises as
+        ``fit`` does, with the scaling statistics of the first chunk frozen
+        afterwards; later calls continue the optimiser, schedule, dead-latent
+        counters and BatchTopK threshold.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A chunk of source activity.
+        y : array-like of shape (n_samples, n_targets) or (n_samples,)
+            The matching chunk of target activity.
+
+        Returns
+        -------
+        self : MatryoshkaTranscoder
+        """
+        check_2d_not_empty(X)
+        first_call = not hasattr(self, "components_")
+        X, Y = validate_data(
+            self, X, y, dtype=[np.float64, np.float32], multi_output=True, y_numeric=True,
+            reset=first_call,
+        )
+        Y = np.asarray(Y, dtype=np.float64)
+        y_1d = Y.ndim == 1
+        if y_1d:
+            Y = Y[:, None]
+        if first_call:
+            self._y_1d = y_1d
+        return self._partial_fit_core(X, Y)
+
     def predict(self, X, level=None):
         """Reconstruct the target population from ``X``.
 
