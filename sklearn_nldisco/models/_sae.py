@@ -7,7 +7,9 @@ from sklearn.utils.validation import validate_data
 from ._base import (
     _BaseMatryoshka,
     check_2d_not_empty,
+    check_out_of_core,
     explained_variance,
+    is_out_of_core,
     with_callbacks,
 )
 
@@ -230,13 +232,25 @@ class MatryoshkaSAE(_BaseMatryoshka):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Binned activity, e.g. spike counts (time bins x units).
+            Binned activity, e.g. spike counts (time bins x units). A NumPy
+            memmap or an HDF5 dataset is read in chunks and never loaded
+            whole: exact scaling statistics from one streaming pass, then
+            each epoch visits the chunks in a shuffled order with the rows
+            shuffled inside each chunk (not one global shuffle, so the
+            result differs from fitting the same data from memory); see
+            "Out-of-core input" in ``docs/scaling.md``.
         y : Ignored
 
         Returns
         -------
         self : MatryoshkaSAE
         """
+        if is_out_of_core(X):
+            # read in chunks, never loaded whole (see docs/scaling.md)
+            n_features = check_out_of_core(X)[1]
+            self.n_features_in_ = n_features
+            self.__dict__.pop("feature_names_in_", None)
+            return self._fit_out_of_core(X)
         check_2d_not_empty(X)
         X = validate_data(self, X, dtype=[np.float64, np.float32])
         return self._fit_core(X, X)

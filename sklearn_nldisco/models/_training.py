@@ -721,13 +721,16 @@ def streaming_learning_rate(config, step):
     return base
 
 
-def train_pass(trainer, X, Y, config, rng):
+def train_pass(trainer, X, Y, config, rng, learning_rate=None):
     """One pass (epoch) over ``X`` in shuffled mini-batches, for ``partial_fit``.
 
     Like one epoch of ``train`` (the same batches: ``n // batch_size`` full
     batches of a permutation), without validation or early stopping. Returns
-    the epoch's history entries.
+    the epoch's history entries. ``learning_rate(config, step)`` gives the
+    rate of each step (default ``streaming_learning_rate``).
     """
+    if learning_rate is None:
+        learning_rate = streaming_learning_rate
     start_time = time.perf_counter()
     device = trainer.device
     x = torch.as_tensor(X, dtype=torch.float32).to(device)
@@ -739,12 +742,12 @@ def train_pass(trainer, X, Y, config, rng):
     level_sum = torch.zeros(trainer.n_levels, dtype=torch.float64)
     aux_sum = 0.0
     active = 0
-    lr = streaming_learning_rate(config, trainer.step_count)
+    lr = learning_rate(config, trainer.step_count)
     for step in range(n_steps):
         index = permutation[step * batch_size : (step + 1) * batch_size]
         xb = x[index]
         yb = xb if y is x else y[index]
-        lr = streaming_learning_rate(config, trainer.step_count)
+        lr = learning_rate(config, trainer.step_count)
         losses, aux_loss, n_active = trainer.step(xb, yb, lr)
         level_sum += losses.detach().cpu().double()
         aux_sum += aux_loss
@@ -786,6 +789,57 @@ def calibrate_threshold(trainer, X, k, chunk_rows=8192):
         return 0.0
     # strictly below the smallest kept value, so that "pre > theta" keeps it
     return float(np.nextafter(np.float32(pool.min()), np.float32(-np.inf)))
+
+
+def calibrate_threshold_streaming(trainer, chunks, k, n_rows, chunk_rows=8192):
+    """``calibrate_threshold`` over the rows of an iterable of chunks.
+
+    Exact over all ``n_rows`` rows: the (k * n_rows)-th largest positive
+    pre-activation. Candidates above the current floor go into one
+    preallocated float32 buffer of a quarter more than the budget; when it
+    is full it is cut back in place to the largest ``budget`` values (a
+    partition, no copy), which raises the floor. Memory is that buffer, and
+    the work is linear in the number of rows.
+    """
+    budget = int(k * n_rows)
+    if budget == 0:
+        return 0.0
+    buffer = None
+    fill = 0
+    floor = 0.0
+
+    def compact():
+        # the largest ``budget`` values to the front, in place
+        view = buffer[:fill]
+        np.negative(view, out=view)
+        view.partition(budget - 1)
+        np.negative(view, out=view)
+        return budget, float(buffer[:budget].min())
+
+    with torch.no_grad():
+        for chunk in chunks:
+            x = torch.as_tensor(chunk, dtype=torch.float32)
+            del chunk  # only one chunk alive at a time
+            for start in range(0, x.shape[0], chunk_rows):
+                xb = x[start : start + chunk_rows].to(trainer.device)
+                _, pre = trainer._pre_activation(xb)
+                if buffer is None:
+                    slack = max(budget // 4, chunk_rows * pre.shape[1])
+                    buffer = np.empty(budget + slack, dtype=np.float32)
+                values = pre.reshape(-1)
+                values = values[values > floor].cpu().numpy()
+                if fill + values.size > buffer.size:
+                    fill, floor = compact()
+                    values = values[values > floor]
+                buffer[fill : fill + values.size] = values
+                fill += values.size
+                del xb, pre, values
+            del x
+    if fill < budget:
+        return 0.0
+    fill, floor = compact()
+    # strictly below the smallest kept value, so that "pre > theta" keeps it
+    return float(np.nextafter(np.float32(floor), np.float32(-np.inf)))
 
 
 def with_quiet_sparse_warnings(function, *args, **kwargs):

@@ -57,7 +57,9 @@ class MatryoshkaTranscoder(RegressorMixin, _BaseMatryoshka):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Source activity (encoded).
+            Source activity (encoded). A memmap or HDF5 dataset is
+            loaded into memory here: only ``MatryoshkaSAE.fit`` and
+            ``transform`` read such inputs in chunks.
         y : array-like of shape (n_samples, n_targets) or (n_samples,)
             Target activity (reconstructed).
 

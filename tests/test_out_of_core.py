@@ -1,0 +1,150 @@
+"""Out-of-core input: ``fit`` and ``transform`` on a memmap or an HDF5 dataset.
+
+Such inputs are read in chunks and never converted whole; the fit differs
+from the in-memory one only in how rows are shuffled (chunks in a shuffled
+order, rows shuffled inside each chunk) and in the bias initialisation
+(from the first chunk).
+"""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from sklearn_nldisco import MatryoshkaSAE
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SETTINGS = dict(n_latents=32, k=4, max_iter=6, batch_size=128, device="cpu", random_state=0)
+
+
+def _simulated(n_rows, n_features=40, seed=0):
+    """Poisson counts driven by a few sparse latent sources."""
+    rng = np.random.RandomState(seed)
+    sources = rng.exponential(1.0, size=(n_rows, 10)) * (rng.uniform(size=(n_rows, 10)) < 0.2)
+    mixing = rng.uniform(0.0, 1.5, size=(10, n_features))
+    return rng.poisson(0.3 + sources @ mixing).astype(np.float32)
+
+
+def _memmap(path, X):
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=X.dtype, shape=X.shape)
+    out[:] = X
+    out.flush()
+    del out
+    return np.load(path, mmap_mode="r")
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    monkeypatch.setattr(MatryoshkaSAE, "_out_of_core_chunk_rows", 1024)
+
+
+@pytest.mark.parametrize("loss", ["mse", "poisson"])
+def test_memmap_fit_scores_like_in_memory_fit(tmp_path, small_chunks, loss):
+    X = _simulated(6000)
+    X_test = _simulated(2000, seed=1)
+    mm = _memmap(tmp_path / "x.npy", X)
+    out_of_core = MatryoshkaSAE(loss=loss, **SETTINGS).fit(mm)
+    in_memory = MatryoshkaSAE(loss=loss, **SETTINGS).fit(X)
+    assert out_of_core.n_features_in_ == X.shape[1]
+    assert out_of_core.n_iter_ >= 1
+    assert abs(out_of_core.score(X_test) - in_memory.score(X_test)) < 0.02
+    # the calibrated threshold gives a mean L0 of k on the training rows
+    l0 = (out_of_core.transform(X) > 0).sum(axis=1).mean()
+    assert abs(l0 - SETTINGS["k"]) < 1.0
+
+
+def test_hdf5_fit_and_transform(tmp_path, small_chunks):
+    h5py = pytest.importorskip("h5py", reason="h5py is needed for HDF5 input")
+    X = _simulated(5000)
+    X_test = _simulated(2000, seed=1)
+    with h5py.File(tmp_path / "x.h5", "w") as f:
+        f.create_dataset("x", data=X, chunks=(500, X.shape[1]))
+    in_memory = MatryoshkaSAE(**SETTINGS).fit(X)
+    with h5py.File(tmp_path / "x.h5", "r") as f:
+        model = MatryoshkaSAE(**SETTINGS).fit(f["x"])
+        assert abs(model.score(X_test) - in_memory.score(X_test)) < 0.02
+        np.testing.assert_array_equal(model.transform(f["x"]), model.transform(X))
+        codes = model.set_params(sparse_output=True).transform(f["x"])
+    assert sp.issparse(codes) and codes.format == "csr"
+    assert (codes != model.transform(X)).nnz == 0
+
+
+def test_memmap_transform_equals_in_memory(tmp_path, small_chunks):
+    X = _simulated(3000)
+    model = MatryoshkaSAE(**SETTINGS).fit(X)
+    mm = _memmap(tmp_path / "x.npy", X)
+    dense = model.transform(mm)
+    assert isinstance(dense, np.ndarray) and not isinstance(dense, np.memmap)
+    assert dense.dtype == np.float32
+    np.testing.assert_array_equal(dense, model.transform(X))
+    model.set_params(sparse_output=True)
+    sparse = model.transform(mm)
+    assert sp.issparse(sparse) and sparse.format == "csr"
+    assert (sparse != model.transform(X)).nnz == 0
+    np.testing.assert_allclose(model.reconstruct(mm), model.reconstruct(X))
+    assert model.score(mm) == pytest.approx(model.score(X))
+
+
+def test_fit_never_converts_the_whole_input(tmp_path, monkeypatch):
+    """Traced (NumPy) allocations stay far below the size of the input."""
+    monkeypatch.setattr(MatryoshkaSAE, "_out_of_core_chunk_rows", 2048)
+    n_rows, n_features = 100_000, 100  # 40 MB of float32
+    mm = np.lib.format.open_memmap(
+        tmp_path / "big.npy", mode="w+", dtype=np.float32, shape=(n_rows, n_features)
+    )
+    rng = np.random.RandomState(0)
+    for start in range(0, n_rows, 10_000):
+        mm[start : start + 10_000] = rng.poisson(1.0, size=(10_000, n_features))
+    mm.flush()
+    del mm
+    mm = np.load(tmp_path / "big.npy", mmap_mode="r")
+    model = MatryoshkaSAE(
+        n_latents=16, k=2, max_iter=1, batch_size=1024, early_stopping=False,
+        device="cpu", random_state=0,
+    )
+    tracemalloc.start()
+    try:
+        model.fit(mm)
+        model.set_params(sparse_output=True).transform(mm)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < mm.nbytes / 4, (peak, mm.nbytes)
+
+
+def test_wrong_number_of_features(tmp_path, small_chunks):
+    X = _simulated(2000)
+    model = MatryoshkaSAE(**SETTINGS).fit(X)
+    mm = _memmap(tmp_path / "x.npy", _simulated(500, n_features=30))
+    with pytest.raises(ValueError, match="30 features"):
+        model.transform(mm)
+
+
+def test_nan_in_a_chunk_names_the_rows(tmp_path, small_chunks):
+    X = _simulated(3000)
+    X[2500, 3] = np.nan
+    mm = _memmap(tmp_path / "x.npy", X)
+    with pytest.raises(ValueError, match="rows 2048 to 2999"):
+        MatryoshkaSAE(**SETTINGS).fit(mm)
+    model = MatryoshkaSAE(**SETTINGS).fit(_simulated(2000))
+    with pytest.raises(ValueError, match="NaN or infinity in rows"):
+        model.transform(mm)
+
+
+def test_negative_counts_rejected_for_poisson(tmp_path, small_chunks):
+    X = _simulated(2000)
+    X[1500, 0] = -1.0
+    mm = _memmap(tmp_path / "x.npy", X)
+    with pytest.raises(ValueError, match="negative"):
+        MatryoshkaSAE(loss="poisson", **SETTINGS).fit(mm)
+
+
+def test_in_memory_fit_unchanged_by_chunk_setting(small_chunks):
+    """The in-memory path ignores the out-of-core chunk size."""
+    X = _simulated(2000)
+    a = MatryoshkaSAE(**SETTINGS).fit(X)
+    MatryoshkaSAE._out_of_core_chunk_rows = 65_536
+    b = MatryoshkaSAE(**SETTINGS).fit(X)
+    np.testing.assert_array_equal(a.components_, b.components_)
