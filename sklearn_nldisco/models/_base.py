@@ -112,6 +112,25 @@ def _with_thread_limit(method):
     return wrapper
 
 
+def _with_fit_thread_limit(method):
+    """Run a fitting ``method`` under ``limit_threads(self.n_threads)``.
+
+    Fitting imports torch, so torch's threads are capped too; with
+    ``n_threads=None`` the method runs as it is.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        if self.n_threads is None:
+            return method(self, *args, **kwargs)
+        from . import _training  # torch is needed for fitting only
+
+        with limit_threads(self.n_threads, torch_module=_training.torch):
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 # partial_fit's running BatchTopK threshold: the earlier estimate weighs at
 # most this many times the current chunk (an exponential average with a
 # memory of about five chunks)
@@ -376,21 +395,13 @@ class _BaseMatryoshka(
         self.verbose = verbose
 
     # --------------------------------------------------------------- fitting
+    @_with_fit_thread_limit
     def _fit_core(self, X, Y):
         """Fit the coder that encodes ``X`` and reconstructs ``Y``.
 
         ``Y is X`` for the autoencoder (tied input and output bias). With
         ``n_threads`` set, the whole fit runs under ``limit_threads``.
         """
-        if self.n_threads is None:
-            return self._fit_unlimited(X, Y)
-        from . import _training  # torch is needed for fitting only
-
-        with limit_threads(self.n_threads, torch_module=_training.torch):
-            return self._fit_unlimited(X, Y)
-
-    def _fit_unlimited(self, X, Y):
-        """``_fit_core`` under whatever thread limits are in force."""
         autoencoder = Y is X
         sizes, weights = self._check_fit_arguments(Y, autoencoder)
         rng = check_random_state(self.random_state)
@@ -471,16 +482,9 @@ class _BaseMatryoshka(
     #: dataset (rounded down to a multiple of ``batch_size`` for training)
     _out_of_core_chunk_rows = 65_536
 
+    @_with_fit_thread_limit
     def _fit_out_of_core(self, X):
         """``fit`` of the autoencoder on a memmap or HDF5 dataset, chunk by chunk."""
-        if self.n_threads is None:
-            return self._fit_out_of_core_unlimited(X)
-        from . import _training  # torch is needed for fitting only
-
-        with limit_threads(self.n_threads, torch_module=_training.torch):
-            return self._fit_out_of_core_unlimited(X)
-
-    def _fit_out_of_core_unlimited(self, X):
         from . import _training  # torch is needed for fitting only
 
         n_rows, n_features = check_out_of_core(X)
@@ -749,16 +753,9 @@ class _BaseMatryoshka(
         self.level_weights_ = np.asarray(weights, dtype=np.float64) / sum(weights)
 
     # ------------------------------------------------------------ streaming
+    @_with_fit_thread_limit
     def _partial_fit_core(self, X, Y):
         """One pass over a chunk, continuing from the stored state."""
-        if self.n_threads is None:
-            return self._partial_fit_unlimited(X, Y)
-        from . import _training  # torch is needed for fitting only
-
-        with limit_threads(self.n_threads, torch_module=_training.torch):
-            return self._partial_fit_unlimited(X, Y)
-
-    def _partial_fit_unlimited(self, X, Y):
         from . import _training  # torch is needed for fitting only
 
         autoencoder = Y is X
