@@ -406,13 +406,8 @@ class _BaseMatryoshka(
         sizes, weights = self._check_fit_arguments(Y, autoencoder)
         rng = check_random_state(self.random_state)
 
-        input_mean, input_scale = scaling_statistics(X, self.scaling)
-        if self.loss in NONNEGATIVE_LOSSES:
-            target_mean, target_scale = np.zeros(Y.shape[1]), np.ones(Y.shape[1])
-        elif autoencoder:
-            target_mean, target_scale = input_mean, input_scale
-        else:
-            target_mean, target_scale = scaling_statistics(Y, self.scaling)
+        input_mean, input_scale, target_mean, target_scale = self._scaling_statistics(
+            X, Y, autoencoder)
         X_in, Y_target = self._scaled(
             X, Y, autoencoder, input_mean, input_scale, target_mean, target_scale
         )
@@ -707,6 +702,18 @@ class _BaseMatryoshka(
             )
         return sizes, weights
 
+    def _scaling_statistics(self, X, Y, autoencoder):
+        """Input and target ``(mean, scale)``: counts losses leave the target
+        unscaled, the mse autoencoder's target is its scaled input."""
+        input_mean, input_scale = scaling_statistics(X, self.scaling)
+        if self.loss in NONNEGATIVE_LOSSES:
+            target_mean, target_scale = np.zeros(Y.shape[1]), np.ones(Y.shape[1])
+        elif autoencoder:
+            target_mean, target_scale = input_mean, input_scale
+        else:
+            target_mean, target_scale = scaling_statistics(Y, self.scaling)
+        return input_mean, input_scale, target_mean, target_scale
+
     def _scaled(self, X, Y, autoencoder, input_mean, input_scale, target_mean, target_scale):
         """Input and target as the trainer sees them (float32)."""
         X_in = ((X - input_mean) / input_scale).astype(np.float32)
@@ -776,13 +783,8 @@ class _BaseMatryoshka(
         if not fitted:
             # first call: initialise exactly as fit does, statistics from this chunk
             rng = check_random_state(self.random_state)
-            input_mean, input_scale = scaling_statistics(X, self.scaling)
-            if self.loss in NONNEGATIVE_LOSSES:
-                target_mean, target_scale = np.zeros(Y.shape[1]), np.ones(Y.shape[1])
-            elif autoencoder:
-                target_mean, target_scale = input_mean, input_scale
-            else:
-                target_mean, target_scale = scaling_statistics(Y, self.scaling)
+            input_mean, input_scale, target_mean, target_scale = self._scaling_statistics(
+                X, Y, autoencoder)
         else:
             input_mean, input_scale = self.input_mean_, self.input_scale_
             target_mean, target_scale = self.target_mean_, self.target_scale_
