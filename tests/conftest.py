@@ -12,3 +12,22 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def assert_same_codes(actual, expected, rtol=1e-5, atol=1e-6):
+    """Codes of the same rows, coded in another batch, order or chunking.
+
+    The active latents must be the same and their values equal up to the
+    float32 rounding of the encoder product: BLAS kernels may round a row's
+    product by the row's position in their tile (OpenBLAS's Haswell sgemm
+    does, by the row's position modulo 12), so bitwise equality is not
+    something the coder can promise on every machine.
+    """
+    import numpy as np
+    import scipy.sparse as sp
+
+    actual = actual.toarray() if sp.issparse(actual) else np.asarray(actual)
+    expected = expected.toarray() if sp.issparse(expected) else np.asarray(expected)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    np.testing.assert_array_equal(actual != 0, expected != 0, err_msg="active latents differ")
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)

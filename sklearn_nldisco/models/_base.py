@@ -949,8 +949,9 @@ class _BaseMatryoshka(
         """Sparse codes of ``X``: one row per sample, one column per latent.
 
         Each row is coded alone (the BatchTopK threshold calibrated at fit
-        time, or per-row top-k), so a row's code never depends on the others.
-        Rows are processed in chunks: memory beyond the output is bounded.
+        time, or per-row top-k), so a row's code never depends on the others
+        (its values may differ in the last bit of float32 with the row's
+        position, as BLAS rounds; the active latents do not). Rows are processed in chunks: memory beyond the output is bounded.
         A NumPy memmap or an HDF5 dataset is read chunk by chunk (each chunk
         checked for NaN and infinity), never converted whole; with
         ``sparse_output=True`` the CSR codes are assembled from the chunks,

@@ -6,8 +6,9 @@ These kernels do each row in one pass, in compiled code that releases the
 GIL, so the chunks of :func:`._inference.encode` run on several threads.
 
 Every row is computed by the same sequence of floating-point operations
-whatever its neighbours, so a row's code never depends on the other rows or
-on the chunking.
+whatever its neighbours, so these kernels make a row's code depend on that
+row alone (its pre-activations, from BLAS, may differ in the last bit with
+the row's position in a chunk: see ``_inference.encode``).
 """
 
 import numpy as np

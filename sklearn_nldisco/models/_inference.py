@@ -141,8 +141,9 @@ class _ChunkEncoder:
         block = np.asarray(self.X[start:stop], dtype=np.float32)
         if stop - start < self.chunk_rows:
             # Same product shape for every chunk: BLAS picks its kernel from
-            # the shape, so a short chunk (or a single row) would otherwise be
-            # rounded differently from the same rows inside a full chunk.
+            # the shape, so a short chunk (or a single row) would otherwise go
+            # through another kernel than the same rows inside a full chunk
+            # (the position inside the chunk can still change the last bit).
             padded = np.zeros((self.chunk_rows, block.shape[1]), dtype=np.float32)
             padded[: stop - start] = block
             pre = (padded @ self.weight)[: stop - start]
@@ -175,7 +176,10 @@ def encode(X, weight, offset, *, threshold, k, sparsity, sparse_output=False,
     """Codes of ``X`` (n_rows, n_inputs) under a fitted, folded encoder.
 
     Returns a dense ndarray of ``dtype`` or, with ``sparse_output``, a CSR
-    matrix of ``dtype``. Each row's code depends on that row only. ``refit``
+    matrix of ``dtype``. Each row's code depends on that row only, up to
+    the float32 rounding of the product: some BLAS kernels round a row by
+    its position in their tile, so the same row at another position (in
+    another chunk, order or subset) may differ in the last bit. ``refit``
     (a ``NonNegativeRefit`` or ``NonNegativePursuit``) replaces the
     encoder's values, or its selection too, by a non-negative
     least-squares fit. Chunks are
