@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sklearn_nldisco import MatryoshkaSAE
+from sklearn_nldisco import MatryoshkaSAE, MatryoshkaTranscoder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -38,6 +38,7 @@ def _memmap(path, X):
 @pytest.fixture
 def small_chunks(monkeypatch):
     monkeypatch.setattr(MatryoshkaSAE, "_out_of_core_chunk_rows", 1024)
+    monkeypatch.setattr(MatryoshkaTranscoder, "_out_of_core_chunk_rows", 1024)
 
 
 @pytest.mark.parametrize("loss", ["mse", "poisson"])
@@ -148,3 +149,116 @@ def test_in_memory_fit_unchanged_by_chunk_setting(small_chunks):
     MatryoshkaSAE._out_of_core_chunk_rows = 65_536
     b = MatryoshkaSAE(**SETTINGS).fit(X)
     np.testing.assert_array_equal(a.components_, b.components_)
+
+
+# ------------------------------------------------------------ the transcoder
+def _pair(n_rows, seed=0):
+    """Source and target populations driven by the same sparse sources."""
+    X = _simulated(n_rows, n_features=50, seed=seed)
+    return X[:, :30].copy(), X[:, 30:].copy()
+
+
+@pytest.mark.parametrize("loss", ["mse", "poisson"])
+def test_transcoder_memmap_fit_scores_like_in_memory_fit(tmp_path, small_chunks, loss):
+    X, Y = _pair(6000)
+    X_test, Y_test = _pair(2000, seed=1)
+    X_mm, Y_mm = _memmap(tmp_path / "x.npy", X), _memmap(tmp_path / "y.npy", Y)
+    out_of_core = MatryoshkaTranscoder(loss=loss, **SETTINGS).fit(X_mm, Y_mm)
+    in_memory = MatryoshkaTranscoder(loss=loss, **SETTINGS).fit(X, Y)
+    assert out_of_core.n_features_in_ == 30
+    assert out_of_core.components_.shape == (SETTINGS["n_latents"], 20)
+    assert out_of_core.predict(X_test).shape == Y_test.shape
+    held_out = out_of_core.score(X_test, Y_test)
+    assert held_out > 0.3
+    assert abs(held_out - in_memory.score(X_test, Y_test)) < 0.02
+    if loss == "mse":
+        # the target's own statistics, from the streaming pass
+        np.testing.assert_allclose(out_of_core.target_mean_, Y.mean(axis=0), rtol=1e-6)
+        np.testing.assert_allclose(out_of_core.input_mean_, X.mean(axis=0), rtol=1e-6)
+    l0 = (out_of_core.transform(X) > 0).sum(axis=1).mean()
+    assert abs(l0 - SETTINGS["k"]) < 1.0
+
+
+def test_transcoder_hdf5_and_in_memory_mixed(tmp_path, small_chunks):
+    """An out-of-core X with an in-memory y, and the reverse with a 1-D HDF5 y."""
+    h5py = pytest.importorskip("h5py", reason="h5py is needed for HDF5 input")
+    X, Y = _pair(4000)
+    X_test, Y_test = _pair(1500, seed=1)
+    reference = MatryoshkaTranscoder(**SETTINGS).fit(X, Y)
+    mixed = MatryoshkaTranscoder(**SETTINGS).fit(_memmap(tmp_path / "x.npy", X), Y)
+    assert abs(mixed.score(X_test, Y_test) - reference.score(X_test, Y_test)) < 0.02
+    with h5py.File(tmp_path / "y.h5", "w") as f:
+        f.create_dataset("y", data=Y[:, 0], chunks=(500,))
+    with h5py.File(tmp_path / "y.h5", "r") as f:
+        one = MatryoshkaTranscoder(**SETTINGS).fit(X, f["y"])
+        streamed = one.score(X, f["y"])
+    prediction = one.predict(X_test)
+    assert prediction.shape == (1500,)
+    in_memory = MatryoshkaTranscoder(**SETTINGS).fit(X, Y[:, 0])
+    assert abs(one.score(X_test, Y_test[:, 0]) - in_memory.score(X_test, Y_test[:, 0])) < 0.03
+    # the streaming score equals the in-memory score of the same model
+    assert streamed == pytest.approx(one.score(X, Y[:, 0]), rel=1e-9)
+
+
+def test_transcoder_out_of_core_errors(tmp_path, small_chunks):
+    X, Y = _pair(3000)
+    X_mm = _memmap(tmp_path / "x.npy", X)
+    with pytest.raises(ValueError, match="X has 3000 rows but y has 2999"):
+        MatryoshkaTranscoder(**SETTINGS).fit(X_mm, Y[:-1])
+    bad = Y.copy()
+    bad[2100, 4] = np.inf
+    with pytest.raises(ValueError, match=r"y contains NaN or infinity in rows 2048 to 2999"):
+        MatryoshkaTranscoder(**SETTINGS).fit(X_mm, _memmap(tmp_path / "bad.npy", bad))
+    negative = Y.copy()
+    negative[10, 0] = -2.0
+    with pytest.raises(ValueError, match=r"y \(rows 0 to 1023\) has negative values"):
+        MatryoshkaTranscoder(loss="poisson", **SETTINGS).fit(X_mm, negative)
+    # a counts loss checks the target only, as in memory: negative inputs are fine
+    shifted = _memmap(tmp_path / "shifted.npy", X - 1.0)
+    MatryoshkaTranscoder(loss="poisson", **SETTINGS).fit(shifted, Y)
+    with pytest.raises(ValueError, match="code_refit='nnls' needs a linear decoder"):
+        MatryoshkaTranscoder(code_refit="nnls", **SETTINGS).fit(X_mm, Y)
+
+
+def test_score_streams_and_equals_in_memory_score(tmp_path, monkeypatch):
+    """score on a memmap holds neither the input nor its reconstruction whole."""
+    n_rows, n_features = 100_000, 100  # 40 MB of float32
+    rng = np.random.RandomState(0)
+    X = rng.poisson(1.0, size=(n_rows, n_features)).astype(np.float32)
+    model = MatryoshkaSAE(
+        n_latents=16, k=2, max_iter=1, batch_size=1024, early_stopping=False,
+        device="cpu", random_state=0,
+    ).fit(X[:5000])
+    expected = model.score(X)
+    mm = _memmap(tmp_path / "x.npy", X)
+    monkeypatch.setattr(MatryoshkaSAE, "_out_of_core_chunk_rows", 2048)
+    tracemalloc.start()
+    try:
+        streamed = model.score(mm)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert streamed == pytest.approx(expected, rel=1e-9)
+    assert peak < mm.nbytes / 4, (peak, mm.nbytes)
+
+
+def test_transcoder_fit_never_converts_the_whole_input(tmp_path, monkeypatch):
+    monkeypatch.setattr(MatryoshkaTranscoder, "_out_of_core_chunk_rows", 2048)
+    n_rows = 80_000
+    rng = np.random.RandomState(0)
+    X = rng.poisson(1.0, size=(n_rows, 80)).astype(np.float32)
+    X_mm = _memmap(tmp_path / "x.npy", X)
+    Y_mm = _memmap(tmp_path / "y.npy", X[:, :40] + rng.poisson(1.0, size=(n_rows, 40)))
+    del X
+    model = MatryoshkaTranscoder(
+        n_latents=16, k=2, max_iter=1, batch_size=1024, early_stopping=False,
+        device="cpu", random_state=0,
+    )
+    tracemalloc.start()
+    try:
+        model.fit(X_mm, Y_mm)
+        model.score(X_mm, Y_mm)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < (X_mm.nbytes + Y_mm.nbytes) / 4, (peak, X_mm.nbytes + Y_mm.nbytes)

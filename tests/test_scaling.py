@@ -116,6 +116,25 @@ def test_transform_predict_score_run_under_the_limit(monkeypatch):
     assert torch.get_num_threads() == before
 
 
+def test_inverse_transform_runs_under_the_limit(monkeypatch):
+    seen = []
+    original = _inference.decode
+
+    def recording_decode(*args, **kwargs):
+        blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+        seen.append(max(blas))
+        return original(*args, **kwargs)
+
+    X = _data()
+    sae = MatryoshkaSAE(**SMALL, n_threads=1).fit(X)
+    codes = sae.transform(X)
+    monkeypatch.setattr(_inference, "decode", recording_decode)
+    before = max(pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas")
+    sae.inverse_transform(codes)
+    sae.set_params(n_threads=None).inverse_transform(codes)
+    assert seen == [1, before]
+
+
 def test_limit_threads_none_is_a_no_op():
     before = torch.get_num_threads()
     with _base.limit_threads(None, torch_module=torch):

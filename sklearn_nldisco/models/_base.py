@@ -8,7 +8,6 @@ parameters, hands training to ``_training`` (torch, imported only inside
 
 import functools
 import sys
-import time as _time
 from contextlib import ExitStack, contextmanager
 from numbers import Integral, Real
 
@@ -24,7 +23,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
-from . import _inference
+from . import _inference, _out_of_core
 from ._init import (
     BIAS_INITS,
     SCALINGS,
@@ -223,81 +222,6 @@ def check_nonnegative(array, name, loss):
             )
 
 
-def is_out_of_core(X):
-    """Whether ``X`` is read in chunks by ``fit``: a NumPy memmap or an HDF5 dataset."""
-    return isinstance(X, np.memmap) or type(X).__module__.startswith("h5py")
-
-
-def check_out_of_core(X, name="X"):
-    """Shape checks of an out-of-core input, without reading it."""
-    shape = tuple(getattr(X, "shape", ()))
-    if len(shape) != 2:
-        raise ValueError(f"Expected a 2D {name}, got an input of shape {shape}.")
-    if shape[0] < 1 or shape[1] < 1:
-        raise ValueError(
-            f"Found array with {shape[0]} sample(s) and {shape[1]} feature(s) "
-            f"(shape={shape}) while a minimum of 1 is required."
-        )
-    dtype = np.dtype(getattr(X, "dtype", np.float64))
-    if dtype.kind not in "fiu":
-        raise ValueError(f"{name} has dtype {dtype}; expected a numeric dtype.")
-    return shape
-
-
-def release_pages(X):
-    """Drop the resident pages of a memmap (they are re-read from disk on demand)."""
-    mapping = getattr(X, "_mmap", None)
-    if getattr(X, "mode", "c") in ("c", "copyonwrite"):
-        return  # private pages may hold changes that exist nowhere else
-    if mapping is None or not hasattr(mapping, "madvise"):
-        return
-    import mmap
-
-    try:
-        mapping.madvise(mmap.MADV_DONTNEED)
-    except (OSError, ValueError, AttributeError):  # pragma: no cover - platform
-        pass
-
-
-def read_rows(X, start, stop, name="X", loss=None):
-    """Rows ``[start, stop)`` of an out-of-core ``X`` as an ndarray, checked finite."""
-    block = np.asarray(X[start:stop])
-    if isinstance(X, np.memmap):
-        block = np.array(block)  # a private copy, so the mapped pages can go
-        release_pages(X)
-    if block.dtype.kind != "f":
-        block = block.astype(np.float64)
-    if not np.isfinite(block).all():
-        raise ValueError(
-            f"{name} contains NaN or infinity in rows {start} to {stop - 1} "
-            f"(the chunk read from rows [{start}, {stop})); expected finite values."
-        )
-    if loss is not None:
-        check_nonnegative(block, f"{name} (rows {start} to {stop - 1})", loss)
-    return block
-
-
-class _CheckedRows:
-    """Row slices of an out-of-core input, each checked when it is read."""
-
-    def __init__(self, X, name="X"):
-        self.X = X
-        self.name = name
-        self.shape = tuple(X.shape)
-        self.dtype = np.dtype(np.float32 if X.dtype == np.float32 else np.float64)
-
-    def __array__(self, dtype=None, copy=None):
-        out = np.empty(self.shape, dtype=dtype or self.dtype)
-        step = 65_536
-        for start in range(0, self.shape[0], step):
-            out[start : start + step] = self[start : start + step]
-        return out
-
-    def __getitem__(self, key):
-        start, stop, _ = key.indices(self.shape[0])
-        return read_rows(self.X, start, stop, self.name)
-
-
 class _BaseMatryoshka(
     CallbackSupportMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
 ):
@@ -473,227 +397,26 @@ class _BaseMatryoshka(
         return self
 
     # ---------------------------------------------------------- out of core
-    #: rows read at a time by ``fit`` and ``transform`` on a memmap or HDF5
-    #: dataset (rounded down to a multiple of ``batch_size`` for training)
-    _out_of_core_chunk_rows = 65_536
+    #: rows read at a time by ``fit``, ``transform`` and ``score`` on a
+    #: memmap or HDF5 dataset (rounded down to a multiple of ``batch_size``
+    #: for training)
+    _out_of_core_chunk_rows = _out_of_core.DEFAULT_CHUNK_ROWS
 
     @_with_fit_thread_limit
-    def _fit_out_of_core(self, X):
-        """``fit`` of the autoencoder on a memmap or HDF5 dataset, chunk by chunk."""
-        from . import _training  # torch is needed for fitting only
-
-        n_rows, n_features = check_out_of_core(X)
-        sizes, weights = resolve_levels(
-            self.n_latents, self.k, self.level_sizes, self.level_weights
-        )
-        loss_check = self.loss if self.loss in NONNEGATIVE_LOSSES else None
-        rng = check_random_state(self.random_state)
-        chunk_rows = max(1, self._out_of_core_chunk_rows // self.batch_size) * self.batch_size
-        bounds = [
-            (start, min(start + chunk_rows, n_rows)) for start in range(0, n_rows, chunk_rows)
-        ]
-
-        # one streaming pass: exact mean and standard deviation (float64,
-        # chunks merged with the pairwise update), data checked chunk by chunk
-        count, mean, m2 = 0, np.zeros(n_features), np.zeros(n_features)
-        for start, stop in bounds:
-            block = read_rows(X, start, stop, loss=loss_check).astype(np.float64, copy=False)
-            n_block = stop - start
-            block_mean = block.mean(axis=0)
-            if block.dtype != np.float64 or block.base is not None:
-                block = block.astype(np.float64)  # a private float64 copy
-            block -= block_mean
-            np.square(block, out=block)
-            block_m2 = block.sum(axis=0)
-            delta = block_mean - mean
-            total = count + n_block
-            mean = mean + delta * (n_block / total)
-            m2 = m2 + block_m2 + np.square(delta) * (count * n_block / total)
-            count = total
-            del block
-        input_mean, input_scale = np.zeros(n_features), np.ones(n_features)
-        if self.scaling in ("standard", "center"):
-            input_mean = mean
-        if self.scaling in ("standard", "scale"):
-            std = np.sqrt(m2 / n_rows)
-            input_scale = np.where(std > np.finfo(np.float32).eps, std, 1.0)
-        if self.loss in NONNEGATIVE_LOSSES:
-            target_mean, target_scale = np.zeros(n_features), np.ones(n_features)
-        else:
-            target_mean, target_scale = input_mean, input_scale
-        tied = self.loss not in NONNEGATIVE_LOSSES
-
-        def scaled_chunk(start, stop, keep=None):
-            block = read_rows(X, start, stop)
-            if keep is not None:
-                block = block[keep[start:stop]]
-            # the arithmetic of _scaled, in place: one float64 copy of the chunk
-            scaled = block.astype(np.float64)
-            scaled -= input_mean
-            scaled /= input_scale
-            X_in = scaled.astype(np.float32)
-            del scaled
-            if self.loss in NONNEGATIVE_LOSSES:
-                return X_in, block.astype(np.float32, copy=False)
-            return X_in, X_in
-
-        held_out = None
-        if self.early_stopping:
-            held_out = validation_rows(n_rows, self.validation_fraction, rng)
-        keep = None if held_out is None else ~held_out
-        X_val = Y_val = None
-        if held_out is not None:
-            parts = [
-                scaled_chunk(start, stop, held_out)
-                for start, stop in bounds
-                if held_out[start:stop].any()
-            ]
-            X_val = np.concatenate([p[0] for p in parts])
-            Y_val = X_val if parts[0][1] is parts[0][0] else np.concatenate(
-                [p[1] for p in parts]
-            )
-            del parts
-        train_counts = [
-            stop - start if keep is None else int(keep[start:stop].sum())
-            for start, stop in bounds
-        ]
-        n_train = int(sum(train_counts))
-
-        # initial parameters from the first chunk's training rows
-        first = int(np.flatnonzero(np.asarray(train_counts) > 0)[0])
-        X_first, Y_first = scaled_chunk(*bounds[first], keep)
-        init = self._initial_parameters(X_first, Y_first, True, tied, rng)
-        del X_first, Y_first
-        input_bias = init["input_bias"]
-        config = self._training_config(
-            sizes, weights, tied, n_train, has_validation=X_val is not None
-        )
-        batch_size = self.batch_size
-        steps_per_epoch = sum(
-            max(1, n // min(batch_size, n)) for n in train_counts if n > 0
-        )
-        total_steps = steps_per_epoch * self.max_iter
-
-        def schedule(config, step):
-            return _training._learning_rate(config, step, total_steps)
-
-        device = _training.resolve_device(self.device)
-        trainer = _training.MatryoshkaTrainer(init, config, device)
-        callback_ctx = self._init_callback_context(max_subtasks=self.max_iter)
-        callback_ctx.call_on_fit_task_begin(estimator=self, X=X, y=None)
-        if X_val is not None:
-            torch = _training.torch
-            x_val = torch.as_tensor(X_val).to(device)
-            y_val = x_val if Y_val is X_val else torch.as_tensor(Y_val).to(device)
-            scale_t = torch.as_tensor(target_scale, dtype=torch.float32).to(device)
-        level_weights = trainer.level_weights.cpu().numpy()
-
-        history = {
-            "train_loss": [], "aux_loss": [], "l0": [], "dead_fraction": [],
-            "val_loss": [], "val_explained_variance": [], "learning_rate": [],
-            "epoch_time": [],
-        }
-        nan_levels = np.full(len(sizes), np.nan)
-        best_score, best_state, best_epoch = np.inf, trainer.state(), 0
-        no_improvement, epochs_done, stop_reason = 0, 0, "max_iter"
-        for epoch in range(self.max_iter):
-            epoch_start = _time.perf_counter()
-            level_sum, aux_sum, l0_sum, n_steps = 0.0, 0.0, 0.0, 0
-            entry = None
-            for index in rng.permutation(len(bounds)):
-                if train_counts[index] == 0:
-                    continue
-                X_in, Y_target = scaled_chunk(*bounds[index], keep)
-                entry = _training.with_quiet_sparse_warnings(
-                    _training.train_pass, trainer, X_in, Y_target, config, rng,
-                    learning_rate=schedule,
-                )
-                del X_in, Y_target
-                steps = max(1, train_counts[index] // min(batch_size, train_counts[index]))
-                level_sum = level_sum + entry["train_loss"] * steps
-                aux_sum += entry["aux_loss"] * steps
-                l0_sum += entry["l0"] * steps
-                n_steps += steps
-            epochs_done += 1
-            history["train_loss"].append(level_sum / n_steps)
-            history["aux_loss"].append(aux_sum / n_steps)
-            history["l0"].append(l0_sum / n_steps)
-            history["dead_fraction"].append(entry["dead_fraction"])
-            history["learning_rate"].append(entry["learning_rate"])
-            if X_val is not None:
-                val_losses, val_explained = trainer.evaluate(x_val, y_val, scale_t)
-                score = float(val_losses @ level_weights)
-            else:
-                val_losses, val_explained = nan_levels, nan_levels.copy()
-                score = float(history["train_loss"][-1] @ level_weights)
-            history["val_loss"].append(val_losses)
-            history["val_explained_variance"].append(val_explained)
-            history["epoch_time"].append(_time.perf_counter() - epoch_start)
-            if self.verbose:
-                print(
-                    f"epoch {epoch + 1:4d}/{self.max_iter}  "
-                    f"loss {history['train_loss'][-1][-1]:.4f}  "
-                    f"val EV {val_explained[-1]:.3f}  L0 {history['l0'][-1]:.1f}  "
-                    f"dead {history['dead_fraction'][-1]:.1%}",
-                    flush=True,
-                )
-            if not np.isfinite(best_score) or (
-                score < best_score - self.tol * max(abs(best_score), 1e-12)
-            ):
-                best_score, best_state, best_epoch = score, trainer.state(), epochs_done
-                no_improvement = 0
-            else:
-                no_improvement += 1
-            if not config["early_stopping"]:
-                best_state, best_epoch = trainer.state(), epochs_done
-            epoch_ctx = callback_ctx.subcontext(task_name="epoch")
-            epoch_ctx.call_on_fit_task_begin(estimator=self)
-            if epoch_ctx.call_on_fit_task_end(estimator=self):
-                stop_reason = "callback"
-                break
-            if config["early_stopping"] and no_improvement >= self.n_iter_no_change:
-                stop_reason = "early_stopping"
-                break
-        trainer.load_state(best_state)
-        if X_val is not None:
-            del x_val, y_val, X_val, Y_val
-
-        if self.sparsity == "batchtopk":
-            threshold = _training.calibrate_threshold_streaming(
-                trainer,
-                (scaled_chunk(start, stop, keep)[0] for start, stop in bounds),
-                self.k, n_train,
-            )
-        else:
-            threshold = 0.0
-        state = trainer.state()
-        self._set_parameters(state, input_bias, tied, threshold, sizes, weights)
-        self.input_mean_, self.input_scale_ = input_mean, input_scale
-        self.target_mean_, self.target_scale_ = target_mean, target_scale
-        self.n_iter_ = epochs_done
-        self.best_iter_ = best_epoch
-        self.n_steps_ = trainer.step_count
-        self.stop_reason_ = stop_reason
-        self.history_ = {
-            name: np.asarray(values, dtype=np.float64) for name, values in history.items()
-        }
-        self.device_ = str(device)
-        counts = np.zeros(self.n_latents, dtype=np.int64)
-        for start, stop in bounds:
-            codes = self._encode(read_rows(X, start, stop), sparse_output=True, dtype=np.float32)
-            counts += np.bincount(codes.indices, minlength=self.n_latents)
-        self.latent_frequency_ = counts / n_rows
-        self.dead_latents_ = np.flatnonzero(counts == 0)
-        self.__dict__.pop("_partial_state", None)
-        callback_ctx.call_on_fit_task_end(estimator=self, X=X)
-        return self
+    def _fit_out_of_core(self, X, Y=None):
+        """``fit`` on a memmap or HDF5 dataset, chunk by chunk (``Y=None``: the
+        autoencoder; see ``_out_of_core.fit_out_of_core``)."""
+        sizes, weights = self._check_fit_arguments(None, Y is None)
+        return _out_of_core.fit_out_of_core(self, X, Y, sizes, weights)
 
     def _check_fit_arguments(self, Y, autoencoder):
-        """Resolved levels; errors for negative counts and undefined refits."""
+        """Resolved levels; errors for negative counts (``Y`` not None) and
+        undefined refits."""
         sizes, weights = resolve_levels(
             self.n_latents, self.k, self.level_sizes, self.level_weights
         )
-        check_nonnegative(Y, "y" if not autoencoder else "X", self.loss)
+        if Y is not None:  # out-of-core targets are checked chunk by chunk
+            check_nonnegative(Y, "y" if not autoencoder else "X", self.loss)
         if self.code_refit in ("nnls", "pursuit") and (not autoencoder or self.loss != "mse"):
             raise ValueError(
                 f"code_refit={self.code_refit!r} needs a linear decoder of the input: "
@@ -930,15 +653,15 @@ class _BaseMatryoshka(
 
     def _validate_for_coding(self, X):
         check_is_fitted(self)
-        if is_out_of_core(X):
+        if _out_of_core.is_out_of_core(X):
             # read in chunks by the coder; never converted whole
-            n_features = check_out_of_core(X)[1]
+            n_features = _out_of_core.check_out_of_core(X)[1]
             if n_features != self.n_features_in_:
                 raise ValueError(
                     f"X has {n_features} features, but {type(self).__name__} is "
                     f"expecting {self.n_features_in_} features as input."
                 )
-            return _CheckedRows(X)
+            return _out_of_core.CheckedRows(X)
         check_2d_not_empty(X)
         return validate_data(
             self, X, reset=False, dtype=[np.float64, np.float32], order="C"
@@ -988,6 +711,7 @@ class _BaseMatryoshka(
             target_mean=self.target_mean_, target_scale=self.target_scale_,
         )
 
+    @_with_thread_limit
     def inverse_transform(self, X, level=None):
         """Reconstruct from codes, using the latents of one level.
 
@@ -1014,6 +738,12 @@ class _BaseMatryoshka(
                 f"n_latents={self.n_latents}; expected codes from transform."
             )
         return self._decode(codes, level)
+
+    @_with_thread_limit
+    def _score_out_of_core(self, X, Y):
+        """Explained variance of ``Y`` (``X`` for the autoencoder) by chunks of ``X``."""
+        return _out_of_core.explained_variance_out_of_core(
+            self, X, Y, chunk_rows=self._out_of_core_chunk_rows)
 
     @_with_thread_limit
     def _reconstruct(self, X, level):

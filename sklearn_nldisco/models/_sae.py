@@ -7,10 +7,13 @@ from sklearn.utils.validation import validate_data
 from ._base import (
     _BaseMatryoshka,
     check_2d_not_empty,
-    check_out_of_core,
     explained_variance,
-    is_out_of_core,
     with_callbacks,
+)
+from ._out_of_core import (
+    CheckedRows,
+    check_out_of_core,
+    is_out_of_core,
 )
 
 _PARAMETERS_DOC = """
@@ -316,8 +319,11 @@ class MatryoshkaSAE(_BaseMatryoshka):
         -------
         score : float
         """
-        X_hat = self._reconstruct(X, None)
-        return explained_variance(self._validate_for_coding(X), X_hat)
+        X = self._validate_for_coding(X)
+        if isinstance(X, CheckedRows):
+            # chunk by chunk: neither X nor its reconstruction is held whole
+            return self._score_out_of_core(X.X, X.X)
+        return explained_variance(X, self._reconstruct(X, None))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

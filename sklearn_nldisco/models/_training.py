@@ -770,33 +770,19 @@ def calibrate_threshold(trainer, X, k, chunk_rows=8192):
     """Threshold theta so that the mean number of codes > theta is ``k``.
 
     Exact over the rows of ``X``: the (k * n_rows)-th largest positive
-    pre-activation, found with a bounded pool of the largest values so far.
+    pre-activation (``calibrate_threshold_streaming`` over one chunk, so the
+    work is linear in the number of rows).
     """
-    x = torch.as_tensor(X, dtype=torch.float32)
-    budget = int(k * x.shape[0])
-    pool = torch.empty(0)
-    with torch.no_grad():
-        for start in range(0, x.shape[0], chunk_rows):
-            xb = x[start : start + chunk_rows].to(trainer.device)
-            _, pre = trainer._pre_activation(xb)
-            values = pre.reshape(-1)
-            floor = pool.min() if pool.numel() >= budget else 0.0
-            values = values[values > floor].cpu()
-            pool = torch.cat([pool, values])
-            if pool.numel() > budget:
-                pool = torch.topk(pool, budget, sorted=False).values
-    if pool.numel() < budget:
-        return 0.0
-    # strictly below the smallest kept value, so that "pre > theta" keeps it
-    return float(np.nextafter(np.float32(pool.min()), np.float32(-np.inf)))
+    return calibrate_threshold_streaming(trainer, [X], k, X.shape[0], chunk_rows)
 
 
 def calibrate_threshold_streaming(trainer, chunks, k, n_rows, chunk_rows=8192):
     """``calibrate_threshold`` over the rows of an iterable of chunks.
 
     Exact over all ``n_rows`` rows: the (k * n_rows)-th largest positive
-    pre-activation. Candidates above the current floor go into one
-    preallocated float32 buffer of a quarter more than the budget; when it
+    pre-activation, 0 when there are fewer positive ones. Candidates above
+    the current floor go into one preallocated float32 buffer of a quarter
+    more than the budget (or of one chunk's pre-activations); when it
     is full it is cut back in place to the largest ``budget`` values (a
     partition, no copy), which raises the floor. Memory is that buffer, and
     the work is linear in the number of rows.

@@ -2,7 +2,7 @@
 
 import numpy as np
 from sklearn.base import RegressorMixin, _fit_context
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._base import (
     _BaseMatryoshka,
@@ -10,6 +10,7 @@ from ._base import (
     explained_variance,
     with_callbacks,
 )
+from ._out_of_core import check_out_of_core, is_out_of_core
 from ._sae import _ATTRIBUTES_DOC, _PARAMETERS_DOC
 
 
@@ -57,16 +58,22 @@ class MatryoshkaTranscoder(RegressorMixin, _BaseMatryoshka):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Source activity (encoded). A memmap or HDF5 dataset is
-            loaded into memory here: only ``MatryoshkaSAE.fit`` and
-            ``transform`` read such inputs in chunks.
+            Source activity (encoded).
         y : array-like of shape (n_samples, n_targets) or (n_samples,)
-            Target activity (reconstructed).
+            Target activity (reconstructed). When ``X`` or ``y`` (or both)
+            is a NumPy memmap or an HDF5 dataset, both are read in chunks
+            and never loaded whole, as in ``MatryoshkaSAE.fit``: exact
+            scaling statistics from one streaming pass, then each epoch
+            visits the chunks in a shuffled order with the rows shuffled
+            inside each chunk; see "Out-of-core input" in
+            ``docs/scaling.md``.
 
         Returns
         -------
         self : MatryoshkaTranscoder
         """
+        if is_out_of_core(X) or is_out_of_core(y):
+            return self._fit_chunked(X, y)
         check_2d_not_empty(X)
         X, Y = validate_data(
             self, X, y, dtype=[np.float64, np.float32], multi_output=True, y_numeric=True
@@ -76,6 +83,32 @@ class MatryoshkaTranscoder(RegressorMixin, _BaseMatryoshka):
         if self._y_1d:
             Y = Y[:, None]
         return self._fit_core(X, Y)
+
+    def _fit_chunked(self, X, y):
+        """``fit`` when ``X`` or ``y`` is out of core; the other may be an array."""
+        if is_out_of_core(X):
+            n_rows, n_features = check_out_of_core(X)
+            self.n_features_in_ = n_features
+            self.__dict__.pop("feature_names_in_", None)
+        else:
+            check_2d_not_empty(X)
+            X = validate_data(self, X, dtype=[np.float64, np.float32])
+            n_rows = X.shape[0]
+        if is_out_of_core(y):
+            n_targets_rows = check_out_of_core(y, name="y", ndim=(1, 2))[0]
+        else:
+            y = check_array(
+                y, ensure_2d=False, dtype=[np.float64, np.float32], input_name="y"
+            )
+            n_targets_rows = y.shape[0]
+        if n_targets_rows != n_rows:
+            raise ValueError(
+                "Found input variables with inconsistent numbers of samples: "
+                f"X has {n_rows} rows but y has {n_targets_rows}; expected one row "
+                "of y per row of X."
+            )
+        self._y_1d = len(y.shape) == 1
+        return self._fit_out_of_core(X, y)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y):
@@ -148,6 +181,19 @@ class MatryoshkaTranscoder(RegressorMixin, _BaseMatryoshka):
         -------
         score : float
         """
+        if is_out_of_core(X) or is_out_of_core(y):
+            # chunk by chunk: neither y nor its prediction is held whole
+            check_is_fitted(self)
+            X = self._validate_for_coding(X)
+            X = getattr(X, "X", X)  # the raw memmap or dataset, read by chunks
+            if not is_out_of_core(y):
+                y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+            if y.shape[0] != X.shape[0]:
+                raise ValueError(
+                    "Found input variables with inconsistent numbers of samples: "
+                    f"X has {X.shape[0]} rows but y has {y.shape[0]}."
+                )
+            return self._score_out_of_core(X, y)
         return explained_variance(np.asarray(y, dtype=np.float64), self.predict(X))
 
     def __sklearn_tags__(self):
