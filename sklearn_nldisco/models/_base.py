@@ -439,13 +439,13 @@ class _BaseMatryoshka(
 
     def _scaled(self, X, Y, autoencoder, input_mean, input_scale, target_mean, target_scale):
         """Input and target as the trainer sees them (float32)."""
-        X_in = ((X - input_mean) / input_scale).astype(np.float32)
+        X_in = _out_of_core.scaled_float32(X, input_mean, input_scale)
         if self.loss in NONNEGATIVE_LOSSES:
             Y_target = Y.astype(np.float32)
         elif autoencoder:
             Y_target = X_in
         else:
-            Y_target = ((Y - target_mean) / target_scale).astype(np.float32)
+            Y_target = _out_of_core.scaled_float32(Y, target_mean, target_scale)
         return X_in, Y_target
 
     def _initial_parameters(self, X_train, Y_train, autoencoder, tied, rng):

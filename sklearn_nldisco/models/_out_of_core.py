@@ -161,11 +161,31 @@ def chunk_bounds(n_rows, chunk_rows):
 
 
 def _scaled(block, mean, scale):
-    # the arithmetic of the in-memory fit, in place: one float64 copy of the chunk
+    # ``((block - mean) / scale)`` in float64, rounded to float32; in place
+    # on one float64 copy of the block
     scaled = block.astype(np.float64)
     scaled -= mean
     scaled /= scale
     return scaled.astype(np.float32)
+
+
+def scaled_float32(X, mean, scale, chunk_rows=1024):
+    """``((X - mean) / scale).astype(np.float32)`` a block of rows at a time.
+
+    The same float64 arithmetic, element for element, in one reused float64
+    buffer of ``chunk_rows`` rows instead of two float64 temporaries of the
+    whole array (4 and 8 times the memory of a float32 input, and the time
+    to fault their pages in).
+    """
+    out = np.empty(X.shape, dtype=np.float32)
+    buffer = np.empty((min(chunk_rows, X.shape[0]), X.shape[1]), dtype=np.float64)
+    for start in range(0, X.shape[0], chunk_rows):
+        block = X[start : start + chunk_rows]
+        work = buffer[: block.shape[0]]
+        np.subtract(block, mean, out=work)
+        work /= scale
+        out[start : start + block.shape[0]] = work
+    return out
 
 
 def explained_variance_out_of_core(model, X, Y, chunk_rows=DEFAULT_CHUNK_ROWS):
