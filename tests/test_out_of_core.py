@@ -262,3 +262,21 @@ def test_transcoder_fit_never_converts_the_whole_input(tmp_path, monkeypatch):
     finally:
         tracemalloc.stop()
     assert peak < (X_mm.nbytes + Y_mm.nbytes) / 4, (peak, X_mm.nbytes + Y_mm.nbytes)
+
+
+def test_fit_seeds_workers_fit_a_memmap_out_of_core(tmp_path):
+    """loky workers get the memmap itself (not a copy) and fit it by chunks."""
+    from sklearn_nldisco.interpretation import fit_seeds
+
+    # more rows than one chunk of the default size, so that the out-of-core
+    # fit (rows shuffled within chunks) differs from the in-memory one
+    X = _simulated(MatryoshkaSAE._out_of_core_chunk_rows + 4096, n_features=12)
+    mm = _memmap(tmp_path / "x.npy", X)
+    estimator = MatryoshkaSAE(n_latents=8, k=2, max_iter=1, batch_size=2048,
+                              early_stopping=False, device="cpu", n_threads=1)
+    local = fit_seeds(estimator, mm, seeds=(0, 1), n_jobs=1)
+    workers = fit_seeds(estimator, mm, seeds=(0, 1), n_jobs=2)
+    for a, b in zip(local, workers):
+        np.testing.assert_array_equal(a.components_, b.components_)
+    in_memory = MatryoshkaSAE(**{**estimator.get_params(), "random_state": 0}).fit(X)
+    assert not np.array_equal(in_memory.components_, local[0].components_)

@@ -312,7 +312,9 @@ class MatryoshkaSAE(_BaseMatryoshka):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like, memmap or HDF5 dataset of shape (n_samples, n_features)
+            A memmap or HDF5 dataset is scored chunk by chunk: neither it
+            nor its reconstruction is held in memory whole.
         y : Ignored
 
         Returns

@@ -174,8 +174,10 @@ class MatryoshkaTranscoder(RegressorMixin, _BaseMatryoshka):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples, n_targets) or (n_samples,)
+        X : array-like, memmap or HDF5 dataset of shape (n_samples, n_features)
+        y : array-like, memmap or HDF5 dataset of shape (n_samples, n_targets) or (n_samples,)
+            When either is a memmap or HDF5 dataset, both are read chunk by
+            chunk, and neither ``y`` nor the prediction is held whole.
 
         Returns
         -------
