@@ -311,22 +311,18 @@ def fit_out_of_core(model, X, Y, sizes, weights):
     trainer = _training.MatryoshkaTrainer(init, config, device)
     callback_ctx = model._init_callback_context(max_subtasks=model.max_iter)
     callback_ctx.call_on_fit_task_begin(estimator=model, X=X, y=Y)
+    validation = None
     if X_val is not None:
         torch = _training.torch
         x_val = torch.as_tensor(X_val).to(device)
         y_val = x_val if Y_val is X_val else torch.as_tensor(Y_val).to(device)
         scale_t = torch.as_tensor(target_scale, dtype=torch.float32).to(device)
-    level_weights = trainer.level_weights.cpu().numpy()
+        validation = (x_val, y_val, scale_t)
+        del X_val, Y_val
 
-    history = {
-        "train_loss": [], "aux_loss": [], "l0": [], "dead_fraction": [],
-        "val_loss": [], "val_explained_variance": [], "learning_rate": [],
-        "epoch_time": [],
-    }
-    nan_levels = np.full(len(sizes), np.nan)
-    best_score, best_state, best_epoch = np.inf, trainer.state(), 0
-    no_improvement, epochs_done, stop_reason = 0, 0, "max_iter"
-    for epoch in range(model.max_iter):
+    log = _training.EpochLog(trainer, config, model.verbose)
+    stop_reason = "max_iter"
+    for _ in range(model.max_iter):
         epoch_start = time.perf_counter()
         level_sum, aux_sum, l0_sum, n_steps = 0.0, 0.0, 0.0, 0
         entry = None
@@ -344,49 +340,26 @@ def fit_out_of_core(model, X, Y, sizes, weights):
             aux_sum += entry["aux_loss"] * steps
             l0_sum += entry["l0"] * steps
             n_steps += steps
-        epochs_done += 1
-        history["train_loss"].append(level_sum / n_steps)
-        history["aux_loss"].append(aux_sum / n_steps)
-        history["l0"].append(l0_sum / n_steps)
-        history["dead_fraction"].append(entry["dead_fraction"])
-        history["learning_rate"].append(entry["learning_rate"])
-        if X_val is not None:
-            val_losses, val_explained = trainer.evaluate(x_val, y_val, scale_t)
-            score = float(val_losses @ level_weights)
-        else:
-            val_losses, val_explained = nan_levels, nan_levels.copy()
-            score = float(history["train_loss"][-1] @ level_weights)
-        history["val_loss"].append(val_losses)
-        history["val_explained_variance"].append(val_explained)
-        history["epoch_time"].append(time.perf_counter() - epoch_start)
-        if model.verbose:
-            print(
-                f"epoch {epoch + 1:4d}/{model.max_iter}  "
-                f"loss {history['train_loss'][-1][-1]:.4f}  "
-                f"val EV {val_explained[-1]:.3f}  L0 {history['l0'][-1]:.1f}  "
-                f"dead {history['dead_fraction'][-1]:.1%}",
-                flush=True,
-            )
-        if not np.isfinite(best_score) or (
-            score < best_score - model.tol * max(abs(best_score), 1e-12)
-        ):
-            best_score, best_state, best_epoch = score, trainer.state(), epochs_done
-            no_improvement = 0
-        else:
-            no_improvement += 1
-        if not config["early_stopping"]:
-            best_state, best_epoch = trainer.state(), epochs_done
+        log.end_epoch(
+            {
+                "train_loss": level_sum / n_steps,
+                "aux_loss": aux_sum / n_steps,
+                "l0": l0_sum / n_steps,
+                "dead_fraction": entry["dead_fraction"],
+                "learning_rate": entry["learning_rate"],
+            },
+            validation, epoch_start,
+        )
         epoch_ctx = callback_ctx.subcontext(task_name="epoch")
         epoch_ctx.call_on_fit_task_begin(estimator=model)
         if epoch_ctx.call_on_fit_task_end(estimator=model):
             stop_reason = "callback"
             break
-        if config["early_stopping"] and no_improvement >= model.n_iter_no_change:
+        if log.stops_early():
             stop_reason = "early_stopping"
             break
-    trainer.load_state(best_state)
-    if X_val is not None:
-        del x_val, y_val, X_val, Y_val
+    history = log.finish()
+    del validation
 
     if model.sparsity == "batchtopk":
         threshold = _training.calibrate_threshold_streaming(
@@ -400,13 +373,11 @@ def fit_out_of_core(model, X, Y, sizes, weights):
     model._set_parameters(state, input_bias, tied, threshold, sizes, weights)
     model.input_mean_, model.input_scale_ = input_mean, input_scale
     model.target_mean_, model.target_scale_ = target_mean, target_scale
-    model.n_iter_ = epochs_done
-    model.best_iter_ = best_epoch
+    model.n_iter_ = log.epochs_done
+    model.best_iter_ = log.best_epoch
     model.n_steps_ = trainer.step_count
     model.stop_reason_ = stop_reason
-    model.history_ = {
-        name: np.asarray(values, dtype=np.float64) for name, values in history.items()
-    }
+    model.history_ = history
     model.device_ = str(device)
     counts = np.zeros(model.n_latents, dtype=np.int64)
     for start, stop in bounds:

@@ -582,6 +582,85 @@ def _learning_rate(config, step, total_steps):
     return base
 
 
+class EpochLog:
+    """History, best epoch and early stopping of an epoch loop.
+
+    Shared by ``train`` (in memory) and the out-of-core fit: each epoch ends
+    with ``end_epoch``, which records the training figures, evaluates the
+    held-out rows (when there are any), prints the verbose line and keeps
+    the best parameters so far; ``finish`` restores them.
+    """
+
+    HISTORY = ("train_loss", "aux_loss", "l0", "dead_fraction", "val_loss",
+               "val_explained_variance", "learning_rate", "epoch_time")
+
+    def __init__(self, trainer, config, verbose=0):
+        self.trainer = trainer
+        self.config = config
+        self.verbose = verbose
+        self.level_weights = trainer.level_weights.cpu().numpy()
+        self.history = {name: [] for name in self.HISTORY}
+        self.best_score = np.inf
+        self.best_state = trainer.state()
+        self.best_epoch = 0
+        self.no_improvement = 0
+        self.epochs_done = 0
+
+    def end_epoch(self, figures, validation, epoch_start):
+        """Record one completed epoch.
+
+        ``figures``: its ``train_loss`` (per level), ``aux_loss``, ``l0``,
+        ``dead_fraction`` and last ``learning_rate``; ``validation``: None or
+        ``(x_val, y_val, target_scale)`` tensors for ``trainer.evaluate``.
+        """
+        config, history = self.config, self.history
+        self.epochs_done += 1
+        for name in ("train_loss", "aux_loss", "l0", "dead_fraction", "learning_rate"):
+            history[name].append(figures[name])
+        if validation is not None:
+            val_losses, val_explained = self.trainer.evaluate(*validation)
+            score = float(val_losses @ self.level_weights)
+        else:
+            n_levels = self.trainer.n_levels
+            val_losses = np.full(n_levels, np.nan)
+            val_explained = np.full(n_levels, np.nan)
+            score = float(history["train_loss"][-1] @ self.level_weights)
+        history["val_loss"].append(val_losses)
+        history["val_explained_variance"].append(val_explained)
+        history["epoch_time"].append(time.perf_counter() - epoch_start)
+        if self.verbose:
+            print(
+                f"epoch {self.epochs_done:4d}/{config['max_iter']}  "
+                f"loss {history['train_loss'][-1][-1]:.4f}  "
+                f"val EV {val_explained[-1]:.3f}  L0 {history['l0'][-1]:.1f}  "
+                f"dead {history['dead_fraction'][-1]:.1%}",
+                flush=True,
+            )
+        if not np.isfinite(self.best_score) or (
+            score < self.best_score - config["tol"] * max(abs(self.best_score), 1e-12)
+        ):
+            self.best_score = score
+            self.best_state = self.trainer.state()
+            self.best_epoch = self.epochs_done
+            self.no_improvement = 0
+        else:
+            self.no_improvement += 1
+        if not config["early_stopping"]:
+            self.best_state, self.best_epoch = self.trainer.state(), self.epochs_done
+
+    def stops_early(self):
+        """Whether early stopping ends training after this epoch."""
+        return bool(self.config["early_stopping"]
+                    and self.no_improvement >= self.config["n_iter_no_change"])
+
+    def finish(self):
+        """Restore the kept (best or last) parameters; the history as arrays."""
+        self.trainer.load_state(self.best_state)
+        return {
+            name: np.asarray(values, dtype=np.float64) for name, values in self.history.items()
+        }
+
+
 def train(trainer, X_train, Y_train, X_val, Y_val, target_scale, config, rng,
           on_epoch_end=None, verbose=0):
     """Epoch loop with early stopping; returns a result dict.
@@ -594,12 +673,13 @@ def train(trainer, X_train, Y_train, X_val, Y_val, target_scale, config, rng,
     x_train = torch.as_tensor(X_train, dtype=torch.float32).to(device)
     y_train = x_train if Y_train is X_train else torch.as_tensor(
         Y_train, dtype=torch.float32).to(device)
-    has_val = X_val is not None and X_val.shape[0] > 0
-    if has_val:
+    validation = None
+    if X_val is not None and X_val.shape[0] > 0:
         x_val = torch.as_tensor(X_val, dtype=torch.float32).to(device)
         y_val = x_val if Y_val is X_val else torch.as_tensor(
             Y_val, dtype=torch.float32).to(device)
-    scale_t = torch.as_tensor(target_scale, dtype=torch.float32).to(device)
+        scale_t = torch.as_tensor(target_scale, dtype=torch.float32).to(device)
+        validation = (x_val, y_val, scale_t)
 
     n_train = x_train.shape[0]
     batch_size = min(config["batch_size"], n_train)
@@ -607,19 +687,10 @@ def train(trainer, X_train, Y_train, X_val, Y_val, target_scale, config, rng,
     total_steps = steps_per_epoch * config["max_iter"]
     n_levels = trainer.n_levels
 
-    history = {
-        "train_loss": [], "aux_loss": [], "l0": [], "dead_fraction": [],
-        "val_loss": [], "val_explained_variance": [], "learning_rate": [],
-        "epoch_time": [],
-    }
-    best_score = np.inf
-    best_state = trainer.state()
-    best_epoch = 0
-    no_improvement = 0
+    log = EpochLog(trainer, config, verbose)
     interrupted = False
-    epochs_done = 0
     stop_reason = "max_iter"
-    for epoch in range(config["max_iter"]):
+    for _ in range(config["max_iter"]):
         epoch_start = time.perf_counter()
         try:
             permutation = torch.from_numpy(rng.permutation(n_train)).to(device)
@@ -636,72 +707,42 @@ def train(trainer, X_train, Y_train, X_val, Y_val, target_scale, config, rng,
                 aux_sum += aux_loss
                 active += n_active
         except KeyboardInterrupt:
-            if epochs_done == 0:
+            if log.epochs_done == 0:
                 raise
             interrupted = True
             stop_reason = "interrupted"
             break
-        epochs_done += 1
-        history["train_loss"].append((level_sum / steps_per_epoch).numpy())
-        history["aux_loss"].append(aux_sum / steps_per_epoch)
-        history["l0"].append(active / (steps_per_epoch * batch_size))
         dead_now = trainer.samples_since_fired > config["dead_window"]
-        history["dead_fraction"].append(float(dead_now.float().mean()))
-        history["learning_rate"].append(lr)
-        if has_val:
-            val_losses, val_explained = trainer.evaluate(x_val, y_val, scale_t)
-            score = float(val_losses @ trainer.level_weights.cpu().numpy())
-        else:
-            val_losses = np.full(n_levels, np.nan)
-            val_explained = np.full(n_levels, np.nan)
-            score = float(history["train_loss"][-1] @ trainer.level_weights.cpu().numpy())
-        history["val_loss"].append(val_losses)
-        history["val_explained_variance"].append(val_explained)
-        history["epoch_time"].append(time.perf_counter() - epoch_start)
-
-        if verbose:
-            print(
-                f"epoch {epoch + 1:4d}/{config['max_iter']}  "
-                f"loss {history['train_loss'][-1][-1]:.4f}  "
-                f"val EV {val_explained[-1]:.3f}  L0 {history['l0'][-1]:.1f}  "
-                f"dead {history['dead_fraction'][-1]:.1%}",
-                flush=True,
-            )
-        if not np.isfinite(best_score) or (
-            score < best_score - config["tol"] * max(abs(best_score), 1e-12)
-        ):
-            best_score = score
-            best_state = trainer.state()
-            best_epoch = epochs_done
-            no_improvement = 0
-        else:
-            no_improvement += 1
-        if not config["early_stopping"]:
-            best_state, best_epoch = trainer.state(), epochs_done
-        stop = on_epoch_end is not None and on_epoch_end(epochs_done)
-        if stop:
+        log.end_epoch(
+            {
+                "train_loss": (level_sum / steps_per_epoch).numpy(),
+                "aux_loss": aux_sum / steps_per_epoch,
+                "l0": active / (steps_per_epoch * batch_size),
+                "dead_fraction": float(dead_now.float().mean()),
+                "learning_rate": lr,
+            },
+            validation, epoch_start,
+        )
+        if on_epoch_end is not None and on_epoch_end(log.epochs_done):
             stop_reason = "callback"
             break
-        if config["early_stopping"] and no_improvement >= config["n_iter_no_change"]:
+        if log.stops_early():
             stop_reason = "early_stopping"
             break
 
     if interrupted:
         warnings.warn(
-            f"fit was interrupted during epoch {epochs_done + 1}; the model keeps "
-            f"the parameters of epoch {best_epoch} (the "
+            f"fit was interrupted during epoch {log.epochs_done + 1}; the model keeps "
+            f"the parameters of epoch {log.best_epoch} (the "
             f"{'best' if config['early_stopping'] else 'last'} completed epoch).",
             UserWarning,
             stacklevel=3,
         )
-    trainer.load_state(best_state)
-    history = {
-        name: np.asarray(values, dtype=np.float64) for name, values in history.items()
-    }
+    history = log.finish()
     return {
         "history": history,
-        "n_iter": epochs_done,
-        "best_epoch": best_epoch,
+        "n_iter": log.epochs_done,
+        "best_epoch": log.best_epoch,
         "interrupted": interrupted,
         "stop_reason": stop_reason,
         "n_steps": trainer.step_count,
