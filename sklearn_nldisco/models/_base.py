@@ -32,7 +32,7 @@ from ._init import (
     scaling_statistics,
     validation_rows,
 )
-from ._losses import LOSSES, NONNEGATIVE_LOSSES, inverse_link_numpy
+from ._losses import LOSSES, NONNEGATIVE_LOSSES, check_nonnegative, inverse_link_numpy
 
 try:  # scikit-learn >= 1.9: progress bars and other fit callbacks
     from sklearn.callback import CallbackSupportMixin, with_callbacks
@@ -209,17 +209,6 @@ def check_2d_not_empty(X, name="X"):
         raise ValueError(
             f"{name} is empty (shape={tuple(shape)}); expected at least one sample."
         )
-
-
-def check_nonnegative(array, name, loss):
-    """``"poisson"`` and ``"msle"`` model counts: negative targets are an error."""
-    if loss in NONNEGATIVE_LOSSES:
-        minimum = array.min() if array.size else 0.0
-        if minimum < 0:
-            raise ValueError(
-                f"{name} has negative values (minimum {minimum:g}) but loss={loss!r} "
-                "models non-negative counts; expected values >= 0, or use loss='mse'."
-            )
 
 
 class _BaseMatryoshka(

@@ -26,6 +26,17 @@ NONNEGATIVE_LOSSES = ("poisson", "msle")
 _EPS = 1e-8
 
 
+def check_nonnegative(array, name, loss):
+    """``"poisson"`` and ``"msle"`` model counts: negative targets are an error."""
+    if loss in NONNEGATIVE_LOSSES:
+        minimum = array.min() if array.size else 0.0
+        if minimum < 0:
+            raise ValueError(
+                f"{name} has negative values (minimum {minimum:g}) but loss={loss!r} "
+                "models non-negative counts; expected values >= 0, or use loss='mse'."
+            )
+
+
 def link_numpy(linear, loss):
     """Apply the output link of ``loss`` to a linear predictor, in place."""
     if loss == "mse":

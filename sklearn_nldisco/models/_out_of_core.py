@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from ._init import validation_rows
-from ._losses import NONNEGATIVE_LOSSES
+from ._losses import NONNEGATIVE_LOSSES, check_nonnegative
 
 #: rows read at a time by ``fit``, ``transform`` and ``score``
 DEFAULT_CHUNK_ROWS = 65_536
@@ -80,14 +80,7 @@ def read_rows(X, start, stop, name="X", loss=None):
             f"{name} contains NaN or infinity in rows {start} to {stop - 1} "
             f"(the chunk read from rows [{start}, {stop})); expected finite values."
         )
-    if loss in NONNEGATIVE_LOSSES:
-        minimum = block.min() if block.size else 0.0
-        if minimum < 0:
-            raise ValueError(
-                f"{name} (rows {start} to {stop - 1}) has negative values (minimum "
-                f"{minimum:g}) but loss={loss!r} models non-negative counts; expected "
-                "values >= 0, or use loss='mse'."
-            )
+    check_nonnegative(block, f"{name} (rows {start} to {stop - 1})", loss)
     return block
 
 

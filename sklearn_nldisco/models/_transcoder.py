@@ -10,7 +10,7 @@ from ._base import (
     explained_variance,
     with_callbacks,
 )
-from ._out_of_core import check_out_of_core, is_out_of_core
+from ._out_of_core import CheckedRows, check_out_of_core, is_out_of_core
 from ._sae import _ATTRIBUTES_DOC, _PARAMETERS_DOC
 
 
@@ -187,7 +187,8 @@ class MatryoshkaTranscoder(RegressorMixin, _BaseMatryoshka):
             # chunk by chunk: neither y nor its prediction is held whole
             check_is_fitted(self)
             X = self._validate_for_coding(X)
-            X = getattr(X, "X", X)  # the raw memmap or dataset, read by chunks
+            if isinstance(X, CheckedRows):
+                X = X.X  # the memmap or dataset itself, read chunk by chunk
             if not is_out_of_core(y):
                 y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
             if y.shape[0] != X.shape[0]:
