@@ -365,25 +365,40 @@ class _BaseMatryoshka(
             threshold = _training.calibrate_threshold(trainer, X_train, self.k)
         else:
             threshold = 0.0
-        state = trainer.state()
+        self._store_fit(
+            trainer.state(), result, device,
+            parameters=(input_bias, tied, threshold, sizes, weights),
+            scaling=(input_mean, input_scale, target_mean, target_scale),
+        )
+        codes = self._encode(X, sparse_output=True, dtype=np.float32)
+        self._store_latent_counts(np.bincount(codes.indices, minlength=self.n_latents),
+                                  X.shape[0])
+        callback_ctx.call_on_fit_task_end(estimator=self, X=X)
+        return self
 
-        self._set_parameters(state, input_bias, tied, threshold, sizes, weights)
-        self.input_mean_, self.input_scale_ = input_mean, input_scale
-        self.target_mean_, self.target_scale_ = target_mean, target_scale
+    def _store_fit(self, state, result, device, *, parameters, scaling):
+        """The fitted attributes of ``fit`` (in memory or out of core).
+
+        ``state``: the trainer's ``state()``; ``result``: ``n_iter``,
+        ``best_epoch``, ``n_steps``, ``stop_reason`` and ``history`` of the
+        epoch loop; ``parameters``: ``(input_bias, tied, threshold, sizes,
+        weights)``; ``scaling``: input and target ``(mean, scale)``.
+        """
+        self._set_parameters(state, *parameters)
+        self.input_mean_, self.input_scale_, self.target_mean_, self.target_scale_ = scaling
         self.n_iter_ = result["n_iter"]
         self.best_iter_ = result["best_epoch"]
         self.n_steps_ = result["n_steps"]
         self.stop_reason_ = result["stop_reason"]
         self.history_ = result["history"]
         self.device_ = str(device)
-        codes = self._encode(X, sparse_output=True, dtype=np.float32)
-        counts = np.bincount(codes.indices, minlength=self.n_latents)
-        self.latent_frequency_ = counts / max(X.shape[0], 1)
-        self.dead_latents_ = np.flatnonzero(counts == 0)
         # a fit starts over: nothing of an earlier partial_fit carries on
         self.__dict__.pop("_partial_state", None)
-        callback_ctx.call_on_fit_task_end(estimator=self, X=X)
-        return self
+
+    def _store_latent_counts(self, counts, n_rows):
+        """``latent_frequency_`` and ``dead_latents_`` from per-latent counts."""
+        self.latent_frequency_ = counts / max(n_rows, 1)
+        self.dead_latents_ = np.flatnonzero(counts == 0)
 
     # ---------------------------------------------------------- out of core
     #: rows read at a time by ``fit``, ``transform`` and ``score`` on a
@@ -575,9 +590,7 @@ class _BaseMatryoshka(
         }
         self.device_ = str(device)
         codes = self._encode(X, sparse_output=True, dtype=np.float32)
-        counts = np.bincount(codes.indices, minlength=self.n_latents)
-        self.latent_frequency_ = counts / max(n_rows, 1)
-        self.dead_latents_ = np.flatnonzero(counts == 0)
+        self._store_latent_counts(np.bincount(codes.indices, minlength=self.n_latents), n_rows)
         self._partial_state = {
             "trainer": exported,
             "rng": rng.get_state(),

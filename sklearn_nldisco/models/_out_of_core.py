@@ -362,22 +362,17 @@ def fit_out_of_core(model, X, Y, sizes, weights):
         )
     else:
         threshold = 0.0
-    state = trainer.state()
-    model._set_parameters(state, input_bias, tied, threshold, sizes, weights)
-    model.input_mean_, model.input_scale_ = input_mean, input_scale
-    model.target_mean_, model.target_scale_ = target_mean, target_scale
-    model.n_iter_ = log.epochs_done
-    model.best_iter_ = log.best_epoch
-    model.n_steps_ = trainer.step_count
-    model.stop_reason_ = stop_reason
-    model.history_ = history
-    model.device_ = str(device)
+    result = {"n_iter": log.epochs_done, "best_epoch": log.best_epoch,
+              "n_steps": trainer.step_count, "stop_reason": stop_reason, "history": history}
+    model._store_fit(
+        trainer.state(), result, device,
+        parameters=(input_bias, tied, threshold, sizes, weights),
+        scaling=(input_mean, input_scale, target_mean, target_scale),
+    )
     counts = np.zeros(model.n_latents, dtype=np.int64)
     for start, stop in bounds:
         codes = model._encode(read_rows(X, start, stop), sparse_output=True, dtype=np.float32)
         counts += np.bincount(codes.indices, minlength=model.n_latents)
-    model.latent_frequency_ = counts / n_rows
-    model.dead_latents_ = np.flatnonzero(counts == 0)
-    model.__dict__.pop("_partial_state", None)
+    model._store_latent_counts(counts, n_rows)
     callback_ctx.call_on_fit_task_end(estimator=model, X=X)
     return model
