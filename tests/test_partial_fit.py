@@ -65,7 +65,7 @@ def test_state_carries_over():
     first = {name: getattr(model, name).copy()
              for name in ("components_", "input_mean_", "input_scale_")}
     steps = model.n_steps_
-    adam_step = model._partial_state["trainer"]["adam_step/decoder_weight"]
+    adam_step = model._partial_state.trainer["adam_step/decoder_weight"]
     np.testing.assert_allclose(model.input_mean_, chunks[0].mean(axis=0))
 
     model.partial_fit(chunks[1])
@@ -74,14 +74,14 @@ def test_state_carries_over():
     np.testing.assert_array_equal(model.input_mean_, first["input_mean_"])
     np.testing.assert_array_equal(model.input_scale_, first["input_scale_"])
     assert model.n_steps_ == 2 * steps == 4
-    assert model._partial_state["trainer"]["adam_step/decoder_weight"] == adam_step + steps
+    assert model._partial_state.trainer["adam_step/decoder_weight"] == adam_step + steps
     assert model.n_iter_ == 2
     for name, values in model.history_.items():
         assert len(values) == 2, name
     assert model.history_["train_loss"].shape == (2, len(model.level_sizes_))
     assert model.threshold_ > 0
     assert model.dead_latents_.dtype.kind == "i"
-    counters = model._partial_state["trainer"]["samples_since_fired"]
+    counters = model._partial_state.trainer["samples_since_fired"]
     assert counters.shape == (FAST["n_latents"],)
 
 

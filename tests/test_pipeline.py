@@ -14,7 +14,7 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from sklearn_nldisco import MatryoshkaSAE, MatryoshkaTranscoder
 from sklearn_nldisco.models import _training
-from sklearn_nldisco.models._base import explained_variance
+from sklearn_nldisco.models import explained_variance
 
 FAST = dict(max_iter=4, batch_size=64, random_state=0)
 

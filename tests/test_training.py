@@ -5,6 +5,8 @@ other devices) is forced on the CPU with the trainer's ``_compiled`` flag, so
 that both are checked here.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -12,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sklearn_nldisco.models import _training_kernels as kernels
-from sklearn_nldisco.models._init import random_unit_rows
+from sklearn_nldisco.models._initialisation import random_unit_rows
+from sklearn_nldisco.models._spec import TrainingSpec
 from sklearn_nldisco.models._training import (
     MatryoshkaTrainer,
     calibrate_threshold,
@@ -37,13 +40,13 @@ def _trainer(loss, tied, sparsity, rng, compiled=True, level_sizes=(6, 12, 24), 
         "decoder_bias": 0.3 * rng.standard_normal(n_out),
         "input_bias": 0.2 * rng.standard_normal(N_IN),
     }
-    config = {
-        "level_sizes": level_sizes, "level_weights": (1.0, 1.25, 1.5)[: len(level_sizes)],
-        "k": k, "sparsity": sparsity, "loss": loss, "tie_input_bias": tied,
-        "learning_rate": 1e-3, "grad_clip": None, "aux_k": 4, "aux_coef": 0.5,
-        "dead_window": 100.0,
-    }
-    trainer = MatryoshkaTrainer(init, config, torch.device("cpu"))
+    spec = TrainingSpec(
+        level_sizes=level_sizes, level_weights=(1.0, 1.25, 1.5)[: len(level_sizes)],
+        k=k, sparsity=sparsity, loss=loss, autoencoder=tied, tied=tied,
+        learning_rate=1e-3, grad_clip=None, aux_k=4, aux_coef=0.5,
+        dead_window_rows=100.0,
+    )
+    trainer = MatryoshkaTrainer(init, spec, torch.device("cpu"))
     trainer._compiled = compiled
     return trainer
 
@@ -59,7 +62,7 @@ def _autograd_reference(trainer, x, y, selection, n_dead):
     codes = pre * mask
     weights = trainer.level_weights.double()
     total = 0.0
-    loss_name = trainer.config["loss"]
+    loss_name = trainer.spec.loss
     outputs = []
     for weight, size in zip(weights, trainer.level_sizes):
         linear = codes[:, :size] @ params["decoder_weight"][:size] + params["decoder_bias"]
@@ -79,7 +82,7 @@ def _autograd_reference(trainer, x, y, selection, n_dead):
         aux_mask[selection["aux_rows"], selection["aux_latents"]] = 1.0
         aux_recon = (pre * aux_mask) @ params["decoder_weight"]
         residual = (y - outputs[-1]).detach()
-        scale = trainer.config["aux_coef"] * min(n_dead / trainer.config["aux_k"], 1.0)
+        scale = trainer.spec.aux_coef * min(n_dead / trainer.spec.aux_k, 1.0)
         total = total + scale * (aux_recon - residual).square().sum() / residual.square().sum()
     total.backward()
     grads = {name: p.grad for name, p in params.items()}
@@ -114,7 +117,7 @@ def test_gradients_match_autograd(loss, tied, sparsity, with_dead, compiled):
         assert not set(selection["aux_latents"].tolist()) & set(selection["latents"].tolist())
     if with_dead:
         # the fired latents of this batch are no longer dead
-        n_dead = int((trainer.samples_since_fired > trainer.config["dead_window"]).sum())
+        n_dead = int((trainer.samples_since_fired > trainer.spec.dead_window_rows).sum())
     reference = _autograd_reference(trainer, x, y, selection, n_dead)
     for name, grad in out["grads"].items():
         np.testing.assert_allclose(
@@ -274,7 +277,7 @@ def test_kernel_and_torch_steps_stay_together_with_clipping():
     states = []
     for compiled in (True, False):
         trainer = _trainer("mse", True, "batchtopk", np.random.RandomState(10), compiled)
-        trainer.config["grad_clip"] = 0.05  # small enough to clip every step
+        trainer.spec = dataclasses.replace(trainer.spec, grad_clip=0.05)  # clips every step
         for x in batches:
             with_quiet_sparse_warnings(trainer.step, x, x, 1e-2)
         states.append(trainer.state())

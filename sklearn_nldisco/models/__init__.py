@@ -1,6 +1,13 @@
 """Matryoshka sparse encoder-decoders (autoencoder and transcoder)."""
 
+from ._base import explained_variance
 from ._sae import MatryoshkaSAE
+from ._spec import check_levels
 from ._transcoder import MatryoshkaTranscoder
 
-__all__ = ["MatryoshkaSAE", "MatryoshkaTranscoder"]
+__all__ = [
+    "MatryoshkaSAE",
+    "MatryoshkaTranscoder",
+    "check_levels",
+    "explained_variance",
+]

@@ -10,7 +10,7 @@ from ._base import (
     explained_variance,
     with_callbacks,
 )
-from ._out_of_core import (
+from ._rows import (
     CheckedRows,
     check_out_of_core,
     is_out_of_core,
@@ -253,10 +253,10 @@ class MatryoshkaSAE(_BaseMatryoshka):
             n_features = check_out_of_core(X)[1]
             self.n_features_in_ = n_features
             self.__dict__.pop("feature_names_in_", None)
-            return self._fit_out_of_core(X)
+            return self._fit(X)
         check_2d_not_empty(X)
         X = validate_data(self, X, dtype=[np.float64, np.float32])
-        return self._fit_core(X, X)
+        return self._fit(X)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
@@ -287,7 +287,7 @@ class MatryoshkaSAE(_BaseMatryoshka):
         check_2d_not_empty(X)
         first_call = not hasattr(self, "components_")
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=first_call)
-        return self._partial_fit_core(X, X)
+        return self._partial_fit(X)
 
     def reconstruct(self, X, level=None):
         """Reconstruct ``X`` through the codes of one level.

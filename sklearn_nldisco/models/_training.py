@@ -31,7 +31,7 @@ import torch
 from . import _training_kernels as kernels
 from ._losses import loss_and_grad_torch
 
-_PARAMETER_NAMES = ("encoder_weight", "encoder_bias", "decoder_weight", "decoder_bias")
+PARAMETER_NAMES = ("encoder_weight", "encoder_bias", "decoder_weight", "decoder_bias")
 
 
 def _row_pointers(sorted_rows, n_rows):
@@ -92,33 +92,33 @@ class MatryoshkaTrainer:
         Initial ``encoder_weight`` (n_inputs, n_latents), ``encoder_bias``
         (n_latents,), ``decoder_weight`` (n_latents, n_outputs, unit rows),
         ``decoder_bias`` (n_outputs,) and ``input_bias`` (n_inputs,).
-    config : dict
-        Resolved hyper-parameters (see ``_BaseMatryoshka``).
+    spec : TrainingSpec
+        Resolved settings (``dead_window_rows`` set by ``for_rows``).
     device : torch.device
     """
 
-    def __init__(self, init, config, device):
-        self.config = config
+    def __init__(self, init, spec, device):
+        self.spec = spec
         self.device = device
         self.params = {
             name: torch.tensor(init[name], dtype=torch.float32, device=device)
-            for name in _PARAMETER_NAMES
+            for name in PARAMETER_NAMES
         }
-        self.tied = config["tie_input_bias"]
+        self.tied = spec.tied
         self.input_bias = torch.tensor(
             init["input_bias"], dtype=torch.float32, device=device
         )
-        self.level_sizes = list(config["level_sizes"])
+        self.level_sizes = list(spec.level_sizes)
         self.n_levels = len(self.level_sizes)
         self.n_latents = self.level_sizes[-1]
-        weights = torch.tensor(config["level_weights"], dtype=torch.float32)
+        weights = torch.tensor(spec.level_weights, dtype=torch.float32)
         self.level_weights = (weights / weights.sum()).to(device)
         self._level_weight_values = [float(w) for w in weights / weights.sum()]
         band = np.zeros(self.n_latents, dtype=np.int64)
         for start in self.level_sizes[:-1]:
             band[start:] += 1
         self.band_of_latent = torch.from_numpy(band).to(device)
-        self.k = config["k"]
+        self.k = spec.k
         # Inference threshold of dense_codes (BatchTopK): set by calibration.
         self.threshold = 0.0
         # Smallest value kept by the previous BatchTopK step (a search hint).
@@ -130,7 +130,7 @@ class MatryoshkaTrainer:
             tensor.requires_grad_(False)
         self.optimizer = torch.optim.Adam(
             list(self.params.values()),
-            lr=config["learning_rate"],
+            lr=spec.learning_rate,
             betas=(0.9, 0.999),
             eps=1e-8,
             **_adam_implementation(device),
@@ -203,7 +203,7 @@ class MatryoshkaTrainer:
         if self._use_kernels(pre):
             _, rows, latents, values = self._select_csr(pre.numpy())
             return torch.from_numpy(rows), torch.from_numpy(latents), torch.from_numpy(values)
-        if self.config["sparsity"] == "batchtopk":
+        if self.spec.sparsity == "batchtopk":
             return self._select_batch_topk(pre)
         return self._select_topk(pre)
 
@@ -212,7 +212,7 @@ class MatryoshkaTrainer:
 
     def _select_csr(self, pre):
         """The selection of a NumPy ``pre``: ``(row_pointers, rows, latents, values)``."""
-        if self.config["sparsity"] == "batchtopk":
+        if self.spec.sparsity == "batchtopk":
             row_pointers, rows, latents, values, smallest = kernels.batch_topk(
                 pre, self.k * pre.shape[0], 0.95 * self._last_cut
             )
@@ -242,32 +242,32 @@ class MatryoshkaTrainer:
 
     def _gradients_kernels(self, x, y):
         """The step on the CPU: torch's encoder product, then compiled kernels."""
-        config = self.config
+        spec = self.spec
         params = {name: tensor.numpy() for name, tensor in self.params.items()}
         batch = x.shape[0]
         centred, pre = self._pre_activation(x)
         pre = pre.numpy()
         row_pointers, rows, latents, values = self._select_csr(pre)
         dead = kernels.update_firing(
-            self.samples_since_fired.numpy(), float(batch), latents, config["dead_window"]
+            self.samples_since_fired.numpy(), float(batch), latents, spec.dead_window_rows
         )
         selection = {"rows": torch.from_numpy(rows), "latents": torch.from_numpy(latents)}
-        use_aux = config["aux_coef"] > 0 and dead.shape[0] > 0
+        use_aux = spec.aux_coef > 0 and dead.shape[0] > 0
         if use_aux:
             aux_row_pointers, aux_rows, aux_latents, aux_values = kernels.row_topk(
-                pre, dead, config["aux_k"]
+                pre, dead, spec.aux_k
             )
             selection.update(
                 aux_rows=torch.from_numpy(aux_rows), aux_latents=torch.from_numpy(aux_latents)
             )
-            aux_scale = config["aux_coef"] * min(dead.shape[0] / config["aux_k"], 1.0)
+            aux_scale = spec.aux_coef * min(dead.shape[0] / spec.aux_k, 1.0)
         else:
             aux_row_pointers = aux_latents = np.empty(0, dtype=np.int64)
             aux_values = np.empty(0, dtype=np.float32)
             aux_scale = 0.0
 
         target = y.numpy()
-        mse = config["loss"] == "mse"
+        mse = spec.loss == "mse"
         deviation = np.empty(target.shape if use_aux else (0, 0), dtype=np.float32)
         level_sums = np.empty(self.n_levels)
         if mse:
@@ -281,7 +281,7 @@ class MatryoshkaTrainer:
                 params["decoder_weight"], params["decoder_bias"], linear,
             )
             level_losses, grad_linear, grad_factor, output = loss_and_grad_torch(
-                torch.from_numpy(linear), y, config["loss"]
+                torch.from_numpy(linear), y, spec.loss
             )
             grad_linear = grad_linear.numpy()
             if use_aux:
@@ -311,7 +311,7 @@ class MatryoshkaTrainer:
 
     def _gradients_torch(self, x, y):
         """The same step in torch operations (any device)."""
-        config = self.config
+        spec = self.spec
         params = self.params
         decoder_weight = params["decoder_weight"]
         batch = x.shape[0]
@@ -323,7 +323,7 @@ class MatryoshkaTrainer:
 
         self.samples_since_fired += batch
         self.samples_since_fired.index_fill_(0, latents, 0.0)
-        dead = torch.nonzero(self.samples_since_fired > config["dead_window"]).squeeze(1)
+        dead = torch.nonzero(self.samples_since_fired > spec.dead_window_rows).squeeze(1)
 
         # Stack the selected entries in blocks of rows: block b holds the
         # latents of band b (latents in [level_sizes[b-1], level_sizes[b])),
@@ -331,11 +331,11 @@ class MatryoshkaTrainer:
         band = self.band_of_latent[latents]
         stacked_rows = band * batch + rows
         n_dead = dead.numel()
-        use_aux = config["aux_coef"] > 0 and n_dead > 0
+        use_aux = spec.aux_coef > 0 and n_dead > 0
         n_blocks = n_levels + int(use_aux)
         selection = {"rows": rows, "latents": latents}
         if use_aux:
-            aux_k = min(config["aux_k"], n_dead)
+            aux_k = min(spec.aux_k, n_dead)
             aux_values, aux_pos = _row_topk_sorted_by_column(pre[:, dead], aux_k)
             keep = aux_values > 0
             aux_rows = torch.arange(batch, device=x.device).repeat_interleave(aux_k)[keep]
@@ -366,7 +366,7 @@ class MatryoshkaTrainer:
         for level in range(1, n_levels):
             torch.add(linear[level - 1], contributions[level], out=linear[level])
         level_losses, grad_linear, grad_factor, output = loss_and_grad_torch(
-            linear, y, config["loss"]
+            linear, y, spec.loss
         )
         # The reconstruction of level i uses bands 0..i, so band b receives the
         # weighted gradient of every level i >= b (a reverse cumulative sum).
@@ -385,7 +385,7 @@ class MatryoshkaTrainer:
             # model, without the decoder bias; scale-free normalisation.
             residual = y - output[-1]
             energy = torch.linalg.vector_norm(residual).square().clamp_min(1e-12)
-            scale = config["aux_coef"] * min(n_dead / config["aux_k"], 1.0)
+            scale = spec.aux_coef * min(n_dead / spec.aux_k, 1.0)
             aux_error = contributions[n_levels] - residual
             aux_loss = scale * float(torch.linalg.vector_norm(aux_error).square() / energy)
             torch.mul(aux_error, 2.0 * scale / energy, out=stacked_grad[n_levels])
@@ -448,7 +448,7 @@ class MatryoshkaTrainer:
         }
 
     def _apply(self, grads, lr, grad_norm=None):
-        clip = self.config["grad_clip"]
+        clip = self.spec.grad_clip
         if clip:
             if grad_norm is None:
                 grad_norm = float(torch.linalg.vector_norm(
@@ -476,7 +476,7 @@ class MatryoshkaTrainer:
     def dense_codes(self, x):
         """Codes of every row with the inference rule (no batch dependence)."""
         _, pre = self._pre_activation(x)
-        if self.config["sparsity"] == "batchtopk":
+        if self.spec.sparsity == "batchtopk":
             return pre * (pre > max(self.threshold, 0.0))
         k = min(self.k, pre.shape[1])
         values, latents = torch.topk(pre, k, dim=1)
@@ -489,7 +489,7 @@ class MatryoshkaTrainer:
         With BatchTopK the threshold is calibrated on ``x`` itself, so that
         the held-out figures are at a mean L0 of exactly ``k``.
         """
-        if self.config["sparsity"] == "batchtopk":
+        if self.spec.sparsity == "batchtopk":
             self.threshold = calibrate_threshold(self, x, self.k, chunk_rows)
         return self._evaluate(x, y, target_scale, chunk_rows)
 
@@ -505,8 +505,8 @@ class MatryoshkaTrainer:
                     for size in self.level_sizes
                 ]
             ) + self.params["decoder_bias"]
-            losses, error, _, output = loss_and_grad_torch(linear, yb, self.config["loss"])
-            if self.config["loss"] != "mse":
+            losses, error, _, output = loss_and_grad_torch(linear, yb, self.spec.loss)
+            if self.spec.loss != "mse":
                 error = output - yb
             residual = (error * target_scale).square().sum(dim=(1, 2))
             part = torch.cat([losses * yb.numel(), residual])
@@ -523,19 +523,22 @@ class MatryoshkaTrainer:
         for name, value in state.items():
             self.params[name].copy_(torch.from_numpy(value))
 
-    def export_state(self):
+    def export_state(self, parameters_only=False):
         """Everything needed to resume training, as NumPy arrays.
 
         The parameters, the input bias, the step count, the dead-latent
         counters, the BatchTopK search hint and Adam's moments and step of
-        every parameter (absent before the first step).
+        every parameter (absent before the first step). With
+        ``parameters_only``, the parameters and the input bias alone.
         """
         out = self.state()
         out["input_bias"] = self.input_bias.detach().cpu().numpy().copy()
+        if parameters_only:
+            return out
         out["step_count"] = np.int64(self.step_count)
         out["last_cut"] = np.float64(self._last_cut)
         out["samples_since_fired"] = self.samples_since_fired.cpu().numpy().copy()
-        for name in _PARAMETER_NAMES:
+        for name in PARAMETER_NAMES:
             moments = self.optimizer.state.get(self.params[name])
             if moments:
                 out["adam_step/" + name] = np.float64(float(moments["step"]))
@@ -544,15 +547,20 @@ class MatryoshkaTrainer:
         return out
 
     @classmethod
-    def from_exported(cls, exported, config, device):
-        """A trainer that continues exactly where ``export_state`` left off."""
-        trainer = cls(exported, config, device)
+    def from_exported(cls, exported, spec, device):
+        """A trainer that continues exactly where ``export_state`` left off.
+
+        From parameters alone (a fitted model), the optimiser starts afresh.
+        """
+        trainer = cls(exported, spec, device)
+        if "step_count" not in exported:
+            return trainer
         trainer.step_count = int(exported["step_count"])
         trainer._last_cut = float(exported["last_cut"])
         trainer.samples_since_fired.copy_(
             torch.from_numpy(np.asarray(exported["samples_since_fired"], dtype=np.float64))
         )
-        if "adam_step/" + _PARAMETER_NAMES[0] in exported:
+        if "adam_step/" + PARAMETER_NAMES[0] in exported:
             state_dict = trainer.optimizer.state_dict()
             state_dict["state"] = {
                 index: {
@@ -564,247 +572,10 @@ class MatryoshkaTrainer:
                         exported["adam_exp_avg_sq/" + name].copy()
                     ),
                 }
-                for index, name in enumerate(_PARAMETER_NAMES)
+                for index, name in enumerate(PARAMETER_NAMES)
             }
             trainer.optimizer.load_state_dict(state_dict)
         return trainer
-
-
-def _learning_rate(config, step, total_steps):
-    base = config["learning_rate"]
-    warmup = max(1, int(config["warmup_fraction"] * total_steps))
-    if step < warmup:
-        return base * (step + 1) / warmup
-    decay_start = int((1.0 - config["decay_fraction"]) * total_steps)
-    if step >= decay_start and total_steps > decay_start:
-        progress = (step - decay_start) / (total_steps - decay_start)
-        return base * max(0.0, 1.0 - progress) + base * 0.01 * progress
-    return base
-
-
-class EpochLog:
-    """History, best epoch and early stopping of an epoch loop.
-
-    Shared by ``train`` (in memory) and the out-of-core fit: each epoch ends
-    with ``end_epoch``, which records the training figures, evaluates the
-    held-out rows (when there are any), prints the verbose line and keeps
-    the best parameters so far; ``finish`` restores them.
-    """
-
-    HISTORY = ("train_loss", "aux_loss", "l0", "dead_fraction", "val_loss",
-               "val_explained_variance", "learning_rate", "epoch_time")
-
-    def __init__(self, trainer, config, verbose=0):
-        self.trainer = trainer
-        self.config = config
-        self.verbose = verbose
-        self.level_weights = trainer.level_weights.cpu().numpy()
-        self.history = {name: [] for name in self.HISTORY}
-        self.best_score = np.inf
-        self.best_state = trainer.state()
-        self.best_epoch = 0
-        self.no_improvement = 0
-        self.epochs_done = 0
-
-    def end_epoch(self, figures, validation, epoch_start):
-        """Record one completed epoch.
-
-        ``figures``: its ``train_loss`` (per level), ``aux_loss``, ``l0``,
-        ``dead_fraction`` and last ``learning_rate``; ``validation``: None or
-        ``(x_val, y_val, target_scale)`` tensors for ``trainer.evaluate``.
-        """
-        config, history = self.config, self.history
-        self.epochs_done += 1
-        for name in ("train_loss", "aux_loss", "l0", "dead_fraction", "learning_rate"):
-            history[name].append(figures[name])
-        if validation is not None:
-            val_losses, val_explained = self.trainer.evaluate(*validation)
-            score = float(val_losses @ self.level_weights)
-        else:
-            n_levels = self.trainer.n_levels
-            val_losses = np.full(n_levels, np.nan)
-            val_explained = np.full(n_levels, np.nan)
-            score = float(history["train_loss"][-1] @ self.level_weights)
-        history["val_loss"].append(val_losses)
-        history["val_explained_variance"].append(val_explained)
-        history["epoch_time"].append(time.perf_counter() - epoch_start)
-        if self.verbose:
-            print(
-                f"epoch {self.epochs_done:4d}/{config['max_iter']}  "
-                f"loss {history['train_loss'][-1][-1]:.4f}  "
-                f"val EV {val_explained[-1]:.3f}  L0 {history['l0'][-1]:.1f}  "
-                f"dead {history['dead_fraction'][-1]:.1%}",
-                flush=True,
-            )
-        if not np.isfinite(self.best_score) or (
-            score < self.best_score - config["tol"] * max(abs(self.best_score), 1e-12)
-        ):
-            self.best_score = score
-            self.best_state = self.trainer.state()
-            self.best_epoch = self.epochs_done
-            self.no_improvement = 0
-        else:
-            self.no_improvement += 1
-        if not config["early_stopping"]:
-            self.best_state, self.best_epoch = self.trainer.state(), self.epochs_done
-
-    def stops_early(self):
-        """Whether early stopping ends training after this epoch."""
-        return bool(self.config["early_stopping"]
-                    and self.no_improvement >= self.config["n_iter_no_change"])
-
-    def finish(self):
-        """Restore the kept (best or last) parameters; the history as arrays."""
-        self.trainer.load_state(self.best_state)
-        return {
-            name: np.asarray(values, dtype=np.float64) for name, values in self.history.items()
-        }
-
-
-def train(trainer, X_train, Y_train, X_val, Y_val, target_scale, config, rng,
-          on_epoch_end=None, verbose=0):
-    """Epoch loop with early stopping; returns a result dict.
-
-    A ``KeyboardInterrupt`` ends training at the last completed epoch: the
-    parameters of that epoch (or of the best epoch so far with early
-    stopping) are kept and ``result["interrupted"]`` is set.
-    """
-    device = trainer.device
-    x_train = torch.as_tensor(X_train, dtype=torch.float32).to(device)
-    y_train = x_train if Y_train is X_train else torch.as_tensor(
-        Y_train, dtype=torch.float32).to(device)
-    validation = None
-    if X_val is not None and X_val.shape[0] > 0:
-        x_val = torch.as_tensor(X_val, dtype=torch.float32).to(device)
-        y_val = x_val if Y_val is X_val else torch.as_tensor(
-            Y_val, dtype=torch.float32).to(device)
-        scale_t = torch.as_tensor(target_scale, dtype=torch.float32).to(device)
-        validation = (x_val, y_val, scale_t)
-
-    n_train = x_train.shape[0]
-    batch_size = min(config["batch_size"], n_train)
-    steps_per_epoch = max(1, n_train // batch_size)
-    total_steps = steps_per_epoch * config["max_iter"]
-    n_levels = trainer.n_levels
-
-    log = EpochLog(trainer, config, verbose)
-    interrupted = False
-    stop_reason = "max_iter"
-    for _ in range(config["max_iter"]):
-        epoch_start = time.perf_counter()
-        try:
-            permutation = torch.from_numpy(rng.permutation(n_train)).to(device)
-            level_sum = torch.zeros(n_levels, dtype=torch.float64)
-            aux_sum = 0.0
-            active = 0
-            for step in range(steps_per_epoch):
-                index = permutation[step * batch_size : (step + 1) * batch_size]
-                xb = x_train[index]
-                yb = xb if y_train is x_train else y_train[index]
-                lr = _learning_rate(config, trainer.step_count, total_steps)
-                losses, aux_loss, n_active = trainer.step(xb, yb, lr)
-                level_sum += losses.detach().cpu().double()
-                aux_sum += aux_loss
-                active += n_active
-        except KeyboardInterrupt:
-            if log.epochs_done == 0:
-                raise
-            interrupted = True
-            stop_reason = "interrupted"
-            break
-        dead_now = trainer.samples_since_fired > config["dead_window"]
-        log.end_epoch(
-            {
-                "train_loss": (level_sum / steps_per_epoch).numpy(),
-                "aux_loss": aux_sum / steps_per_epoch,
-                "l0": active / (steps_per_epoch * batch_size),
-                "dead_fraction": float(dead_now.float().mean()),
-                "learning_rate": lr,
-            },
-            validation, epoch_start,
-        )
-        if on_epoch_end is not None and on_epoch_end(log.epochs_done):
-            stop_reason = "callback"
-            break
-        if log.stops_early():
-            stop_reason = "early_stopping"
-            break
-
-    if interrupted:
-        warnings.warn(
-            f"fit was interrupted during epoch {log.epochs_done + 1}; the model keeps "
-            f"the parameters of epoch {log.best_epoch} (the "
-            f"{'best' if config['early_stopping'] else 'last'} completed epoch).",
-            UserWarning,
-            stacklevel=3,
-        )
-    history = log.finish()
-    return {
-        "history": history,
-        "n_iter": log.epochs_done,
-        "best_epoch": log.best_epoch,
-        "interrupted": interrupted,
-        "stop_reason": stop_reason,
-        "n_steps": trainer.step_count,
-    }
-
-
-def streaming_learning_rate(config, step):
-    """Schedule of ``partial_fit``: linear warm-up, then constant.
-
-    The total number of steps is unknown when data arrive in chunks, so there
-    is no final decay; ``config["warmup_steps"]`` is fixed at the first call.
-    """
-    base = config["learning_rate"]
-    warmup = max(1, int(config["warmup_steps"]))
-    if step < warmup:
-        return base * (step + 1) / warmup
-    return base
-
-
-def train_pass(trainer, X, Y, config, rng, learning_rate=None):
-    """One pass (epoch) over ``X`` in shuffled mini-batches, for ``partial_fit``.
-
-    Like one epoch of ``train`` (the same batches: ``n // batch_size`` full
-    batches of a permutation), without validation or early stopping. Returns
-    the epoch's history entries. ``learning_rate(config, step)`` gives the
-    rate of each step (default ``streaming_learning_rate``).
-    """
-    if learning_rate is None:
-        learning_rate = streaming_learning_rate
-    start_time = time.perf_counter()
-    device = trainer.device
-    x = torch.as_tensor(X, dtype=torch.float32).to(device)
-    y = x if Y is X else torch.as_tensor(Y, dtype=torch.float32).to(device)
-    n_rows = x.shape[0]
-    batch_size = min(config["batch_size"], n_rows)
-    n_steps = max(1, n_rows // batch_size)
-    permutation = torch.from_numpy(rng.permutation(n_rows)).to(device)
-    level_sum = torch.zeros(trainer.n_levels, dtype=torch.float64)
-    aux_sum = 0.0
-    active = 0
-    lr = learning_rate(config, trainer.step_count)
-    for step in range(n_steps):
-        index = permutation[step * batch_size : (step + 1) * batch_size]
-        xb = x[index]
-        yb = xb if y is x else y[index]
-        lr = learning_rate(config, trainer.step_count)
-        losses, aux_loss, n_active = trainer.step(xb, yb, lr)
-        level_sum += losses.detach().cpu().double()
-        aux_sum += aux_loss
-        active += n_active
-    dead_now = trainer.samples_since_fired > config["dead_window"]
-    nan_levels = np.full(trainer.n_levels, np.nan)
-    return {
-        "train_loss": (level_sum / n_steps).numpy(),
-        "aux_loss": aux_sum / n_steps,
-        "l0": active / (n_steps * batch_size),
-        "dead_fraction": float(dead_now.float().mean()),
-        "val_loss": nan_levels,
-        "val_explained_variance": nan_levels.copy(),
-        "learning_rate": lr,
-        "epoch_time": time.perf_counter() - start_time,
-    }
 
 
 def calibrate_threshold(trainer, X, k, chunk_rows=8192):

@@ -10,7 +10,7 @@ from ._base import (
     explained_variance,
     with_callbacks,
 )
-from ._out_of_core import CheckedRows, check_out_of_core, is_out_of_core
+from ._rows import CheckedRows, check_out_of_core, is_out_of_core
 from ._sae import _ATTRIBUTES_DOC, _PARAMETERS_DOC
 
 
@@ -82,7 +82,7 @@ class MatryoshkaTranscoder(RegressorMixin, _BaseMatryoshka):
         self._y_1d = Y.ndim == 1
         if self._y_1d:
             Y = Y[:, None]
-        return self._fit_core(X, Y)
+        return self._fit(X, Y)
 
     def _fit_chunked(self, X, y):
         """``fit`` when ``X`` or ``y`` is out of core; the other may be an array."""
@@ -108,7 +108,7 @@ class MatryoshkaTranscoder(RegressorMixin, _BaseMatryoshka):
                 "of y per row of X."
             )
         self._y_1d = len(y.shape) == 1
-        return self._fit_out_of_core(X, y)
+        return self._fit(X, y)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y):
@@ -142,7 +142,7 @@ class MatryoshkaTranscoder(RegressorMixin, _BaseMatryoshka):
             Y = Y[:, None]
         if first_call:
             self._y_1d = y_1d
-        return self._partial_fit_core(X, Y)
+        return self._partial_fit(X, Y)
 
     def predict(self, X, level=None):
         """Reconstruct the target population from ``X``.

@@ -1,0 +1,446 @@
+"""The training driver: every fit of the Matryoshka models goes through ``train``.
+
+``train(source, spec, ...)`` takes a row source (``_rows.ArrayRows`` for an
+in-memory array, one chunk; ``_rows.ChunkedRows`` for a memmap or HDF5
+dataset, many chunks) and a ``TrainingSpec``, and returns a ``Fitted``
+result; it never sees the estimator. ``fit`` (in memory or out of core) is
+``train`` from a fresh state for ``max_iter`` epochs with a held-out split,
+early stopping and an exact threshold; ``partial_fit`` is ``train`` with
+``streaming=True``: one pass over a chunk from the state it carried over
+(``Carried``), a warm-up-then-constant learning rate and a running
+threshold. Either way there is one scaling, one initialisation and one epoch
+loop (``_run_epochs``): an epoch visits the chunks in a shuffled order and
+the rows of each chunk in a shuffled order, in mini-batches of
+``batch_size``.
+
+All randomness comes from one NumPy ``RandomState``: the validation split,
+the initial dictionary, then the permutations of each epoch, in that order.
+"""
+
+import time
+import warnings
+from dataclasses import replace
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+
+from . import _training
+from ._initialisation import bias_from_data, random_unit_rows, validation_rows
+from ._losses import inverse_link_numpy
+from ._rows import scale_rows
+from ._spec import Carried, Fitted
+
+#: partial_fit's running BatchTopK threshold: the earlier estimate weighs at
+#: most this many times the current chunk (an exponential average with a
+#: memory of about five chunks)
+THRESHOLD_MEMORY = 4.0
+
+PARAMETER_NAMES = _training.PARAMETER_NAMES
+
+
+# ---------------------------------------------------------------- starting
+def initial_parameters(spec, X_train, Y_train, rng):
+    """Random unit dictionary, tied encoder, biases from the training rows."""
+    n_latents = spec.n_latents
+    decoder_weight = random_unit_rows(n_latents, Y_train.shape[1], rng)
+    if spec.autoencoder:
+        encoder_weight = decoder_weight.T.copy()
+    else:
+        encoder_weight = random_unit_rows(n_latents, X_train.shape[1], rng).T.copy()
+    if spec.counts_loss:
+        decoder_bias = inverse_link_numpy(Y_train.mean(axis=0, dtype=np.float64), spec.loss)
+    else:
+        decoder_bias = bias_from_data(Y_train, spec.bias_init, rng)
+    input_bias = decoder_bias if spec.tied else bias_from_data(X_train, spec.bias_init, rng)
+    return {
+        "encoder_weight": encoder_weight,
+        "encoder_bias": np.zeros(n_latents),
+        "decoder_weight": decoder_weight,
+        "decoder_bias": decoder_bias,
+        "input_bias": input_bias,
+    }
+
+
+def full_schedule(spec, total_steps):
+    """``fit``'s learning rate: linear warm-up, constant, linear decay to 1 %."""
+    base = spec.learning_rate
+    warmup = max(1, int(spec.warmup_fraction * total_steps))
+    decay_start = int((1.0 - spec.decay_fraction) * total_steps)
+
+    def rate(step):
+        if step < warmup:
+            return base * (step + 1) / warmup
+        if step >= decay_start and total_steps > decay_start:
+            progress = (step - decay_start) / (total_steps - decay_start)
+            return base * max(0.0, 1.0 - progress) + base * 0.01 * progress
+        return base
+
+    return rate
+
+
+def streaming_schedule(spec, warmup_steps):
+    """``partial_fit``'s learning rate: linear warm-up over ``warmup_steps``
+    (fixed at the first call), then constant: the total number of steps is
+    unknown when data arrive in chunks, so there is no final decay."""
+    base = spec.learning_rate
+    warmup = max(1, int(warmup_steps))
+
+    def rate(step):
+        return base * (step + 1) / warmup if step < warmup else base
+
+    return rate
+
+
+# ------------------------------------------------------------------- rows
+class _TrainingRows:
+    """The scaled training rows of a source, chunk by chunk, as tensors.
+
+    A source of one chunk (an in-memory array) is scaled and moved to the
+    device once; a chunked source is read and scaled again at every visit.
+    """
+
+    def __init__(self, source, spec, scaling, keep, device):
+        self.source, self.spec, self.scaling = source, spec, scaling
+        self.keep, self.device = keep, device
+        self.counts = [
+            stop - start if keep is None else int(keep[start:stop].sum())
+            for start, stop in source.bounds
+        ]
+        self.n_rows = int(sum(self.counts))
+        self._cache = {}
+
+    def arrays(self, index):
+        """Scaled float32 ``(X_in, Y_target)`` of chunk ``index``."""
+        if index in self._cache:
+            return self._cache[index][0]
+        arrays = scale_rows(self.spec, self.scaling, *self.source.rows(index, self.keep))
+        if len(self.source.bounds) == 1:
+            self._cache[index] = (arrays, None)
+        return arrays
+
+    def tensors(self, index):
+        """``arrays(index)`` as tensors on the device (the same tensor twice
+        for the mse autoencoder)."""
+        cached = self._cache.get(index)
+        if cached is not None and cached[1] is not None:
+            return cached[1]
+        X_in, Y_target = self.arrays(index)
+        x = torch.as_tensor(X_in, dtype=torch.float32).to(self.device)
+        y = x if Y_target is X_in else torch.as_tensor(
+            Y_target, dtype=torch.float32).to(self.device)
+        if index in self._cache:
+            self._cache[index] = (self._cache[index][0], (x, y))
+        return x, y
+
+    def inputs(self):
+        """Scaled training inputs, chunk by chunk (for the threshold)."""
+        for index in range(len(self.source.bounds)):
+            yield self.arrays(index)[0]
+
+    def steps_per_pass(self):
+        return sum(max(1, n // min(self.spec.batch_size, n)) for n in self.counts if n > 0)
+
+
+def _validation(source, spec, scaling, held_out, device):
+    """Scaled held-out rows as ``(x_val, y_val, target_scale)`` tensors, or None."""
+    if held_out is None:
+        return None
+    parts = [
+        scale_rows(spec, scaling, *source.rows(index, held_out))
+        for index, (start, stop) in enumerate(source.bounds)
+        if held_out[start:stop].any()
+    ]
+    same = parts[0][1] is parts[0][0]
+    X_val = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
+    Y_val = X_val if same else (
+        parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts]))
+    del parts
+    if X_val.shape[0] == 0:
+        return None
+    x_val = torch.as_tensor(X_val, dtype=torch.float32).to(device)
+    y_val = x_val if same else torch.as_tensor(Y_val, dtype=torch.float32).to(device)
+    target_scale = torch.as_tensor(scaling.target_scale, dtype=torch.float32).to(device)
+    return x_val, y_val, target_scale
+
+
+# ----------------------------------------------------------------- epochs
+class EpochLog:
+    """History, best epoch and early stopping of the epoch loop.
+
+    Each epoch ends with ``end_epoch``, which records the training figures,
+    evaluates the held-out rows (when there are any), prints the verbose
+    line and keeps the best parameters so far; ``finish`` restores them.
+    """
+
+    HISTORY = ("train_loss", "aux_loss", "l0", "dead_fraction", "val_loss",
+               "val_explained_variance", "learning_rate", "epoch_time")
+
+    def __init__(self, trainer, spec, first_epoch=0):
+        self.trainer = trainer
+        self.spec = spec
+        self.level_weights = trainer.level_weights.cpu().numpy()
+        self.history = {name: [] for name in self.HISTORY}
+        self.best_score = np.inf
+        self.best_state = trainer.state()
+        self.best_epoch = 0
+        self.no_improvement = 0
+        self.epochs_done = 0
+        self.first_epoch = first_epoch
+
+    def end_epoch(self, figures, validation, epoch_start):
+        """Record one completed epoch.
+
+        ``figures``: its ``train_loss`` (per level), ``aux_loss``, ``l0``,
+        ``dead_fraction`` and last ``learning_rate``; ``validation``: None or
+        ``(x_val, y_val, target_scale)`` tensors for ``trainer.evaluate``.
+        """
+        spec, history = self.spec, self.history
+        self.epochs_done += 1
+        for name in ("train_loss", "aux_loss", "l0", "dead_fraction", "learning_rate"):
+            history[name].append(figures[name])
+        if validation is not None:
+            val_losses, val_explained = self.trainer.evaluate(*validation)
+            score = float(val_losses @ self.level_weights)
+        else:
+            n_levels = self.trainer.n_levels
+            val_losses = np.full(n_levels, np.nan)
+            val_explained = np.full(n_levels, np.nan)
+            score = float(history["train_loss"][-1] @ self.level_weights)
+        history["val_loss"].append(val_losses)
+        history["val_explained_variance"].append(val_explained)
+        history["epoch_time"].append(time.perf_counter() - epoch_start)
+        if spec.verbose:
+            print(
+                f"epoch {self.first_epoch + self.epochs_done:4d}/{spec.max_iter}  "
+                f"loss {history['train_loss'][-1][-1]:.4f}  "
+                f"val EV {val_explained[-1]:.3f}  L0 {history['l0'][-1]:.1f}  "
+                f"dead {history['dead_fraction'][-1]:.1%}",
+                flush=True,
+            )
+        if not spec.early_stopping:
+            self.best_state, self.best_epoch = self.trainer.state(), self.epochs_done
+            return
+        if not np.isfinite(self.best_score) or (
+            score < self.best_score - spec.tol * max(abs(self.best_score), 1e-12)
+        ):
+            self.best_score = score
+            self.best_state = self.trainer.state()
+            self.best_epoch = self.epochs_done
+            self.no_improvement = 0
+        else:
+            self.no_improvement += 1
+
+    def stops_early(self):
+        """Whether early stopping ends training after this epoch."""
+        return bool(self.spec.early_stopping
+                    and self.no_improvement >= self.spec.n_iter_no_change)
+
+    def finish(self):
+        """Restore the kept (best or last) parameters; the history as arrays."""
+        self.trainer.load_state(self.best_state)
+        return {
+            name: np.asarray(values, dtype=np.float64) for name, values in self.history.items()
+        }
+
+
+def _one_pass(trainer, x, y, spec, rng, schedule):
+    """One shuffled pass over the rows of a chunk: ``n // batch_size`` full batches."""
+    n_rows = x.shape[0]
+    batch_size = min(spec.batch_size, n_rows)
+    n_steps = max(1, n_rows // batch_size)
+    permutation = torch.from_numpy(rng.permutation(n_rows)).to(x.device)
+    level_sum = torch.zeros(trainer.n_levels, dtype=torch.float64)
+    aux_sum = 0.0
+    active = 0
+    lr = schedule(trainer.step_count)
+    for step in range(n_steps):
+        index = permutation[step * batch_size : (step + 1) * batch_size]
+        xb = x[index]
+        yb = xb if y is x else y[index]
+        lr = schedule(trainer.step_count)
+        losses, aux_loss, n_active = trainer.step(xb, yb, lr)
+        level_sum += losses.detach().cpu().double()
+        aux_sum += aux_loss
+        active += n_active
+    dead_now = trainer.samples_since_fired > spec.dead_window_rows
+    return n_steps, {
+        "train_loss": (level_sum / n_steps).numpy(),
+        "aux_loss": aux_sum / n_steps,
+        "l0": active / (n_steps * batch_size),
+        "dead_fraction": float(dead_now.float().mean()),
+        "learning_rate": lr,
+    }
+
+
+def _epoch_figures(passes):
+    """The figures of an epoch from those of its chunks' passes (step-weighted)."""
+    if len(passes) == 1:
+        return passes[0][1]
+    n_steps = sum(steps for steps, _ in passes)
+    level_sum, aux_sum, l0_sum = 0.0, 0.0, 0.0
+    for steps, figures in passes:
+        level_sum = level_sum + figures["train_loss"] * steps
+        aux_sum += figures["aux_loss"] * steps
+        l0_sum += figures["l0"] * steps
+    last = passes[-1][1]
+    return {"train_loss": level_sum / n_steps, "aux_loss": aux_sum / n_steps,
+            "l0": l0_sum / n_steps, "dead_fraction": last["dead_fraction"],
+            "learning_rate": last["learning_rate"]}
+
+
+def _run_epochs(trainer, rows, spec, rng, schedule, n_epochs, validation, log, on_epoch_end):
+    """The epoch loop; returns why it stopped.
+
+    A ``KeyboardInterrupt`` during an epoch ends training at the last
+    completed epoch (re-raised when none is complete).
+    """
+    n_chunks = len(rows.counts)
+    for _ in range(n_epochs):
+        epoch_start = time.perf_counter()
+        try:
+            passes = []
+            for index in rng.permutation(n_chunks):
+                if rows.counts[index] == 0:
+                    continue
+                x, y = rows.tensors(index)
+                passes.append(_one_pass(trainer, x, y, spec, rng, schedule))
+        except KeyboardInterrupt:
+            if log.epochs_done == 0:
+                raise
+            warnings.warn(
+                f"fit was interrupted during epoch {log.epochs_done + 1}; the model keeps "
+                f"the parameters of epoch {log.best_epoch} (the "
+                f"{'best' if spec.early_stopping else 'last'} completed epoch).",
+                UserWarning,
+                stacklevel=4,
+            )
+            return "interrupted"
+        log.end_epoch(_epoch_figures(passes), validation, epoch_start)
+        if on_epoch_end is not None and on_epoch_end(log.epochs_done):
+            return "callback"
+        if log.stops_early():
+            return "early_stopping"
+    return "max_iter"
+
+
+# ------------------------------------------------------------------ driver
+def train(source, spec, *, random_state, carried=None, streaming=False, on_epoch_end=None):
+    """Train a Matryoshka coder on the rows of ``source``; returns ``Fitted``.
+
+    Parameters
+    ----------
+    source : ArrayRows or ChunkedRows
+    spec : TrainingSpec
+    random_state : int, RandomState or None
+        Used when training starts afresh (``carried`` is None or holds no
+        random state).
+    carried : Carried, default=None
+        The state to continue from (``streaming`` only); None starts afresh.
+    streaming : bool, default=False
+        False: ``fit``, from a fresh state for ``spec.max_iter`` epochs.
+        True: ``partial_fit``, one pass over ``source``.
+    on_epoch_end : callable, default=None
+        Called with the number of completed epochs; True stops training.
+    """
+    if streaming:
+        return _training.with_quiet_sparse_warnings(
+            _train_streaming, source, spec, random_state, carried)
+    return _training.with_quiet_sparse_warnings(
+        _train_fit, source, spec, random_state, on_epoch_end)
+
+
+def _train_fit(source, spec, random_state, on_epoch_end):
+    rng = check_random_state(random_state)
+    device = _training.resolve_device(spec.device)
+    scaling = source.statistics(spec)
+    held_out = None
+    if spec.early_stopping:
+        held_out = validation_rows(source.n_rows, spec.validation_fraction, rng)
+    validation = _validation(source, spec, scaling, held_out, device)
+    rows = _TrainingRows(source, spec, scaling, None if held_out is None else ~held_out,
+                         device)
+    first = int(np.flatnonzero(np.asarray(rows.counts) > 0)[0])
+    init = initial_parameters(spec, *rows.arrays(first), rng)
+    spec = spec.for_rows(rows.n_rows, has_validation=validation is not None)
+    trainer = _training.MatryoshkaTrainer(init, spec, device)
+    schedule = full_schedule(spec, rows.steps_per_pass() * spec.max_iter)
+    log = EpochLog(trainer, spec)
+    stop_reason = _run_epochs(trainer, rows, spec, rng, schedule, spec.max_iter,
+                              validation, log, on_epoch_end)
+    history = log.finish()
+    del validation
+    threshold = 0.0
+    if spec.sparsity == "batchtopk":
+        threshold = _training.calibrate_threshold_streaming(
+            trainer, rows.inputs(), spec.k, rows.n_rows)
+    return Fitted(
+        parameters=trainer.export_state(parameters_only=True), scaling=scaling,
+        threshold=threshold, levels=(spec.level_sizes, spec.level_weights),
+        n_iter=log.epochs_done, best_iter=log.best_epoch,
+        n_steps=trainer.step_count, stop_reason=stop_reason, history=history,
+        device=str(device),
+    )
+
+
+def _train_streaming(source, spec, random_state, carried):
+    device = _training.resolve_device(spec.device)
+    if carried is None or carried.rng_state is None:
+        rng = check_random_state(random_state)
+    else:
+        rng = np.random.RandomState()
+        rng.set_state(carried.rng_state)
+    if carried is not None and carried.levels is not None:
+        spec = replace(spec, level_sizes=carried.levels[0], level_weights=carried.levels[1])
+    scaling = source.statistics(spec) if carried is None else carried.scaling
+    rows = _TrainingRows(source, spec, scaling, None, device)
+    spec = spec.for_rows(rows.n_rows, has_validation=False)
+    if carried is None:
+        # first call: initialise exactly as fit does, statistics from this chunk
+        trainer = _training.MatryoshkaTrainer(
+            initial_parameters(spec, *rows.arrays(0), rng), spec, device)
+        carried = Carried(trainer={}, scaling=scaling)
+    else:
+        trainer = _training.MatryoshkaTrainer.from_exported(carried.trainer, spec, device)
+    warmup_steps = carried.warmup_steps
+    if warmup_steps is None:
+        warmup_steps = max(1, int(spec.warmup_fraction * spec.max_iter * rows.steps_per_pass()))
+    log = EpochLog(trainer, spec, first_epoch=carried.n_iter)
+    _run_epochs(trainer, rows, spec, rng, streaming_schedule(spec, warmup_steps), 1,
+                None, log, None)
+    entry = log.finish()
+    threshold_stat, threshold_weight = carried.threshold
+    threshold = 0.0
+    if spec.sparsity == "batchtopk":
+        # this chunk's exact calibration under the new weights, averaged with
+        # the earlier estimate, which weighs at most THRESHOLD_MEMORY times
+        # this chunk (older chunks fade out)
+        n_rows = rows.n_rows
+        chunk_threshold = _training.calibrate_threshold_streaming(
+            trainer, rows.inputs(), spec.k, n_rows)
+        previous_weight = min(threshold_weight, THRESHOLD_MEMORY * n_rows)
+        threshold_stat = (previous_weight * threshold_stat + n_rows * chunk_threshold) / (
+            previous_weight + n_rows
+        )
+        threshold_weight += n_rows
+        threshold = float(np.float32(threshold_stat))
+    history = {
+        name: np.concatenate([carried.history[name], values])
+        if name in carried.history else values
+        for name, values in entry.items()
+    }
+    exported = trainer.export_state()
+    n_iter = carried.n_iter + 1
+    return Fitted(
+        parameters={name: exported[name] for name in PARAMETER_NAMES + ("input_bias",)},
+        scaling=scaling, threshold=threshold, levels=(spec.level_sizes, spec.level_weights),
+        n_iter=n_iter, best_iter=n_iter,
+        n_steps=trainer.step_count, stop_reason="partial_fit", history=history,
+        device=str(device),
+        carried=Carried(
+            trainer=exported, scaling=scaling, threshold=(threshold_stat, threshold_weight),
+            rng_state=rng.get_state(), warmup_steps=warmup_steps,
+            levels=(spec.level_sizes, spec.level_weights), n_iter=n_iter,
+            history=history,
+        ),
+    )

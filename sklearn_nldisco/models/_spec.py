@@ -1,0 +1,215 @@
+"""What travels between an estimator and the training driver (no torch here).
+
+``TrainingSpec`` is every setting of a run, one frozen, typed object that the
+driver, the trainer and the epoch log read; the estimator builds it from its
+parameters (``from_estimator``) after checking that they agree
+(``check_levels``), so nothing downstream reads a setting by a string key.
+``Fitted`` is what the driver returns, and ``Carried`` what ``partial_fit``
+keeps between calls (it is pickled with the model, so this module must not
+import torch).
+"""
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ._losses import NONNEGATIVE_LOSSES
+
+
+def default_level_sizes(n_latents, k):
+    """Levels ``(n_latents // 4, n_latents // 2, n_latents)``, those >= k kept."""
+    sizes = sorted({size for size in (n_latents // 4, n_latents // 2, n_latents)})
+    return tuple(size for size in sizes if size >= max(k, 1))
+
+
+def check_levels(n_latents, k, level_sizes=None, level_weights=None):
+    """Check that ``n_latents``, ``k``, ``level_sizes`` and weights agree.
+
+    The one check of nested level sizes in the package: the estimators run
+    it before fitting and the command runs it on its settings.
+
+    Parameters
+    ----------
+    n_latents : int
+        Size of the dictionary.
+    k : int
+        Active latents per sample.
+    level_sizes : sequence of int, default=None
+        Strictly increasing prefix sizes, the last equal to ``n_latents``
+        and the first at least ``k``. None gives ``(n_latents // 4,
+        n_latents // 2, n_latents)`` without entries smaller than ``k``.
+    level_weights : sequence of float, default=None
+        One finite, non-negative weight per level, not all zero. None
+        weighs every level equally.
+
+    Returns
+    -------
+    level_sizes, level_weights : tuple of int, tuple of float
+
+    Raises
+    ------
+    ValueError
+        Naming the argument, the value and what was expected.
+
+    Examples
+    --------
+    >>> from sklearn_nldisco.models import check_levels
+    >>> check_levels(256, 8)
+    ((64, 128, 256), (1.0, 1.0, 1.0))
+    """
+    if k > n_latents:
+        raise ValueError(
+            f"k={k} is larger than n_latents={n_latents}; expected "
+            f"1 <= k <= n_latents."
+        )
+    if level_sizes is None:
+        sizes = default_level_sizes(n_latents, k)
+    else:
+        sizes = tuple(int(size) for size in level_sizes)
+        if len(sizes) == 0:
+            raise ValueError("level_sizes=() is empty; expected at least one level.")
+        if any(b <= a for a, b in zip(sizes, sizes[1:])) or sizes[0] < 1:
+            raise ValueError(
+                f"level_sizes={tuple(level_sizes)} must be positive and strictly "
+                "increasing (each level is a prefix of the next)."
+            )
+        if sizes[-1] != n_latents:
+            raise ValueError(
+                f"level_sizes={tuple(level_sizes)} contradicts n_latents={n_latents}: "
+                f"the last level must use all latents (level_sizes[-1] == n_latents)."
+            )
+        if k > sizes[0]:
+            raise ValueError(
+                f"k={k} is larger than the first level (level_sizes[0]={sizes[0]}); "
+                "expected k <= level_sizes[0] so that every level can hold k "
+                "active latents."
+            )
+    if level_weights is None:
+        weights = (1.0,) * len(sizes)
+    else:
+        weights = tuple(float(weight) for weight in level_weights)
+        if len(weights) != len(sizes):
+            raise ValueError(
+                f"level_weights={tuple(level_weights)} has {len(weights)} entries but "
+                f"there are {len(sizes)} levels (level_sizes={sizes}); expected one "
+                "weight per level."
+            )
+        if any(not np.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
+            raise ValueError(
+                f"level_weights={tuple(level_weights)} must be finite, non-negative "
+                "and not all zero."
+            )
+    return sizes, weights
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """Every setting of a training run, resolved and checked.
+
+    The fields mirror the estimators' parameters (see ``MatryoshkaSAE``);
+    ``level_sizes`` and ``level_weights`` are resolved tuples, ``aux_k`` is
+    an int, ``autoencoder`` says whether the target is the input and
+    ``tied`` whether the encoder centres its input on the decoder bias (the
+    mse autoencoder) rather than on an input bias of its own.
+    ``dead_window`` is in epochs until ``for_rows`` turns it into samples
+    (``dead_window_rows``) for a number of training rows.
+    """
+
+    level_sizes: tuple = (64, 128, 256)
+    level_weights: tuple = (1.0, 1.0, 1.0)
+    k: int = 8
+    autoencoder: bool = True
+    tied: bool = True
+    loss: str = "mse"
+    sparsity: str = "batchtopk"
+    scaling: str = "center"
+    bias_init: str = "geometric_median"
+    batch_size: int = 1024
+    learning_rate: float = 1e-2
+    max_iter: int = 200
+    early_stopping: bool = True
+    validation_fraction: float = 0.1
+    n_iter_no_change: int = 10
+    tol: float = 1e-4
+    warmup_fraction: float = 0.05
+    decay_fraction: float = 0.2
+    grad_clip: float | None = 1.0
+    aux_k: int = 8
+    aux_coef: float = 0.25
+    dead_window: float = 0.1
+    dead_window_rows: float = 0.0
+    device: str = "auto"
+    verbose: int = 0
+
+    @classmethod
+    def from_estimator(cls, estimator, *, autoencoder):
+        """The spec of a ``_BaseMatryoshka`` estimator's parameters."""
+        sizes, weights = check_levels(
+            estimator.n_latents, estimator.k, estimator.level_sizes, estimator.level_weights
+        )
+        params = estimator.get_params(deep=False)
+        fields = {name: params[name] for name in cls.__dataclass_fields__ if name in params}
+        fields.update(
+            level_sizes=sizes, level_weights=weights, autoencoder=autoencoder,
+            aux_k=estimator.aux_k if estimator.aux_k is not None else estimator.k,
+            # the mse autoencoder centres its input on the decoder bias
+            tied=autoencoder and estimator.loss not in NONNEGATIVE_LOSSES,
+        )
+        return cls(**fields)
+
+    @property
+    def n_latents(self):
+        return self.level_sizes[-1]
+
+    @property
+    def counts_loss(self):
+        """The target stays in counts (non-negative, unscaled)."""
+        return self.loss in NONNEGATIVE_LOSSES
+
+    def for_rows(self, n_train, *, has_validation):
+        """The spec resolved against ``n_train`` training rows."""
+        return replace(
+            self,
+            early_stopping=self.early_stopping and has_validation,
+            dead_window_rows=max(self.dead_window * n_train, min(self.batch_size, n_train)),
+        )
+
+
+@dataclass
+class Carried:
+    """What ``partial_fit`` carries from one call to the next.
+
+    ``trainer``: the exported trainer (parameters, input bias and, after a
+    streaming pass, Adam's moments, step count and dead-latent counters);
+    ``scaling``: the frozen ``Scaling`` of the first chunk; ``threshold``:
+    the running BatchTopK estimate and its weight; ``rng_state``: None to
+    start from the estimator's ``random_state``; ``warmup_steps``: None
+    until the first streaming pass fixes it; ``levels``: the level sizes
+    and weights of the first call (None: the estimator's).
+    """
+
+    trainer: dict
+    scaling: object
+    threshold: tuple = (0.0, 0.0)
+    rng_state: tuple | None = None
+    warmup_steps: int | None = None
+    levels: tuple | None = None
+    n_iter: int = 0
+    history: dict = field(default_factory=dict)
+
+
+@dataclass
+class Fitted:
+    """What the driver returns: parameters, scaling, threshold and the run."""
+
+    parameters: dict
+    scaling: object
+    threshold: float
+    levels: tuple
+    n_iter: int
+    best_iter: int
+    n_steps: int
+    stop_reason: str
+    history: dict
+    device: str
+    carried: Carried | None = None
