@@ -1,7 +1,7 @@
 """The CUDA path: same results as the CPU, and GPU-trained models that load anywhere.
 
 The tests that need a GPU skip without one; on a machine with CUDA they run.
-On every machine, the device-independent torch step (the one CUDA runs) is
+On every machine, the device-independent autograd step (the one CUDA runs) is
 forced on the CPU for whole fits and compared with the CPU's compiled
 kernels, so the CUDA path's arithmetic is tested even where no GPU is.
 """
@@ -32,7 +32,7 @@ def _data(n_samples=2048, n_features=24, seed=0):
 
 @pytest.fixture
 def torch_step_on_cpu(monkeypatch):
-    """Every trainer built while active runs the torch step, as on CUDA."""
+    """Every trainer built while active runs the autograd step, as on CUDA."""
     original = _training.MatryoshkaTrainer.__init__
 
     def torch_step(self, *args, **kwargs):
@@ -51,7 +51,7 @@ def torch_step_on_cpu(monkeypatch):
 def test_torch_step_trains_the_model_of_the_cpu_kernels(
     torch_step_on_cpu, Estimator, loss, sparsity
 ):
-    """Whole fits through the CUDA path's torch step, on the CPU, against the kernels.
+    """Whole fits through the CUDA path's autograd step, on the CPU, against the kernels.
 
     The two implementations round differently (float32 sums in another
     order), so they agree to rounding, not bitwise: measured after 10

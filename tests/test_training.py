@@ -1,8 +1,8 @@
-"""The hand-written sparse forward/backward pass against torch autograd.
+"""Both forms of the training step against an independent autograd reference.
 
-On the CPU a step runs in compiled kernels; the torch implementation (used on
-other devices) is forced on the CPU with the trainer's ``_compiled`` flag, so
-that both are checked here.
+On the CPU a step runs in the fused compiled kernels; the autograd step (used
+on other devices and for losses without a closed-form gradient) is forced on
+the CPU with the trainer's ``_compiled`` flag, so that both are checked here.
 """
 
 import dataclasses
@@ -23,7 +23,7 @@ from sklearn_nldisco.models._training import (
 )
 
 N_IN, N_OUT, N_LATENTS, BATCH = 7, 6, 24, 40
-PATHS = pytest.mark.parametrize("compiled", [True, False], ids=["kernels", "torch"])
+PATHS = pytest.mark.parametrize("compiled", [True, False], ids=["kernels", "autograd"])
 
 
 def _trainer(loss, tied, sparsity, rng, compiled=True, level_sizes=(6, 12, 24), k=3):

@@ -1,9 +1,12 @@
 """Reconstruction losses and their output links.
 
-Every loss is written twice on purpose: a torch version used while training
-(value and gradient with respect to the linear predictor, no autograd) and a
-NumPy version of the output link used at inference, so that a fitted model
-never needs torch.
+A loss is defined by ``loss_values_torch`` (its value, differentiated by
+torch autograd in every training step but the fused CPU one) and its output
+link in NumPy (``link_numpy``, used at inference, so that a fitted model
+never needs torch). The fused CPU step of the single-bin linear model also
+has the closed-form gradient of the losses in ``CLOSED_FORM_LOSSES``
+(``loss_and_grad_torch``; checked against autograd in the tests); a loss
+without one trains through autograd on every device.
 
 ``"mse"``
     Squared error on the (scaled) target, identity link. The default; right
@@ -20,6 +23,8 @@ never needs torch.
 import numpy as np
 
 LOSSES = ("mse", "poisson", "msle")
+# Losses whose gradient the fused CPU step has in closed form.
+CLOSED_FORM_LOSSES = ("mse", "poisson", "msle")
 # Losses whose target must stay in count units (non-negative, unscaled).
 NONNEGATIVE_LOSSES = ("poisson", "msle")
 
@@ -54,8 +59,43 @@ def inverse_link_numpy(values, loss):
     return values + np.log(-np.expm1(-values))
 
 
+def loss_values_torch(linear, target, loss):
+    """Mean loss per level (differentiable) and the output after the link.
+
+    Parameters
+    ----------
+    linear : torch.Tensor of shape (n_levels, batch, n_outputs)
+        Linear predictor of each level's reconstruction.
+    target : torch.Tensor of shape (batch, n_outputs)
+    loss : {"mse", "poisson", "msle"}
+
+    Returns
+    -------
+    values : torch.Tensor of shape (n_levels,)
+        Mean loss of each level (Poisson: mean deviance / 2).
+    output : torch.Tensor, same shape as ``linear``
+        The reconstruction after the output link.
+    """
+    import torch
+
+    size = target.numel()
+    if loss == "mse":
+        values = torch.linalg.vector_norm(linear - target, dim=(1, 2)).square() / size
+        return values, linear
+    rate = torch.nn.functional.softplus(linear)
+    if loss == "poisson":
+        # unit deviance / 2: y log(y / mu) - (y - mu), zero at a perfect fit
+        log_ratio = torch.xlogy(target, target) - torch.xlogy(target, rate + _EPS)
+        return (log_ratio - target + rate).sum(dim=(1, 2)) / size, rate
+    residual = torch.log1p(rate) - torch.log1p(target)
+    return residual.square().sum(dim=(1, 2)) / size, rate
+
+
 def loss_and_grad_torch(linear, target, loss):
-    """Mean loss per level and its gradient with respect to ``linear``.
+    """Mean loss per level and its closed-form gradient with respect to ``linear``.
+
+    For the fused CPU step (``CLOSED_FORM_LOSSES`` only); the values are
+    those of ``loss_values_torch``.
 
     Parameters
     ----------

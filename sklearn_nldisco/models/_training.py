@@ -1,25 +1,22 @@
-"""Training of the Matryoshka sparse encoder-decoder (the only torch module).
+"""The trainer of the Matryoshka sparse encoder-decoder (the torch module).
 
-The forward and backward passes are written out by hand instead of going
-through autograd, because the sparsity lets the expensive parts be skipped:
+``MatryoshkaTrainer`` holds the parameters and the optimiser and takes one
+step on a batch; the driver (``_driver``) decides which batches. A step
+exists in two forms behind one interface (``gradients``):
 
-* the encoder product ``(x - b_pre) W_enc + b_enc`` is the only dense
-  ``batch x n_inputs x n_latents`` product;
-* the selected latents (top-k per row, or BatchTopK over the batch) form a
-  sparse matrix; every level is decoded from the ``k`` active rows of the
-  decoder only (a sparse-dense product), never as a dense ``z @ W_dec``;
-* the encoder weight gradient only has non-zeros in the selected
-  (row, latent) pairs, so it is a sparse-dense product too.
+* the fused CPU step of the single-bin linear model, for the losses with a
+  closed-form gradient: torch computes the only dense product, the encoder's
+  ``(x - b_pre) W_enc + b_enc``, and compiled kernels
+  (``_training_kernels``) do everything after it on NumPy views of the
+  tensors, in a few passes that touch only the selected latents (the
+  decoding of every level from the ``k`` active decoder rows, and the sparse
+  encoder gradient);
+* every other case (a GPU, a loss without a closed form, and the encoders
+  to come) goes through torch autograd on the same loss, written densely.
 
-The step exists twice. On the CPU, torch computes the encoder product and
-compiled kernels (``_training_kernels``) do everything after it on NumPy
-views of the tensors, in a few passes where torch needs about a hundred small
-operations; on other devices the step is written in torch operations, with
-sparse CSR products. ``tests/test_training.py`` checks both against torch
-autograd and against each other.
-
-All state is fp32. Randomness comes from a NumPy ``RandomState`` handed in by
-the estimator; the global torch seed is never touched.
+``tests/test_training.py`` checks both against an independent autograd
+reference. All state is fp32. Randomness comes from a NumPy ``RandomState``
+handed in by the driver; the global torch seed is never touched.
 """
 
 import time
@@ -29,28 +26,9 @@ import numpy as np
 import torch
 
 from . import _training_kernels as kernels
-from ._losses import loss_and_grad_torch
+from ._losses import CLOSED_FORM_LOSSES, loss_and_grad_torch, loss_values_torch
 
 PARAMETER_NAMES = ("encoder_weight", "encoder_bias", "decoder_weight", "decoder_bias")
-
-
-def _row_pointers(sorted_rows, n_rows):
-    """CSR row pointers of entries whose row indices are sorted."""
-    boundaries = torch.arange(n_rows + 1, device=sorted_rows.device)
-    return torch.searchsorted(sorted_rows, boundaries)
-
-
-def _stable_argsort(keys, n_values):
-    """Stable argsort of small non-negative integer keys.
-
-    On CPU, NumPy's radix sort of 8/16-bit keys is an order of magnitude
-    faster than a comparison sort of int64 keys.
-    """
-    if keys.device.type == "cpu" and n_values <= np.iinfo(np.uint16).max:
-        dtype = np.uint8 if n_values <= np.iinfo(np.uint8).max else np.uint16
-        order = np.argsort(keys.numpy().astype(dtype), kind="stable")
-        return torch.from_numpy(order)
-    return torch.argsort(keys, stable=True)
 
 
 def _row_topk_sorted_by_column(matrix, k):
@@ -139,7 +117,7 @@ class MatryoshkaTrainer:
         # On the CPU the sparse part of a step runs in compiled kernels on
         # NumPy views of the tensors; elsewhere in torch (the flag forces the
         # torch path on the CPU too, for tests).
-        self._compiled = device.type == "cpu"
+        self._compiled = device.type == "cpu" and spec.loss in CLOSED_FORM_LOSSES
         self._level_sizes_array = np.asarray(self.level_sizes, dtype=np.int64)
         self._latent_indices = np.arange(self.n_latents, dtype=np.int64)
 
@@ -238,7 +216,7 @@ class MatryoshkaTrainer:
         """
         if self._use_kernels(x):
             return self._gradients_kernels(x.contiguous(), y.contiguous())
-        return self._gradients_torch(x, y)
+        return self._gradients_autograd(x, y)
 
     def _gradients_kernels(self, x, y):
         """The step on the CPU: torch's encoder product, then compiled kernels."""
@@ -309,141 +287,70 @@ class MatryoshkaTrainer:
             "grad_norm": float(np.sqrt(squared_norm)),
         }
 
-    def _gradients_torch(self, x, y):
-        """The same step in torch operations (any device)."""
+    def _gradients_autograd(self, x, y):
+        """The same step through torch autograd (any device, any loss).
+
+        The selection (BatchTopK or top-k, and the dead latents of the
+        auxiliary loss) is made without gradients; the loss of every level
+        and the auxiliary loss are written densely and differentiated.
+        """
         spec = self.spec
-        params = self.params
-        decoder_weight = params["decoder_weight"]
+        params = {name: tensor.detach().requires_grad_(True)
+                  for name, tensor in self.params.items()}
         batch = x.shape[0]
-        n_latents = self.n_latents
-        n_levels = self.n_levels
-
-        centred, pre = self._pre_activation(x)
-        rows, latents, values = self.select(pre)
-
-        self.samples_since_fired += batch
-        self.samples_since_fired.index_fill_(0, latents, 0.0)
-        dead = torch.nonzero(self.samples_since_fired > spec.dead_window_rows).squeeze(1)
-
-        # Stack the selected entries in blocks of rows: block b holds the
-        # latents of band b (latents in [level_sizes[b-1], level_sizes[b])),
-        # and an optional last block the auxiliary (dead-latent) selection.
-        band = self.band_of_latent[latents]
-        stacked_rows = band * batch + rows
+        with torch.enable_grad():
+            bias = params["decoder_bias"] if self.tied else self.input_bias
+            pre = torch.addmm(params["encoder_bias"], x - bias, params["encoder_weight"])
+        with torch.no_grad():
+            rows, latents, _ = self.select(pre.detach())
+            self.samples_since_fired += batch
+            self.samples_since_fired.index_fill_(0, latents, 0.0)
+            dead = torch.nonzero(self.samples_since_fired > spec.dead_window_rows).squeeze(1)
+        selection = {"rows": rows, "latents": latents}
         n_dead = dead.numel()
         use_aux = spec.aux_coef > 0 and n_dead > 0
-        n_blocks = n_levels + int(use_aux)
-        selection = {"rows": rows, "latents": latents}
         if use_aux:
-            aux_k = min(spec.aux_k, n_dead)
-            aux_values, aux_pos = _row_topk_sorted_by_column(pre[:, dead], aux_k)
-            keep = aux_values > 0
-            aux_rows = torch.arange(batch, device=x.device).repeat_interleave(aux_k)[keep]
-            aux_latents = dead[aux_pos[keep]]
-            aux_values = aux_values[keep]
-            selection.update(aux_rows=aux_rows, aux_latents=aux_latents)
-
-        # CSR order (block, row, latent): the selection is already row-major,
-        # so a stable sort on the band alone suffices.
-        order = _stable_argsort(band, n_levels)
-        stacked_rows = stacked_rows[order]
-        latents = latents[order]
-        values = values[order]
-        if use_aux:
-            stacked_rows = torch.cat([stacked_rows, aux_rows + n_levels * batch])
-            latents = torch.cat([latents, aux_latents])
-            values = torch.cat([values, aux_values])
-        n_stacked = n_blocks * batch
-        crow = _row_pointers(stacked_rows, n_stacked)
-        codes = torch.sparse_csr_tensor(
-            crow, latents, values, (n_stacked, n_latents), check_invariants=False
-        )
-
-        # Decode each band from its active rows only, then sum bands into levels.
-        contributions = (codes @ decoder_weight).view(n_blocks, batch, -1)
-        linear = torch.empty((n_levels,) + tuple(y.shape), device=x.device)
-        torch.add(contributions[0], params["decoder_bias"], out=linear[0])
-        for level in range(1, n_levels):
-            torch.add(linear[level - 1], contributions[level], out=linear[level])
-        level_losses, grad_linear, grad_factor, output = loss_and_grad_torch(
-            linear, y, spec.loss
-        )
-        # The reconstruction of level i uses bands 0..i, so band b receives the
-        # weighted gradient of every level i >= b (a reverse cumulative sum).
-        level_factors = [w * grad_factor for w in self._level_weight_values]
-        stacked_grad = torch.empty((n_blocks,) + tuple(y.shape), device=x.device)
-        torch.mul(grad_linear[-1], level_factors[-1], out=stacked_grad[n_levels - 1])
-        for level in range(n_levels - 2, -1, -1):
-            torch.add(
-                stacked_grad[level + 1], grad_linear[level], alpha=level_factors[level],
-                out=stacked_grad[level],
-            )
-        grad_decoder_bias = stacked_grad[0].sum(dim=0)
-
-        if use_aux:
-            # AuxK: dead latents reconstruct the detached residual of the full
-            # model, without the decoder bias; scale-free normalisation.
-            residual = y - output[-1]
-            energy = torch.linalg.vector_norm(residual).square().clamp_min(1e-12)
-            scale = spec.aux_coef * min(n_dead / spec.aux_k, 1.0)
-            aux_error = contributions[n_levels] - residual
-            aux_loss = scale * float(torch.linalg.vector_norm(aux_error).square() / energy)
-            torch.mul(aux_error, 2.0 * scale / energy, out=stacked_grad[n_levels])
-        else:
+            with torch.no_grad():
+                aux_k = min(spec.aux_k, n_dead)
+                aux_values, aux_pos = _row_topk_sorted_by_column(pre.detach()[:, dead], aux_k)
+                keep = aux_values > 0
+                selection["aux_rows"] = torch.arange(
+                    batch, device=x.device).repeat_interleave(aux_k)[keep]
+                selection["aux_latents"] = dead[aux_pos[keep]]
+        with torch.enable_grad():
+            mask = torch.zeros_like(pre)
+            mask[rows, latents] = 1.0
+            codes = pre * mask
+            decoder_weight = params["decoder_weight"]
+            linear = torch.stack([
+                codes[:, :size] @ decoder_weight[:size] for size in self.level_sizes
+            ]) + params["decoder_bias"]
+            level_losses, output = loss_values_torch(linear, y, spec.loss)
+            total = (self.level_weights * level_losses).sum()
             aux_loss = 0.0
-        stacked_grad = stacked_grad.view(n_stacked, -1)
-
-        pattern = torch.sparse_csr_tensor(
-            crow, latents, torch.zeros_like(values), (n_stacked, n_latents),
-            check_invariants=False,
-        )
-        # d loss / d value of every selected entry = its band's gradient . W_dec[j]
-        grad_values = torch.sparse.sampled_addmm(
-            pattern, stacked_grad, decoder_weight.T, beta=0.0
-        ).values()
-
-        # Transposed pattern (latent-major) for the two weight gradients.
-        # Stacked rows are ascending, so a stable sort on latents gives
-        # (latent, stacked row) order. All entries of one latent sit in one
-        # block (its band, or the auxiliary block: a latent selected in this
-        # batch is not dead), so its batch rows are ascending and unique, as
-        # CSR requires of grad_pre_t too.
-        order_t = _stable_argsort(latents, n_latents)
-        latents_t = latents[order_t]
-        crow_t = _row_pointers(latents_t, n_latents)
-        stacked_rows_t = stacked_rows[order_t]
-        codes_t = torch.sparse_csr_tensor(
-            crow_t, stacked_rows_t, values[order_t], (n_latents, n_stacked),
-            check_invariants=False,
-        )
-        grad_decoder_weight = codes_t @ stacked_grad
-        grad_pre_t = torch.sparse_csr_tensor(
-            crow_t, stacked_rows_t % batch, grad_values[order_t], (n_latents, batch),
-            check_invariants=False,
-        )
-        grad_encoder_weight = (grad_pre_t @ centred).T.contiguous()
-        grad_encoder_bias = torch.zeros(n_latents, device=x.device).index_add_(
-            0, latents, grad_values
-        )
-        if self.tied:
-            # x - b_dec feeds the encoder: chain rule through the centring.
-            grad_decoder_bias = grad_decoder_bias - params["encoder_weight"] @ grad_encoder_bias
-
-        # Unit-norm decoder rows: drop the gradient component along each row.
-        grad_decoder_weight -= (
-            (grad_decoder_weight * decoder_weight).sum(dim=1, keepdim=True) * decoder_weight
-        )
-        grads = {
-            "encoder_weight": grad_encoder_weight,
-            "encoder_bias": grad_encoder_bias,
-            "decoder_weight": grad_decoder_weight,
-            "decoder_bias": grad_decoder_bias,
-        }
+            if use_aux:
+                # AuxK: dead latents reconstruct the detached residual of the
+                # full model, without the decoder bias; scale-free
+                aux_mask = torch.zeros_like(pre)
+                aux_mask[selection["aux_rows"], selection["aux_latents"]] = 1.0
+                residual = (y - output[-1]).detach()
+                energy = torch.linalg.vector_norm(residual).square().clamp_min(1e-12)
+                scale = spec.aux_coef * min(n_dead / spec.aux_k, 1.0)
+                aux_error = (pre * aux_mask) @ decoder_weight - residual
+                aux = scale * torch.linalg.vector_norm(aux_error).square() / energy
+                total = total + aux
+                aux_loss = float(aux.detach())
+            gradients = torch.autograd.grad(total, [params[name] for name in PARAMETER_NAMES])
+        grads = dict(zip(PARAMETER_NAMES, gradients))
+        # unit-norm decoder rows: drop the gradient component along each row
+        weight = self.params["decoder_weight"]
+        grads["decoder_weight"] -= (grads["decoder_weight"] * weight).sum(
+            dim=1, keepdim=True) * weight
         return {
             "grads": grads,
-            "level_losses": level_losses,
+            "level_losses": level_losses.detach(),
             "aux_loss": aux_loss,
-            "n_active": selection["rows"].numel(),
+            "n_active": rows.numel(),
             "selection": selection,
         }
 
@@ -505,9 +412,8 @@ class MatryoshkaTrainer:
                     for size in self.level_sizes
                 ]
             ) + self.params["decoder_bias"]
-            losses, error, _, output = loss_and_grad_torch(linear, yb, self.spec.loss)
-            if self.spec.loss != "mse":
-                error = output - yb
+            losses, output = loss_values_torch(linear, yb, self.spec.loss)
+            error = output - yb
             residual = (error * target_scale).square().sum(dim=(1, 2))
             part = torch.cat([losses * yb.numel(), residual])
             sums = part if sums is None else sums + part
