@@ -18,11 +18,27 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from sklearn_nldisco import MatryoshkaSAE
+from sklearn_nldisco._cli._config import (
+    UsageError,
+    binner_parameters,
+    model_parameters,
+    resolve,
+)
+from sklearn_nldisco._cli._stages import (
+    Binned,
+    bin_spikes,
+    fit_baselines,
+    fit_msae,
+    load,
+    split,
+)
 from sklearn_nldisco.cli import main
 from sklearn_nldisco.datasets import make_reaching_session, write_nwb
 from sklearn_nldisco.interpretation import load_activations
+from sklearn_nldisco.models import check_levels
 
 TINY = ["--n-units", "12", "--n-trials", "30", "--n-latents", "16", "--k", "2",
         "--max-iter", "5", "--seeds", "2", "--n-permutations", "20"]
@@ -142,6 +158,46 @@ def test_command_line_overrides_config_file(tmp_path, monkeypatch):
     assert seen["bin_size"] == 0.05  # default
 
 
+def test_stages_pass_their_outputs_on(monkeypatch, one_torch_thread):
+    settings = resolve({}, {"n_units": 12, "n_trials": 30, "n_latents": 16, "k": 2,
+                            "max_iter": 2, "seeds": 2, "quiet": True})
+    loaded = load(settings)
+    assert loaded.source == "simulated reaching session" and loaded.recording.n_units == 12
+    binned = bin_spikes(loaded, settings)
+    assert binned.X.shape == (len(binned.metadata), 12)
+    data = split(binned, settings["seed"], loaded.source)
+    assert len(data.X_train) + len(data.X_test) == (binned.metadata["trial_id"] >= 0).sum()
+    rows = binned.metadata.index.get_indexer(data.metadata_test.index)
+    np.testing.assert_array_equal(data.X_test, binned.X[rows])
+    assert list(data.metadata_scored.index) == list(range(len(data.X_test)))
+
+    # the MSAE fits on one thread (n_threads), the fitted models keep no limit
+    import sklearn_nldisco.interpretation as interpretation
+
+    fit_seeds, limits = interpretation.fit_seeds, []
+    def spy(estimator, X, **kwargs):
+        limits.append(estimator.get_params()["n_threads"])
+        return fit_seeds(estimator, X, **kwargs)
+
+    monkeypatch.setattr(interpretation, "fit_seeds", spy)
+    msae = fit_msae(data.X_train, settings, progress=print)
+    assert limits == [1]
+    assert list(msae.models) == ["msae_seed0", "msae_seed1"] and msae.first == "msae_seed0"
+    assert [model.n_threads for model in msae.runs] == [None, None]
+    assert [model.random_state for model in msae.runs] == [0, 1]
+
+    baselines = fit_baselines(data.X_train, 2, 0)
+    codes = baselines.transform(data.X_test)
+    assert codes["pca"].shape == codes["nmf"].shape == (len(data.X_test), 2)
+    assert (codes["nmf"] >= 0).all()
+
+
+def test_split_needs_two_bins_on_each_side():
+    binned = Binned(np.zeros((4, 2)), pd.DataFrame({"trial_id": [0, 1, 2, -1]}))
+    with pytest.raises(UsageError, match="too few bins to split here"):
+        split(binned, 0, "here")
+
+
 def test_missing_and_invalid_files(tmp_path, capsys):
     line = _error_line(capsys, ["run", str(tmp_path / "nope.nwb"), "--out", str(tmp_path)])
     assert "nope.nwb" in line
@@ -160,21 +216,56 @@ def test_nwb_without_units(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("options, message", [
-    (["--k", "0"], "--k must be >= 1"),
+    (["--k", "0"], "--k: The 'k' parameter of MatryoshkaSAE must be an int in the range [1, inf)"),
+    (["--max-iter", "0"], "--max-iter: The 'max_iter' parameter of MatryoshkaSAE"),
     (["--k", "two"], "invalid int value"),
-    (["--bin-size", "-1"], "--bin-size"),
-    (["--loss", "huber"], "--loss"),
+    (["--bin-size", "-1"], "--bin-size: The 'bin_size' parameter of SpikeBinner"),
+    (["--smooth-sigma", "-0.1"], "--smooth-sigma: The 'smooth_sigma' parameter of SpikeBinner"),
+    (["--loss", "huber"], "--loss: The 'loss' parameter of MatryoshkaSAE must be a str among"),
     (["--levels", "4,x"], "--levels"),
     (["--levels", "8,4,64"], "strictly increasing"),
     (["--n-latents", "16", "--levels", "4,16", "--k", "6"], "first level"),
-    (["--n-latents", "16", "--levels", "4,8"], "n-latents=16"),
+    (["--n-latents", "16", "--levels", "4,8"], "n_latents=16"),
+    (["--n-latents", "4", "--k", "6"], "k=6 is larger than n_latents=4"),
+    (["--n-trials", "4"], "--n-trials must be >= 5"),
+    (["--seeds", "0"], "--seeds must be >= 1"),
     (["--n-jobs", "0"], "--n-jobs"),
-    (["--device", "gpu"], "--device"),
+    (["--device", "gpu"], "--device 'gpu'"),
     (["--bogus"], "unrecognized arguments"),
 ])
 def test_bad_option_values(tmp_path, capsys, options, message):
     line = _error_line(capsys, ["run", "--out", str(tmp_path), *options])
     assert message in line
+
+
+def test_model_errors_are_the_estimators_own(tmp_path, capsys):
+    # the message of the estimator's parameter validation, only prefixed by the option
+    with pytest.raises(ValueError) as raised:
+        MatryoshkaSAE(k=0).fit(np.ones((4, 2)))
+    line = _error_line(capsys, ["run", "--out", str(tmp_path), "--k", "0"])
+    assert line == f"nldisco: error: --k: {raised.value}"
+    # and of the models' check of the level sizes
+    with pytest.raises(ValueError) as raised:
+        check_levels(16, 2, (4, 8))
+    line = _error_line(capsys, ["run", "--out", str(tmp_path), "--n-latents", "16",
+                                "--levels", "4,8", "--k", "2"])
+    assert line == f"nldisco: error: --n-latents, --k and --levels: {raised.value}"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_unavailable_device(tmp_path, capsys):
+    line = _error_line(capsys, ["run", "--out", str(tmp_path), "--device", "cuda"])
+    assert line.startswith("nldisco: error: --device 'cuda': ")
+    assert "CUDA is not available" in line
+
+
+def test_valid_settings_pass_the_checks(tmp_path):
+    settings = resolve({}, {"device": "auto", "levels": (8, 64), "loss": "poisson"})
+    assert settings["levels"] == (8, 64) and settings["device"] == "auto"
+    assert model_parameters(settings) == {
+        "n_latents": 64, "k": 4, "level_sizes": (8, 64), "loss": "poisson",
+        "device": "auto", "max_iter": 200}
+    assert binner_parameters({**settings, "smooth_sigma": 0.0})["smooth_sigma"] is None
 
 
 def test_bad_config_files(tmp_path, capsys):

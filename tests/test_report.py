@@ -7,10 +7,14 @@ errors, sorting, filtering, feature cards). The browser tests skip when
 playwright or a ``chromium`` binary is missing.
 """
 
+import fnmatch
 import html
 import json
 import re
 import shutil
+import tomllib
+from importlib.resources import files
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,6 +26,7 @@ from sklearn_nldisco.cli import main
 TINY = ["--n-units", "30", "--n-trials", "40", "--n-latents", "16", "--k", "2",
         "--max-iter", "5", "--seeds", "2", "--n-permutations", "20", "--quiet"]
 HOSTILE = '</script><b id="injected">x</b><!--'
+TEMPLATES = files("sklearn_nldisco._cli").joinpath("templates")
 DATA_BLOCK = re.compile(
     r'<script type="application/json" id="report-data">(.*?)</script>', re.S)
 
@@ -134,11 +139,47 @@ def test_hostile_strings_are_escaped(hostile_report):
     text = hostile_report.read_text(encoding="utf-8")
     assert text.count("</script>") == 2  # the data block and the script: nothing else
     assert '<b id="injected">' not in text
-    assert html.escape(HOSTILE) in text  # the title, escaped
+    title = re.search(r"<title>(.*?)</title>", text).group(1)
+    assert "<" not in title and html.unescape(title) == f"nldisco report: {HOSTILE}"
+    assert re.search(r"<td>(.*?)</td>", text).group(1) == title.removeprefix("nldisco report: ")
     data = _data(text)  # the block is intact and parses back to the original strings
     assert HOSTILE in {row[data["columns"].index("condition")] for row in data["rows"]}
     assert data["conditions"]["phase"] == [HOSTILE, "plain & <simple>"]
     assert data["cards"]["msae_seed0|0|1"]["units"]["by_decoder"][0]["unit"].startswith("u<")
+
+
+def test_style_and_script_written_as_they_are(hostile_report):
+    # the templates' style and script reach the page unchanged (no template syntax in them)
+    text = hostile_report.read_text(encoding="utf-8")
+    for name in ("report.css", "report.js"):
+        source = TEMPLATES.joinpath(name).read_text(encoding="utf-8")
+        assert source in text
+    assert f"<script>\n{TEMPLATES.joinpath('report.js').read_text(encoding='utf-8')}</script>" \
+        in text
+
+
+def test_templates_ship_with_the_package():
+    # every template file is package data of sklearn_nldisco._cli in pyproject.toml
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    if not pyproject.exists():
+        pytest.skip("run from an installed package, not a checkout")
+    patterns = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"][
+        "sklearn_nldisco._cli"]
+    names = sorted(path.name for path in TEMPLATES.iterdir() if path.is_file())
+    assert {"report.html", "summary.html", "report.css", "report.js"} <= set(names)
+    for name in names:
+        assert any(fnmatch.fnmatch(f"templates/{name}", pattern) for pattern in patterns), name
+
+
+def test_summary_numbers(hostile_report):
+    text = hostile_report.read_text(encoding="utf-8")
+    row = re.search(r'<table class="grid" id="summary-models">.*?<tbody>\n(<tr>.*?</tr>)',
+                    text, re.S).group(1)
+    assert row == ("<tr><td>msae_seed0</td><td>3</td><td>0.500</td><td>1.50</td>"
+                   "<td>0.500 <small>(3)</small></td><td>1.50</td>"
+                   "<td>0.000</td><td>3</td><td>–</td></tr>")
+    assert "<p>One seed: no seed agreement.</p>" in text
+    assert "q &lt; 0.05 or among the 3 most selective rows of its latent" in text
 
 
 def test_report_without_selectivity_rows(tmp_path):

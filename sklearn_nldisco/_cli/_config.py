@@ -1,11 +1,13 @@
 """The settings of ``nldisco run``: defaults, checks, and the TOML file that repeats a run."""
 
 import argparse
-import math
 import tomllib
+import warnings
 from pathlib import Path
 
-from ..models._losses import LOSSES
+import numpy as np
+from sklearn.base import clone
+from sklearn.utils._param_validation import InvalidParameterError, validate_parameter_constraints
 
 # name -> (default, kind). ``None`` as default means "chosen by the model"
 # (levels) or "the built-in simulated session" (nwb_file); such keys are left
@@ -30,6 +32,16 @@ SETTINGS = {
 }
 
 DEFAULTS = {name: default for name, (default, _) in SETTINGS.items()}
+
+# Settings that are parameters of an estimator, which checks them itself:
+# setting -> parameter.
+MODEL_PARAMETERS = {"n_latents": "n_latents", "k": "k", "levels": "level_sizes",
+                    "loss": "loss", "device": "device", "max_iter": "max_iter"}
+BINNER_PARAMETERS = {"bin_size": "bin_size", "smooth_sigma": "smooth_sigma"}
+
+# The rows of a dry-run fit (one epoch), in which the model checks its device
+# before any data is read.
+_DRY_RUN_ROWS = np.ones((8, 2))
 
 
 class UsageError(Exception):
@@ -139,42 +151,68 @@ def resolve(file_settings, command_line):
     return settings
 
 
-def _check(settings):
-    def positive(name, minimum=1):
-        if settings[name] < minimum:
-            raise UsageError(f"{_option(name)} must be >= {minimum}; got {settings[name]}")
+def model_parameters(settings):
+    """The ``MatryoshkaSAE`` parameters given by ``settings``."""
+    return {parameter: settings[name] for name, parameter in MODEL_PARAMETERS.items()}
 
-    for name in ("n_units", "n_trials", "n_latents", "k", "max_iter", "seeds",
-                 "n_permutations"):
-        positive(name)
+
+def binner_parameters(settings):
+    """The ``SpikeBinner`` parameters given by ``settings`` (``smooth_sigma`` 0 is None)."""
+    return {"bin_size": settings["bin_size"], "smooth_sigma": settings["smooth_sigma"] or None}
+
+
+def _check(settings):
+    for name in ("n_units", "n_trials", "seeds", "n_permutations"):
+        if settings[name] < 1:
+            raise UsageError(f"{_option(name)} must be >= 1; got {settings[name]}")
     if settings["n_trials"] < 5:
         raise UsageError(f"--n-trials must be >= 5; got {settings['n_trials']}")
     if settings["n_jobs"] == 0 or settings["n_jobs"] < -1:
         raise UsageError(f"--n-jobs must be a positive int or -1; got {settings['n_jobs']}")
     if settings["seed"] < 0:
         raise UsageError(f"--seed must be >= 0; got {settings['seed']}")
-    if not (math.isfinite(settings["bin_size"]) and settings["bin_size"] > 0):
-        raise UsageError(f"--bin-size must be a positive number of seconds; "
-                         f"got {settings['bin_size']}")
-    if not (math.isfinite(settings["smooth_sigma"]) and settings["smooth_sigma"] >= 0):
-        raise UsageError(f"--smooth-sigma must be >= 0 seconds; got {settings['smooth_sigma']}")
-    if settings["loss"] not in LOSSES:
-        raise UsageError(f"--loss must be one of {', '.join(LOSSES)}; got {settings['loss']!r}")
 
-    from ..models._base import resolve_levels
+    from ..models import MatryoshkaSAE, check_levels
+    from ..preprocessing import SpikeBinner
 
+    _check_parameters(SpikeBinner(**binner_parameters(settings)), BINNER_PARAMETERS)
+    model = MatryoshkaSAE(**model_parameters(settings))
+    _check_parameters(model, MODEL_PARAMETERS)
     try:
-        resolve_levels(settings["n_latents"], settings["k"], settings["levels"], None)
+        check_levels(model.n_latents, model.k, model.level_sizes)
     except ValueError as error:
-        message = str(error).replace("level_sizes", "levels").replace("n_latents=", "n-latents=")
-        raise UsageError(message) from None
+        raise UsageError(f"--n-latents, --k and --levels: {error}") from None
+    if settings["device"] != "cpu":
+        # the model checks its device when it fits: a dry run on a few rows
+        try:
+            _dry_run(model)
+        except (ValueError, RuntimeError) as error:  # torch.device raises RuntimeError
+            raise UsageError(f"--device {settings['device']!r}: {error}") from None
 
-    from ..models._training import resolve_device
 
-    try:
-        resolve_device(settings["device"])
-    except (ValueError, RuntimeError) as error:
-        raise UsageError(f"--device {settings['device']!r} cannot be used: {error}") from None
+def _check_parameters(estimator, parameters):
+    """Check each parameter against the estimator's own constraints.
+
+    One parameter at a time, so that the message of scikit-learn's parameter
+    validation, passed through, is prefixed by the option it came from.
+    """
+    values = estimator.get_params(deep=False)
+    constraints = type(estimator)._parameter_constraints
+    for name, parameter in parameters.items():
+        try:
+            validate_parameter_constraints(
+                {parameter: constraints[parameter]}, {parameter: values[parameter]},
+                caller_name=type(estimator).__name__)
+        except InvalidParameterError as error:
+            raise UsageError(f"{_option(name)}: {error}") from None
+
+
+def _dry_run(model):
+    """Fit a clone of ``model`` for one epoch on a few rows of ones."""
+    model = clone(model).set_params(max_iter=1, early_stopping=False, n_threads=1, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(_DRY_RUN_ROWS)
 
 
 def _option(name):

@@ -2,15 +2,20 @@
 
 The page needs no server and no network: the figures are embedded as base64
 ``data:`` URIs, the data as one JSON block, the style and the script inline.
+It is rendered from the templates in ``templates/`` (the page, its summary
+section, its style and its script) with autoescaping: every label is escaped
+where it is written, and only the JSON block, escaped by :func:`embed_json`,
+is written as it is.
 """
 
 import base64
-import html
+import functools
 import json
 import math
 import warnings
 from pathlib import Path
 
+import jinja2
 import numpy as np
 import pandas as pd
 
@@ -160,7 +165,7 @@ def _units(latent, X, Z, decoder, unit_names, n_top):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a latent never active in the held-out bins
-        units = latent_units(latent, X, Z, decoder=decoder, unit_names=unit_names,
+        units = latent_units(latent, X, Z, components=decoder, unit_names=unit_names,
                              n_top=n_top)
     agreement = units.attrs.get("agreement", {})
 
@@ -187,71 +192,57 @@ def _units(latent, X, Z, decoder, unit_names, n_top):
 
 
 def _fmt(value, digits=3):
+    """A number of the summary as text: floats to ``digits`` decimals, missing as a dash."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
     if isinstance(value, float):
         return f"{value:.{digits}f}"
-    return html.escape(str(value))
+    return str(value)
 
 
-def _summary_html(metrics):
-    """The summary section: data set, models, explained variance, L0, agreement."""
-    e = html.escape
-    facts = [("data set", metrics.get("source")), ("units", metrics.get("n_units")),
-             ("trials", metrics.get("n_trials")),
-             ("bins (training / held out)",
-              f"{metrics.get('n_bins_train')} / {metrics.get('n_bins_held_out')}"),
-             ("held-out split", metrics.get("split")),
-             ("MSAE seeds", ", ".join(str(s) for s in metrics.get("seeds", []))),
-             ("stable latents (first seed)", metrics.get("n_stable_latents")),
-             ("selectivity variables", ", ".join(metrics.get("selectivity_variables", [])))]
-    out = ['<table class="facts">']
-    out += [f"<tr><th>{e(name)}</th><td>{_fmt(value)}</td></tr>" for name, value in facts]
-    out.append("</table>")
+@functools.cache
+def _environment():
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("sklearn_nldisco._cli", "templates"),
+        autoescape=True, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined)
+    environment.filters["fmt"] = _fmt
+    return environment
 
-    models = metrics.get("models", {})
-    n_levels = max((len(m.get("level_sizes", [])) for m in models.values()), default=0)
-    head = ["model", "components", "explained variance", "L0"]
-    for level in range(n_levels):
-        head += [f"EV level {level}", f"L0 level {level}"]
-    head += ["dead fraction", "epochs", "selective latents"]
-    out.append('<h3>Held-out reconstruction</h3><table class="grid" id="summary-models">'
-               "<thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr></thead><tbody>")
+
+def _facts(metrics):
+    """The data set, split and seeds: (name, value) pairs of the summary."""
+    return [("data set", metrics.get("source")), ("units", metrics.get("n_units")),
+            ("trials", metrics.get("n_trials")),
+            ("bins (training / held out)",
+             f"{metrics.get('n_bins_train')} / {metrics.get('n_bins_held_out')}"),
+            ("held-out split", metrics.get("split")),
+            ("MSAE seeds", ", ".join(str(s) for s in metrics.get("seeds", []))),
+            ("stable latents (first seed)", metrics.get("n_stable_latents")),
+            ("selectivity variables", ", ".join(metrics.get("selectivity_variables", [])))]
+
+
+def _summary(metrics):
+    """What the summary section shows, from ``metrics``; the template formats it."""
     selective = metrics.get("n_selective_latents", {})
-    for name, m in models.items():
-        sizes = m.get("level_sizes", [])
-        cells = [e(name), _fmt(m.get("n_latents", m.get("n_components"))),
-                 _fmt(m.get("explained_variance")), _fmt(m.get("l0"), 2)]
-        for level in range(n_levels):
-            if level < len(sizes):
-                size = f" <small>({int(sizes[level])})</small>"
-                cells += [_fmt(m["explained_variance_per_level"][level]) + size,
-                          _fmt(m["l0_per_level"][level], 2)]
-            else:
-                cells += ["–", "–"]
-        cells += [_fmt(m.get("dead_fraction")), _fmt(m.get("n_epochs")),
-                  _fmt(selective.get(name))]
-        out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    out.append("</tbody></table>")
-    out.append('<p class="note">EV: explained variance (1 − SSE/SST) on the held-out bins; '
-               "EV level <i>l</i> reconstructs from the first latents of the level only "
-               "(their count in brackets); L0: mean number of non-zero codes per bin. "
-               "PCA and NMF have <i>k</i> components.</p>")
-
+    models = []
+    for name, model in metrics.get("models", {}).items():
+        sizes = model.get("level_sizes", [])
+        models.append({
+            "name": name, "components": model.get("n_latents", model.get("n_components")),
+            "explained_variance": model.get("explained_variance"), "l0": model.get("l0"),
+            "levels": [{"size": int(size),
+                        "explained_variance": model["explained_variance_per_level"][level],
+                        "l0": model["l0_per_level"][level]}
+                       for level, size in enumerate(sizes)],
+            "dead_fraction": model.get("dead_fraction"), "n_epochs": model.get("n_epochs"),
+            "n_selective_latents": selective.get(name)})
     agreement = metrics.get("seed_agreement")
-    out.append("<h3>Seed agreement</h3>")
     if agreement:
-        cos = agreement.get("mean_cosine_per_level", [])
-        frac = agreement.get("fraction_above_0.9_per_level", [])
-        out.append('<table class="grid" id="summary-agreement"><thead><tr><th>level</th>'
-                   "<th>mean best cosine</th><th>fraction above 0.9</th></tr></thead><tbody>")
-        for level, (c, f) in enumerate(zip(cos, frac)):
-            out.append(f"<tr><td>{level}</td><td>{_fmt(c)}</td><td>{_fmt(f)}</td></tr>")
-        out.append("</tbody></table><p class=\"note\">Decoder rows matched between pairs "
-                   "of seeds, averaged over the pairs.</p>")
-    else:
-        out.append("<p>One seed: no seed agreement.</p>")
-    return "\n".join(out)
+        agreement = list(zip(agreement.get("mean_cosine_per_level", []),
+                             agreement.get("fraction_above_0.9_per_level", [])))
+    return {"facts": _facts(metrics), "models": models, "agreement": agreement,
+            "n_levels": max((len(model["levels"]) for model in models), default=0)}
 
 
 def write_report(out_dir, *, metrics, selectivity, figures, codes, X, metadata,
@@ -315,299 +306,14 @@ def write_report(out_dir, *, metrics, selectivity, figures, codes, X, metadata,
         "conditions": _plain(conditions), "variables": _plain(variables),
         "level_sizes": _plain(levels), "trials": trials, "cards": cards,
     }
-    figure_html = "\n".join(
-        f'<figure><img alt="{html.escape(name)}" src="{_figure_uri(path)}">'
-        f"<figcaption>{html.escape(name.replace('_', ' '))}</figcaption></figure>"
-        for name, path in figures.items())
-    versions = ", ".join(f"{html.escape(k)} {html.escape(str(v))}"
-                         for k, v in metrics.get("versions", {}).items())
-    page = (_TEMPLATE
-            .replace("@@TITLE@@", html.escape(f"nldisco report: {metrics.get('source', '')}"))
-            .replace("@@SUMMARY@@", _summary_html(metrics))
-            .replace("@@FIGURES@@", figure_html)
-            .replace("@@VERSIONS@@", versions)
-            .replace("@@KEEP@@", f"q &lt; {KEEP_Q:g} or among the {TOP_ROWS_PER_LATENT} "
-                                 "most selective rows of its latent")
-            .replace("@@STYLE@@", _STYLE)
-            .replace("@@SCRIPT@@", _SCRIPT)
-            .replace("@@DATA@@", embed_json(data)))
+    page = _environment().get_template("report.html").render(
+        title=f"nldisco report: {metrics.get('source', '')}",
+        versions=[f"{name} {version}" for name, version in metrics.get("versions", {}).items()],
+        figures=[(name, _figure_uri(path)) for name, path in figures.items()],
+        keep_q=KEEP_Q, top_rows_per_latent=TOP_ROWS_PER_LATENT,
+        data_json=embed_json(data),  # written unescaped: embed_json makes it safe
+        **_summary(metrics))
     path = Path(out_dir) / filename
     path.write_text(page, encoding="utf-8")
     return path
 
-
-_TEMPLATE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>@@TITLE@@</title>
-<style>@@STYLE@@</style></head>
-<body>
-<header><h1>@@TITLE@@</h1><p class="note">@@VERSIONS@@</p>
-<nav><a href="#summary">summary</a> · <a href="#figures">figures</a> ·
-<a href="#latents">latents</a></nav></header>
-<section id="summary"><h2>Summary</h2>
-@@SUMMARY@@
-</section>
-<section id="figures"><h2>Diagnostics</h2><div class="figures">
-@@FIGURES@@
-</div></section>
-<section id="latents"><h2>Latent–condition mappings</h2>
-<p class="note">Rows of <code>selectivity.csv</code> kept: @@KEEP@@.
-Click a column header to sort, a row to open the latent's card.</p>
-<form id="filters" onsubmit="return false">
-<label>model <select id="f-model"><option value="">all</option></select></label>
-<label>variable <select id="f-variable"><option value="">all</option></select></label>
-<label>level <select id="f-level"><option value="">all</option></select></label>
-<label>max q <input id="f-q" type="number" min="0" max="1" step="0.001" value="1"></label>
-<label>stability <select id="f-stable"><option value="">all</option>
-<option value="true">stable</option><option value="false">not stable</option></select></label>
-<label><input id="f-selective" type="checkbox"> selective only</label>
-<span id="row-count"></span></form>
-<div class="split"><div class="table-wrap"><table class="grid" id="mappings"><thead></thead>
-<tbody></tbody></table></div>
-<aside id="card" hidden></aside></div>
-</section>
-<script type="application/json" id="report-data">@@DATA@@</script>
-<script>@@SCRIPT@@</script>
-</body></html>
-"""
-
-_STYLE = """
-body{font:14px/1.4 system-ui,sans-serif;margin:0 1.5em 2em;color:#222}
-h1{font-size:1.4em;margin:.6em 0 .2em}h2{border-bottom:1px solid #ccc;margin-top:1.4em}
-h3{font-size:1.05em;margin:1em 0 .3em}.note{color:#666;font-size:.9em}
-table.grid{border-collapse:collapse;font-size:.9em}
-table.grid th,table.grid td{border:1px solid #ddd;padding:2px 6px;text-align:right;
-white-space:nowrap}
-table.grid td:first-child,table.grid th:first-child{text-align:left}
-table.facts th{text-align:left;padding-right:1em;font-weight:600}
-.figures{display:flex;flex-wrap:wrap;gap:12px}
-figure{margin:0;border:1px solid #eee;padding:4px}figure img{max-width:480px;display:block}
-figcaption{font-size:.85em;color:#555;text-align:center}
-#filters{display:flex;flex-wrap:wrap;gap:12px;align-items:center;margin:.5em 0}
-#filters input[type=number]{width:6em}#row-count{color:#666}
-.split{display:flex;gap:16px;align-items:flex-start}
-.table-wrap{max-height:80vh;overflow:auto;flex:1 1 50%;min-width:0}
-#mappings thead th{position:sticky;top:0;background:#f4f4f4;cursor:pointer;user-select:none}
-#mappings th[aria-sort=ascending]::after{content:" ▲"}
-#mappings th[aria-sort=descending]::after{content:" ▼"}
-#mappings tbody tr{cursor:pointer}#mappings tbody tr:hover{background:#eef5ff}
-#mappings tbody tr.chosen{background:#d6e6ff}
-#card{flex:1 1 50%;min-width:0;border:1px solid #ccc;padding:8px 12px;position:sticky;top:8px;
-max-height:90vh;overflow:auto}
-#card h3{margin-top:.2em}.tuning{display:grid;grid-template-columns:auto 1fr 1fr;gap:2px 8px;
-align-items:center;font-size:.85em}.tuning svg{width:100%;height:auto}
-svg.traces{width:100%;max-width:640px;height:auto}.units{display:flex;gap:16px;flex-wrap:wrap}
-svg text{font:10px system-ui,sans-serif;fill:#333}
-"""
-
-_SCRIPT = r"""
-"use strict";
-(function () {
-const D = JSON.parse(document.getElementById("report-data").textContent);
-const C = D.columns, col = {};
-C.forEach((c, i) => { col[c] = i; });
-const NUMERIC = new Set(["latent", "sign", "selectivity", "effect", "mean_during",
-  "mean_outside", "frac_during", "frac_outside", "n_during", "p", "q", "level"]);
-const SHOWN = C.filter(c => c !== "p");
-const SVGNS = "http://www.w3.org/2000/svg";
-let sortKey = null, sortDir = 1, chosenKey = null;
-
-function el(tag, attrs, text) {
-  const e = document.createElement(tag);
-  for (const k in (attrs || {})) e.setAttribute(k, attrs[k]);
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
-function sv(tag, attrs, text) {
-  const e = document.createElementNS(SVGNS, tag);
-  for (const k in (attrs || {})) e.setAttribute(k, attrs[k]);
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
-function fmt(v, c) {
-  if (v === null || v === undefined) return "–";
-  if (typeof v === "boolean") return v ? "yes" : "no";
-  if (typeof v !== "number") return String(v);
-  if (c === "p" || c === "q") return v === 0 ? "0" : (v < 1e-3 ? v.toExponential(1) : v.toFixed(3));
-  if (Number.isInteger(v)) return String(v);
-  return Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3);
-}
-function cardKey(r) { return r[col.model] + "|" + r[col.latent] + "|" + r[col.sign]; }
-
-// filters
-function fillSelect(id, values, label) {
-  const s = document.getElementById(id);
-  values.forEach(v => s.appendChild(el("option", {value: String(v)}, label ? label(v) : String(v))));
-}
-const uniq = c => [...new Set(D.rows.map(r => r[col[c]]).filter(v => v !== null))];
-fillSelect("f-model", uniq("model"));
-fillSelect("f-variable", uniq("variable"));
-fillSelect("f-level", uniq("level").sort((a, b) => a - b), v => String(v));
-["f-model", "f-variable", "f-level", "f-q", "f-stable", "f-selective"].forEach(id => {
-  const e = document.getElementById(id);
-  e.addEventListener("input", render); e.addEventListener("change", render);
-});
-function passes(r) {
-  const m = document.getElementById("f-model").value;
-  const v = document.getElementById("f-variable").value;
-  const l = document.getElementById("f-level").value;
-  const q = parseFloat(document.getElementById("f-q").value);
-  const st = document.getElementById("f-stable").value;
-  if (m && r[col.model] !== m) return false;
-  if (v && r[col.variable] !== v) return false;
-  if (l !== "" && String(r[col.level]) !== l) return false;
-  if (!isNaN(q) && !(r[col.q] !== null && r[col.q] <= q)) return false;
-  if (st && String(r[col.stable]) !== st) return false;
-  if (document.getElementById("f-selective").checked && r[col.selective] !== true) return false;
-  return true;
-}
-
-// table
-const thead = document.querySelector("#mappings thead"), tbody = document.querySelector("#mappings tbody");
-const hr = el("tr");
-SHOWN.forEach(c => {
-  const th = el("th", {"data-col": c, title: "sort by " + c}, c.replace(/_/g, " "));
-  th.addEventListener("click", () => {
-    sortDir = (sortKey === c) ? -sortDir : (NUMERIC.has(c) && c !== "q" && c !== "p" ? -1 : 1);
-    sortKey = c; render();
-  });
-  hr.appendChild(th);
-});
-thead.appendChild(hr);
-function compare(a, b) {
-  const i = col[sortKey], x = a[i], y = b[i];
-  if (x === null && y === null) return 0;
-  if (x === null) return 1;
-  if (y === null) return -1;
-  if (typeof x === "number" && typeof y === "number") return sortDir * (x - y);
-  return sortDir * String(x).localeCompare(String(y), undefined, {numeric: true});
-}
-function render() {
-  let rows = D.rows.filter(passes);
-  if (sortKey) rows = rows.slice().sort(compare);
-  thead.querySelectorAll("th").forEach(th => {
-    if (th.dataset.col === sortKey) th.setAttribute("aria-sort", sortDir > 0 ? "ascending" : "descending");
-    else th.removeAttribute("aria-sort");
-  });
-  const frag = document.createDocumentFragment();
-  rows.forEach(r => {
-    const tr = el("tr", {"data-key": cardKey(r)});
-    if (cardKey(r) === chosenKey) tr.className = "chosen";
-    SHOWN.forEach(c => tr.appendChild(el("td", {"data-col": c}, fmt(r[col[c]], c))));
-    tr.addEventListener("click", () => showCard(cardKey(r), r[col.variable], r[col.condition]));
-    frag.appendChild(tr);
-  });
-  tbody.replaceChildren(frag);
-  document.getElementById("row-count").textContent = rows.length + " of " + D.rows.length +
-    " rows shown (" + D.n_rows_total + " in selectivity.csv)";
-}
-
-// charts
-function barChart(values, labels, highlight, title) {
-  const W = 260, H = 105, L = 34, B = 32, T = 14, n = values.length;
-  const svg = sv("svg", {width: W, height: H, viewBox: "0 0 " + W + " " + H, role: "img"});
-  svg.appendChild(sv("title", {}, title));
-  const max = Math.max(1e-12, ...values.map(v => v || 0));
-  const bw = (W - L - 4) / Math.max(n, 1);
-  svg.appendChild(sv("text", {x: L, y: 10}, title));
-  svg.appendChild(sv("line", {x1: L, x2: W - 2, y1: H - B, y2: H - B, stroke: "#999"}));
-  svg.appendChild(sv("text", {x: L - 3, y: T + 4, "text-anchor": "end"}, fmt(max)));
-  svg.appendChild(sv("text", {x: L - 3, y: H - B, "text-anchor": "end"}, "0"));
-  values.forEach((v, i) => {
-    const h = ((v || 0) / max) * (H - B - T);
-    const rect = sv("rect", {x: L + i * bw + 1, y: H - B - h, width: Math.max(bw - 2, 1), height: h,
-      fill: labels[i] === highlight ? "#d9480f" : "#4c72b0"});
-    rect.appendChild(sv("title", {}, labels[i] + ": " + fmt(v)));
-    svg.appendChild(rect);
-    const x = L + (i + 0.5) * bw, y = H - B + 4;
-    svg.appendChild(sv("text", {x: x, y: y, transform: "rotate(50 " + x + " " + y + ")",
-      "font-size": "8"}, String(labels[i]).slice(0, 14)));
-  });
-  return svg;
-}
-function lineChart(traces, trials) {
-  const W = 520, H = 170, L = 40, B = 26, T = 8, R = 120;
-  const svg = sv("svg", {width: W, height: H, viewBox: "0 0 " + W + " " + H, role: "img", class: "traces"});
-  svg.appendChild(sv("title", {}, "activation over held-out trials"));
-  let tmax = 1e-9, ymax = 1e-9, ymin = 0;
-  traces.forEach((tr, k) => tr.forEach((v, i) => {
-    tmax = Math.max(tmax, trials[k].t[i]); ymax = Math.max(ymax, v || 0); ymin = Math.min(ymin, v || 0);
-  }));
-  const X = t => L + t / tmax * (W - L - R), Y = v => H - B - (v - ymin) / (ymax - ymin) * (H - B - T);
-  svg.appendChild(sv("line", {x1: L, x2: W - R, y1: Y(0), y2: Y(0), stroke: "#999"}));
-  svg.appendChild(sv("line", {x1: L, x2: L, y1: T, y2: H - B, stroke: "#999"}));
-  svg.appendChild(sv("text", {x: L - 3, y: T + 6, "text-anchor": "end"}, fmt(ymax)));
-  svg.appendChild(sv("text", {x: L - 3, y: H - B, "text-anchor": "end"}, fmt(ymin)));
-  svg.appendChild(sv("text", {x: W - R, y: H - 6, "text-anchor": "end"}, fmt(tmax) + " s"));
-  svg.appendChild(sv("text", {x: L, y: H - 6}, "time in trial"));
-  const colours = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3"];
-  traces.forEach((tr, k) => {
-    const pts = tr.map((v, i) => X(trials[k].t[i]).toFixed(1) + "," + Y(v || 0).toFixed(1)).join(" ");
-    svg.appendChild(sv("polyline", {points: pts, fill: "none", stroke: colours[k % 5], "stroke-width": 1.5}));
-    svg.appendChild(sv("text", {x: W - R + 6, y: T + 12 + 14 * k, style: "fill:" + colours[k % 5]}, trials[k].label));
-  });
-  return svg;
-}
-function unitTable(rows, by, n) {
-  const t = el("table", {class: "grid"});
-  const h = el("tr");
-  ["unit", by === "decoder" ? "decoder weight" : "activity z", by === "decoder" ? "activity rank" : "decoder rank"]
-    .forEach(x => h.appendChild(el("th", {}, x)));
-  t.appendChild(h);
-  rows.forEach(u => {
-    const tr = el("tr");
-    tr.appendChild(el("td", {}, u.unit));
-    tr.appendChild(el("td", {}, fmt(by === "decoder" ? u.decoder : u.activity)));
-    const other = by === "decoder" ? u.activity_rank : u.decoder_rank;
-    const td = el("td", {}, fmt(other));
-    if (other !== null && other <= n) td.style.fontWeight = "bold";
-    tr.appendChild(td);
-    t.appendChild(tr);
-  });
-  return t;
-}
-
-// feature card
-function showCard(key, variable, condition) {
-  const c = D.cards[key], card = document.getElementById("card");
-  chosenKey = key;
-  tbody.querySelectorAll("tr").forEach(tr => tr.classList.toggle("chosen", tr.dataset.key === key));
-  card.replaceChildren();
-  card.hidden = false;
-  if (!c) { card.appendChild(el("p", {}, "No card for " + key)); return; }
-  const title = c.model + " latent " + c.latent + (c.sign < 0 ? " (negative)" : "");
-  card.appendChild(el("h3", {id: "card-title", "data-latent": String(c.latent)}, title));
-  card.appendChild(el("h4", {}, "Tuning per condition (held-out bins)"));
-  const grid = el("div", {class: "tuning"});
-  D.variables.forEach(v => {
-    const t = c.tuning[v];
-    if (!t) return;
-    grid.appendChild(el("div", {}, v));
-    const hl = v === variable ? condition : null;
-    grid.appendChild(barChart(t.mean, D.conditions[v], hl, "mean activation"));
-    grid.appendChild(barChart(t.frac, D.conditions[v], hl, "fraction active"));
-  });
-  card.appendChild(grid);
-  if (c.units) {
-    const u = c.units;
-    card.appendChild(el("h4", {}, "Contributing units"));
-    card.appendChild(el("p", {class: "note"}, "Top " + u.n_top + " units by decoder weight and by mean " +
-      "z-scored activity in the " + fmt(u.n_active_bins) + " held-out bins where the latent is active. " +
-      "Top-" + u.n_top + " overlap (Jaccard): " + fmt(u.jaccard) + "; rank correlation (Spearman): " +
-      fmt(u.spearman) + ". Bold: also in the other top set."));
-    const box = el("div", {class: "units"});
-    const a = el("div"), b = el("div");
-    a.appendChild(el("b", {}, "by decoder weight")); a.appendChild(unitTable(u.by_decoder, "decoder", u.n_top));
-    b.appendChild(el("b", {}, "by activity while active")); b.appendChild(unitTable(u.by_activity, "activity", u.n_top));
-    box.appendChild(a); box.appendChild(b);
-    card.appendChild(box);
-  }
-  if (c.traces && c.traces.length) {
-    card.appendChild(el("h4", {}, "Activation over held-out trials"));
-    card.appendChild(lineChart(c.traces, D.trials));
-  }
-}
-render();
-})();
-"""

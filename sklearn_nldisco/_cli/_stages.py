@@ -1,0 +1,476 @@
+"""The stages of ``nldisco run``: load, bin, split, fit, baselines, score, write.
+
+Each stage is a function of what it needs that returns what it makes;
+``_run.run`` calls them in turn. A user mistake found by a stage is a
+``UsageError``.
+"""
+
+import json
+import platform
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from ._config import UsageError, binner_parameters, model_parameters, write_config
+from ._progress import EpochProgress
+from ._report import write_report
+
+# Behavioural variables scored for selectivity, those present in the metadata:
+# labels that vary within a trial are tested against circular shifts, labels
+# fixed for a whole trial against permuted trials.
+SELECTIVITY_VARIABLES = ("phase", "trial_type", "speed", "direction_deg")
+TRIAL_LEVEL_VARIABLES = ("trial_type",)
+# Held-out trial labels of a ``split`` column.
+HELD_OUT_SPLITS = ("test", "val")
+N_FEATURE_CARDS = 4
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A recording and where it came from (a path, or the simulated session)."""
+
+    recording: object
+    source: str
+
+
+@dataclass(frozen=True)
+class Binned:
+    """Binned activity (n_bins, n_units) and ``bin_metadata`` of the bins."""
+
+    X: np.ndarray
+    metadata: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class Split:
+    """Training and held-out bins, by whole trials, and how they were chosen.
+
+    ``metadata_test`` keeps the ``bin_metadata`` index of the held-out bins
+    (the bin labels of the saved activations); ``metadata_scored`` is the
+    same rows numbered from 0, in the order of ``X_test``.
+    """
+
+    X_train: np.ndarray
+    X_test: np.ndarray
+    metadata_test: pd.DataFrame
+    how: str
+
+    @property
+    def metadata_scored(self):
+        return self.metadata_test.reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class MSAERuns:
+    """The fitted ``MatryoshkaSAE`` of every seed, in the order of ``seeds``."""
+
+    seeds: list
+    runs: list
+
+    @property
+    def models(self):
+        """The runs by name, ``msae_seed{seed}``."""
+        return {f"msae_seed{seed}": model for seed, model in zip(self.seeds, self.runs)}
+
+    @property
+    def first(self):
+        """Name of the first seed's run, the one the figures show."""
+        return f"msae_seed{self.seeds[0]}"
+
+
+@dataclass(frozen=True)
+class Baselines:
+    """PCA and NMF fitted on the training bins."""
+
+    pca: object
+    nmf: object
+
+    @property
+    def models(self):
+        return {"pca": self.pca, "nmf": self.nmf}
+
+    def transform(self, X):
+        """Codes of each baseline (NMF codes the rectified activity)."""
+        return {"pca": self.pca.transform(X), "nmf": self.nmf.transform(np.maximum(X, 0.0))}
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Held-out codes of every model, the headline metrics and the selectivity table."""
+
+    codes: dict
+    metrics: dict
+    selectivity: pd.DataFrame
+
+
+# ---------------------------------------------------------------- load, bin, split
+
+def load(settings):
+    """The recording of the run: the NWB file, or the built-in simulated session.
+
+    Raises
+    ------
+    UsageError
+        If the file is missing, is not NWB, has no units with spikes or no trials.
+    """
+    from ..datasets import load_nwb, make_reaching_session
+
+    if settings["nwb_file"] is None:
+        recording, _ = make_reaching_session(
+            n_units=settings["n_units"], n_trials=settings["n_trials"],
+            random_state=settings["seed"])
+        return Loaded(recording, "simulated reaching session")
+    path = Path(settings["nwb_file"])
+    try:
+        recording = load_nwb(path)
+    except (ValueError, OSError) as error:  # FileNotFoundError is an OSError
+        raise UsageError(str(error)) from None
+    if recording.n_units == 0:
+        raise UsageError(f"{path} has no units (no spike times to analyse)")
+    if recording.trials is None or len(recording.trials) < 2:
+        raise UsageError(
+            f"{path} has no trials table with at least two trials; the run bins "
+            "inside trials and holds out whole trials")
+    return Loaded(recording, str(path))
+
+
+def bin_spikes(loaded, settings):
+    """Bin the spikes inside the trials and align the behaviour to the bins."""
+    from ..preprocessing import SpikeBinner, bin_metadata
+
+    binner = SpikeBinner(**binner_parameters(settings), intervals=loaded.recording.trials)
+    try:
+        X = np.asarray(binner.fit_transform(loaded.recording), dtype=np.float64)
+        metadata = bin_metadata(binner, loaded.recording)
+    except ValueError as error:
+        raise UsageError(f"could not bin {loaded.source}: {error}") from None
+    return Binned(X, metadata)
+
+
+def split(binned, seed, source):
+    """Hold out whole trials; see :func:`split_trials`.
+
+    Raises
+    ------
+    UsageError
+        If either side has fewer than two bins.
+    """
+    train, held_out, how = split_trials(binned.metadata, seed)
+    if train.sum() < 2 or held_out.sum() < 2:
+        raise UsageError(f"too few bins to split {source} into training and held-out trials "
+                         f"({train.sum()} and {held_out.sum()})")
+    return Split(binned.X[train], binned.X[held_out], binned.metadata.loc[held_out], how)
+
+
+def split_trials(metadata, seed):
+    """Boolean masks of the training and held-out bins, by whole trials.
+
+    Trials labelled ``"test"`` or ``"val"`` in a ``split`` column are held
+    out; without that column (or with no such trial) a seeded 20 % of the
+    trial ids is. Bins outside trials (``trial_id`` -1) are in neither.
+
+    Returns
+    -------
+    train, held_out : ndarray of bool of shape (n_bins,)
+    how : str
+        How the split was made, for the log and metrics.
+    """
+    trial_id = metadata["trial_id"].to_numpy()
+    in_trial = trial_id >= 0
+    if "split" in metadata:
+        held_out = metadata["split"].isin(HELD_OUT_SPLITS).to_numpy() & in_trial
+        if held_out.any() and (in_trial & ~held_out).any():
+            return in_trial & ~held_out, held_out, "split column (test and val held out)"
+    trials = np.unique(trial_id[in_trial])
+    rng = np.random.default_rng(seed)
+    n_held_out = max(1, int(round(0.2 * len(trials))))
+    chosen = rng.choice(trials, size=n_held_out, replace=False)
+    held_out = np.isin(trial_id, chosen) & in_trial
+    return in_trial & ~held_out, held_out, "seeded 80/20 split of trial ids"
+
+
+# ---------------------------------------------------------------- fit, baselines
+
+def fit_msae(X_train, settings, progress):
+    """Fit one ``MatryoshkaSAE`` per seed, ``n_jobs`` of them in parallel."""
+    from ..interpretation import fit_seeds
+    from ..models import MatryoshkaSAE
+
+    seeds = list(range(settings["seed"], settings["seed"] + settings["seeds"]))
+    # One thread per fit: a small model trains fastest on one, and parallel
+    # seeds must not oversubscribe the cores.
+    estimator = MatryoshkaSAE(**model_parameters(settings), n_threads=1)
+    if not settings["quiet"] and hasattr(estimator, "set_callbacks"):
+        # fit callbacks exist from scikit-learn 1.9 on; before, per-seed lines only
+        estimator.set_callbacks(EpochProgress(progress, max(1, settings["max_iter"] // 10)))
+    progress(f"fitting MatryoshkaSAE(n_latents={settings['n_latents']}, k={settings['k']}) "
+             f"with seeds {seeds} on {settings['n_jobs']} job(s)")
+    runs = fit_seeds(estimator, X_train, seeds=seeds, n_jobs=settings["n_jobs"])
+    for model in runs:
+        # the thread limit was for fitting; the saved models code on every core
+        model.set_params(n_threads=None)
+    return MSAERuns(seeds, runs)
+
+
+def fit_baselines(X_train, n_components, seed):
+    """PCA and NMF with ``n_components`` (NMF on the rectified activity)."""
+    from sklearn.decomposition import NMF, PCA
+
+    pca = PCA(n_components=min(n_components, *X_train.shape), random_state=seed)
+    pca.fit(X_train)
+    nmf = NMF(n_components=n_components, init="nndsvda", max_iter=1000, tol=1e-3,
+              random_state=seed)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Mm]aximum number of iterations.*")
+        nmf.fit(np.maximum(X_train, 0.0))
+    return Baselines(pca, nmf)
+
+
+# ---------------------------------------------------------------- score
+
+def score(loaded, data, msae, baselines, settings, progress):
+    """Held-out codes, explained variance and L0, seed agreement, selectivity.
+
+    Returns
+    -------
+    scores : Scores
+        ``metrics`` holds every key of ``metrics.json`` but ``versions``
+        and ``timings``.
+    """
+    codes = {name: np.asarray(model.transform(data.X_test))
+             for name, model in msae.models.items()}
+    codes.update(baselines.transform(data.X_test))
+    metrics = {"source": loaded.source, "split": data.how,
+               "n_units": int(loaded.recording.n_units),
+               "n_trials": int(len(loaded.recording.trials)),
+               "n_bins_train": int(len(data.X_train)), "n_bins_held_out": int(len(data.X_test)),
+               "seeds": msae.seeds,
+               "models": {**reconstruction_metrics(msae, data.X_test, codes),
+                          **baseline_metrics(baselines, data.X_test, codes)}}
+
+    progress("seed agreement and stable latents" if len(msae.runs) > 1
+             else "one seed: no seed agreement")
+    agreement, stable_tables = seed_agreement(msae)
+    metrics["seed_agreement"] = agreement
+    metrics["n_stable_latents"] = (
+        int(stable_tables[msae.first]["stable"].sum()) if stable_tables else None)
+
+    progress(f"scoring selectivity of {len(codes)} models on the held-out bins")
+    selectivity, variables = selectivity_table(
+        codes, msae, stable_tables, data.metadata_scored, settings)
+    metrics["n_selective_latents"] = {
+        name: int(selectivity.loc[(selectivity["model"] == name)
+                                  & selectivity["selective"].astype(bool), "latent"].nunique())
+        for name in codes}
+    metrics["selectivity_variables"] = variables
+    return Scores(codes, metrics, selectivity)
+
+
+def mean_l0(codes):
+    """Mean number of non-zero codes per bin."""
+    return float(np.count_nonzero(np.asarray(codes), axis=1).mean())
+
+
+def reconstruction_metrics(msae, X_test, codes):
+    """Per MSAE run: explained variance and L0 on the held-out bins, overall and per level."""
+    from ..models import explained_variance
+
+    metrics = {}
+    for name, model in msae.models.items():
+        level_sizes = [int(size) for size in model.level_sizes_]
+        metrics[name] = {
+            "kind": "msae",
+            "seed": int(model.random_state),
+            "n_latents": int(model.n_latents),
+            "level_sizes": level_sizes,
+            "explained_variance": float(model.score(X_test)),
+            "explained_variance_per_level": [
+                explained_variance(X_test, np.asarray(model.reconstruct(X_test, level=level)))
+                for level in range(len(level_sizes))],
+            "l0": mean_l0(codes[name]),
+            "l0_per_level": [mean_l0(codes[name][:, :size]) for size in level_sizes],
+            "dead_fraction": len(model.dead_latents_) / model.n_latents,
+            "n_epochs": int(model.n_iter_),
+        }
+    return metrics
+
+
+def baseline_metrics(baselines, X_test, codes):
+    """Per baseline: explained variance and L0 on the held-out bins."""
+    from ..models import explained_variance
+
+    return {name: {"kind": name,
+                   "n_components": int(model.n_components_),
+                   "explained_variance": explained_variance(
+                       X_test, model.inverse_transform(codes[name])),
+                   "l0": mean_l0(codes[name])}
+            for name, model in baselines.models.items()}
+
+
+def seed_agreement(msae):
+    """Seed agreement per level, and the stable latents of each run as reference.
+
+    Returns
+    -------
+    agreement : dict or None
+        ``mean_cosine_per_level`` and ``fraction_above_0.9_per_level``;
+        None with one seed.
+    stable_tables : dict of str to DataFrame
+        ``stable_latents`` of each run by name; empty with one seed.
+    """
+    from ..interpretation import seed_agreement, stable_latents
+
+    if len(msae.runs) < 2:
+        return None, {}
+    per_level = (seed_agreement(msae.runs).groupby("level")
+                 [["mean_cosine", "fraction_above_0.9"]].mean())
+    agreement = {"mean_cosine_per_level": per_level["mean_cosine"].tolist(),
+                 "fraction_above_0.9_per_level": per_level["fraction_above_0.9"].tolist()}
+    stable_tables = {name: stable_latents(msae.runs, reference=index)
+                     for index, name in enumerate(msae.models)}
+    return agreement, stable_tables
+
+
+def selectivity_table(codes, msae, stable_tables, metadata, settings):
+    """The rows of ``selectivity.csv``: every model's latents against the behaviour.
+
+    Returns
+    -------
+    selectivity : DataFrame
+        ``score_latents`` rows with ``model`` first, ``selective`` and
+        ``stable`` (MSAE runs with several seeds; NA otherwise) last.
+    variables : list of str
+        The behavioural variables scored, those of the metadata.
+    """
+    from ..interpretation import SelectivityScorer
+
+    variables = [name for name in SELECTIVITY_VARIABLES
+                 if name in metadata and metadata[name].notna().any()]
+    within_trial = [name for name in variables if name not in TRIAL_LEVEL_VARIABLES]
+    trial_level = [name for name in variables if name in TRIAL_LEVEL_VARIABLES]
+    scorers = [
+        SelectivityScorer(variables=names, null=null,
+                          n_permutations=settings["n_permutations"],
+                          random_state=settings["seed"])
+        for names, null in ((within_trial, "circular"), (trial_level, "trial")) if names
+    ]
+    scorer = scorers[0] if scorers else SelectivityScorer()
+    models = msae.models
+    tables = []
+    for name, Z in codes.items():
+        level_sizes = models[name].level_sizes_ if name in models else None
+        if variables:
+            results = pd.concat(
+                [each.score_latents(Z, metadata, level_sizes=level_sizes)
+                 for each in scorers], ignore_index=True)
+        else:
+            results = pd.DataFrame(columns=["latent", "sign", "variable", "condition"])
+        selective = scorer.selective(results) if variables else []
+        results.insert(0, "model", name)
+        results["selective"] = selective
+        if name in stable_tables:
+            stable = stable_tables[name].set_index("latent")["stable"]
+            results["stable"] = results["latent"].map(stable).astype("boolean")
+        else:
+            results["stable"] = pd.array([pd.NA] * len(results), dtype="boolean")
+        tables.append(results)
+    return pd.concat(tables, ignore_index=True), variables
+
+
+# ---------------------------------------------------------------- write
+
+def write(out, *, settings, loaded, data, msae, baselines, scores, metrics):
+    """Write the models, activations, selectivity table, figures, configuration and report.
+
+    ``metrics`` is the content of ``metrics.json`` so far (the report shows
+    it); ``metrics.json`` itself is written last, by :func:`write_metrics`.
+
+    Returns
+    -------
+    artefacts : dict of str to pathlib.Path
+        Every file written, by role, in the order written.
+    """
+    from ..interpretation import save_activations
+
+    artefacts = {}
+
+    def record(role, path):
+        artefacts[role] = path
+        return path
+
+    models = msae.models
+    for name, model in {**models, **baselines.models}.items():
+        joblib.dump(model, record(f"model:{name}", out / f"{name}.joblib"))
+    save_activations(
+        record("activations", out / "activations.npz"),
+        {name: scores.codes[name].astype(np.float32) for name in models},
+        bin_index={name: data.metadata_test.index for name in models})
+    scores.selectivity.to_csv(record("selectivity", out / "selectivity.csv"), index=False)
+    metadata = data.metadata_scored
+    write_figures(msae.runs[0], scores.codes[msae.first], data.X_test, metadata,
+                  scores.selectivity.loc[scores.selectivity["model"] == msae.first],
+                  metrics["selectivity_variables"], out, record)
+    write_config(settings, record("config", out / "config.toml"))
+    units = getattr(loaded.recording, "units", None)
+    write_report(
+        out, metrics=metrics, selectivity=scores.selectivity, codes=scores.codes,
+        X=data.X_test, metadata=metadata, estimators={**models, **baselines.models},
+        figures={role.split(":", 1)[1]: each for role, each in artefacts.items()
+                 if role.startswith("figure:")},
+        unit_names=(units.index if units is not None and len(units) == data.X_test.shape[1]
+                    else None))
+    record("report", out / "report.html")
+    return artefacts
+
+
+def write_figures(model, codes, X_test, metadata, selectivity, variables, out, record):
+    """The diagnostics figures of one MSAE run, and feature cards of its top latents."""
+    from ..interpretation import (
+        plot_decoder_weights,
+        plot_feature_card,
+        plot_l0,
+        plot_latent_frequency,
+        plot_training_curves,
+        plot_unit_r2,
+    )
+
+    figures = {
+        "decoder_weights": lambda: plot_decoder_weights(model),
+        "l0": lambda: plot_l0(codes),
+        "latent_frequency": lambda: plot_latent_frequency(codes, model.level_sizes_),
+        "unit_r2": lambda: plot_unit_r2(X_test, np.asarray(model.reconstruct(X_test))),
+        "training_curves": lambda: plot_training_curves(model),
+    }
+    if variables:
+        chosen = (selectivity.loc[selectivity["selective"].astype(bool)]
+                  .sort_values(["selectivity", "q"], ascending=[False, True])
+                  ["latent"].drop_duplicates().head(N_FEATURE_CARDS))
+        for latent in chosen:
+            figures[f"feature_card_latent{int(latent)}"] = (
+                lambda latent=int(latent): plot_feature_card(
+                    latent, codes, metadata, variables=variables, components=model))
+    for name, make in figures.items():
+        figure = make()
+        figure.savefig(record(f"figure:{name}", out / f"{name}.png"), dpi=80)
+
+
+def write_metrics(path, metrics):
+    """Write ``metrics.json``."""
+    path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def versions():
+    """Versions of Python and of the packages the run used."""
+    import sklearn
+    import torch
+
+    from .. import __version__
+
+    return {"sklearn_nldisco": __version__, "python": platform.python_version(),
+            "numpy": np.__version__, "pandas": pd.__version__,
+            "scikit-learn": sklearn.__version__, "torch": torch.__version__}
