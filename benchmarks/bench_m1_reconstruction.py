@@ -32,7 +32,7 @@ from scipy.ndimage import gaussian_filter1d
 from sklearn.decomposition import NMF, PCA, MiniBatchDictionaryLearning
 
 from sklearn_nldisco import MatryoshkaSAE
-from sklearn_nldisco.models._base import explained_variance  # the metric of score()
+from sklearn_nldisco.models import explained_variance  # the metric of score()
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "m1_stevenson_2011.mat"
 SEED = 0
@@ -194,6 +194,7 @@ def section_dead_latents(X_train, X_test, ks):
 def section_throughput(X_train, configs, n_steps):
     import torch
 
+    from sklearn_nldisco.models._spec import TrainingSpec
     from sklearn_nldisco.models._training import (
         MatryoshkaTrainer,
         with_quiet_sparse_warnings,
@@ -215,12 +216,10 @@ def section_throughput(X_train, configs, n_steps):
             "decoder_weight": model.components_, "decoder_bias": model.decoder_bias_,
             "input_bias": model.input_bias_,
         }
-        # the configuration fit() would use on these rows (defaults)
-        config = model._training_config(
-            tuple(model.level_sizes_), tuple(model.level_weights_), True,
-            len(X_train), has_validation=True,
-        )
-        trainer = MatryoshkaTrainer(init, config, torch.device("cpu"))
+        # the settings fit() would use on these rows (defaults)
+        spec = TrainingSpec.from_estimator(model, autoencoder=True).for_rows(
+            len(X_train), has_validation=True)
+        trainer = MatryoshkaTrainer(init, spec, torch.device("cpu"))
         batches = [data[rng.choice(len(data), batch, replace=False)] for _ in range(n_steps)]
 
         def run_steps():

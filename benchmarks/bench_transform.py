@@ -13,7 +13,7 @@ import tracemalloc
 import numpy as np
 
 from sklearn_nldisco import MatryoshkaSAE
-from sklearn_nldisco.models._inference import DEFAULT_CHUNK_ROWS
+from sklearn_nldisco.models._inference import CODING_CHUNK_ROWS
 
 
 def fitted_model(n_units, n_latents, k, seed):
@@ -110,7 +110,7 @@ def main():
     rows.append(("(dense float32 codes would take)", np.nan, dense_bytes, None))
 
     print(f"transform benchmark ({args.data} data): {args.n_rows:,} rows x {args.n_units} units -> "
-          f"{args.n_latents} latents, k={args.k}; transform chunks of {DEFAULT_CHUNK_ROWS} rows, "
+          f"{args.n_latents} latents, k={args.k}; transform chunks of {CODING_CHUNK_ROWS} rows, "
           f"floor in chunks of {chunk} rows with multi-threaded BLAS")
     print(f"{'what':<40}{'time (s)':>10}{'x floor':>9}{'peak MiB':>10}{'L0':>7}")
     for name, seconds, peak, l0 in rows:

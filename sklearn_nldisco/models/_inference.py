@@ -17,7 +17,7 @@ from ._losses import link_numpy
 
 # Rows per chunk: the pre-activation block (chunk x n_latents float32) stays
 # near cache size for typical dictionaries, and two chunks are in flight.
-DEFAULT_CHUNK_ROWS = 512
+CODING_CHUNK_ROWS = 512
 # Relative ridge of the refit's Gram systems (rank-deficient when a row has
 # more active latents than there are units).
 _RIDGE = 1e-6
@@ -107,7 +107,7 @@ class _ChunkEncoder:
     """Encodes one chunk of rows; one instance is shared by the worker threads."""
 
     def __init__(self, X, weight, offset, threshold, k, sparsity, sparse_output, out,
-                 refit=None, chunk_rows=DEFAULT_CHUNK_ROWS):
+                 refit=None, chunk_rows=CODING_CHUNK_ROWS):
         self.X = X
         self.chunk_rows = chunk_rows
         self.weight = weight
@@ -172,7 +172,7 @@ class _ChunkEncoder:
 
 
 def encode(X, weight, offset, *, threshold, k, sparsity, sparse_output=False,
-           dtype=np.float64, chunk_rows=DEFAULT_CHUNK_ROWS, n_threads=None, refit=None):
+           dtype=np.float64, chunk_rows=CODING_CHUNK_ROWS, n_threads=None, refit=None):
     """Codes of ``X`` (n_rows, n_inputs) under a fitted, folded encoder.
 
     Returns a dense ndarray of ``dtype`` or, with ``sparse_output``, a CSR
