@@ -43,18 +43,15 @@ import torch
 from sklearn_nldisco import MatryoshkaSAE
 from sklearn_nldisco.datasets import (
     MC_MAZE_BEHAVIOUR,
+    MC_MAZE_CONDITIONS,
+    MC_MAZE_EVENTS,
     MC_MAZE_TRIAL_COLUMNS,
     BehaviourSeries,
     load_mc_maze,
     make_reaching_session,
     write_nwb,
 )
-from sklearn_nldisco.preprocessing import (
-    MC_MAZE_CONDITIONS,
-    MC_MAZE_EVENTS,
-    SpikeBinner,
-    bin_metadata,
-)
+from sklearn_nldisco.preprocessing import SpikeBinner, bin_metadata
 
 SEED = 0
 WINDOW_S = (-0.25, 0.45)  # around movement onset, as in the Neural Latents Benchmark

@@ -10,9 +10,9 @@ import scipy.io
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sklearn_nldisco.datasets import MC_MAZE_EVENTS
 from sklearn_nldisco.datasets._recording import BehaviourSeries, Recording
 from sklearn_nldisco.preprocessing._behaviour import (
-    MC_MAZE_EVENTS,
     bin_metadata,
     kinematics,
     resample_to_bins,

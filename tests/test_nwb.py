@@ -15,13 +15,8 @@ from pynwb.testing.mock.behavior import mock_SpatialSeries
 from pynwb.testing.mock.ecephys import mock_Units
 from pynwb.testing.mock.file import mock_NWBFile
 
-from sklearn_nldisco.datasets._nwb import (
-    MC_MAZE_BEHAVIOUR,
-    MC_MAZE_TRIAL_COLUMNS,
-    load_mc_maze,
-    load_nwb,
-    write_nwb,
-)
+from sklearn_nldisco.datasets import MC_MAZE_BEHAVIOUR, MC_MAZE_TRIAL_COLUMNS
+from sklearn_nldisco.datasets._nwb import load_mc_maze, load_nwb, write_nwb
 from sklearn_nldisco.datasets._recording import BehaviourSeries, Recording
 from sklearn_nldisco.datasets._simulate import make_reaching_session
 

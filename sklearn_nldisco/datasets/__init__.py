@@ -1,12 +1,20 @@
 """Recordings: NWB loading, DANDI download, and the simulated reaching session."""
 
 from ._fetch import DownloadError, fetch_mc_maze, get_data_home
-from ._nwb import MC_MAZE_BEHAVIOUR, MC_MAZE_TRIAL_COLUMNS, load_mc_maze, load_nwb, write_nwb
+from ._mc_maze import (
+    MC_MAZE_BEHAVIOUR,
+    MC_MAZE_CONDITIONS,
+    MC_MAZE_EVENTS,
+    MC_MAZE_TRIAL_COLUMNS,
+)
+from ._nwb import load_mc_maze, load_nwb, write_nwb
 from ._recording import BehaviourSeries, Recording
 from ._simulate import ReachingGroundTruth, make_reaching_session
 
 __all__ = [
     "MC_MAZE_BEHAVIOUR",
+    "MC_MAZE_CONDITIONS",
+    "MC_MAZE_EVENTS",
     "MC_MAZE_TRIAL_COLUMNS",
     "BehaviourSeries",
     "DownloadError",

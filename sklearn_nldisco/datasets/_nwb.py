@@ -16,25 +16,11 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from ._mc_maze import MC_MAZE_BEHAVIOUR, MC_MAZE_TRIAL_COLUMNS
 from ._recording import BehaviourSeries, Recording
 
 # pynwb and hdmf are imported inside the functions that use them: importing
 # pynwb takes about a second, which the rest of the package need not pay.
-
-MC_MAZE_TRIAL_COLUMNS = (
-    "trial_type",
-    "trial_version",
-    "maze_id",
-    "success",
-    "target_on_time",
-    "go_cue_time",
-    "move_onset_time",
-    "split",
-)
-"""Trial columns that :func:`load_mc_maze` requires."""
-
-MC_MAZE_BEHAVIOUR = ("hand_pos", "hand_vel", "cursor_pos", "eye_pos")
-"""Behavioural series of the MC_Maze training files."""
 
 _BEHAVIOUR_MODULE = "behavior"
 # Columns that refer to other objects in the file rather than hold metadata.

@@ -29,28 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import gaussian_filter1d
 
-from ..datasets._recording import Recording
-
-#: Events of a MC_Maze trial, in order, with the phase each one starts.
-MC_MAZE_EVENTS = (
-    ("start_time", "before_target"),
-    ("target_on_time", "delay"),
-    ("go_cue_time", "reaction"),
-    ("move_onset_time", "movement"),
-    ("move_end_time", "after_movement"),
-)
-
-#: Trial columns of MC_Maze copied onto the bins when ``conditions=None``.
-MC_MAZE_CONDITIONS = (
-    "trial_type",
-    "trial_version",
-    "maze_id",
-    "num_targets",
-    "num_barriers",
-    "active_target",
-    "success",
-    "split",
-)
+from ..datasets import MC_MAZE_CONDITIONS, MC_MAZE_EVENTS, Recording
 
 _MOVE_ONSET_COLUMN = "move_onset_time"
 _MOVE_END_COLUMN = "move_end_time"
@@ -623,14 +602,14 @@ def trial_labels(bins, trials, *, events=None, conditions=None, trial_id_column=
     events : sequence of (str, str) pairs, default=None
         ``(column, phase)``: the trial column holding an event time and the
         name of the phase that event starts. Every column must be present.
-        None uses :data:`MC_MAZE_EVENTS`: ``start_time`` -> "before_target",
+        None uses :data:`~sklearn_nldisco.datasets.MC_MAZE_EVENTS`: ``start_time`` -> "before_target",
         ``target_on_time`` -> "delay", ``go_cue_time`` -> "reaction",
         ``move_onset_time`` -> "movement", ``move_end_time`` ->
         "after_movement", where ``move_end_time`` is dropped if trials lacks
         it and ``movement_duration_s`` is None.
     conditions : sequence of str, default=None
         Trial columns copied onto every bin of the trial. None copies those
-        of :data:`MC_MAZE_CONDITIONS` that trials has; a given list must all
+        of :data:`~sklearn_nldisco.datasets.MC_MAZE_CONDITIONS` that trials has; a given list must all
         be present.
     trial_id_column : str, default=None
         Column holding the trial ids; None uses the index of ``trials``.
