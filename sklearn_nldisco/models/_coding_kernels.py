@@ -14,6 +14,8 @@ the row's position in a chunk: see ``_inference.encode``).
 import numpy as np
 from numba import njit
 
+from ._topk_kernels import insert_descending, sort_by_index
+
 # Iteration caps of the active-set solver, per latent of the support: the
 # method terminates in theory; the caps only guard against rounding loops.
 _MAX_PASSES_PER_LATENT = 3
@@ -152,28 +154,8 @@ def _largest_positive(values, offset, count, chosen, chosen_values):
         value = values[j] + offset[j]
         if value <= 0.0 or (n == count and value <= chosen_values[n - 1]):
             continue
-        # insertion into the descending list of the best so far
-        position = n if n < count else count - 1
-        while position > 0 and chosen_values[position - 1] < value:
-            if position < count:
-                chosen_values[position] = chosen_values[position - 1]
-                chosen[position] = chosen[position - 1]
-            position -= 1
-        chosen_values[position] = value
-        chosen[position] = j
-        if n < count:
-            n += 1
-    # ascending latent order (insertion sort: n is small)
-    for a in range(1, n):
-        latent = chosen[a]
-        value = chosen_values[a]
-        b = a - 1
-        while b >= 0 and chosen[b] > latent:
-            chosen[b + 1] = chosen[b]
-            chosen_values[b + 1] = chosen_values[b]
-            b -= 1
-        chosen[b + 1] = latent
-        chosen_values[b + 1] = value
+        n = insert_descending(chosen_values, chosen, n, count, value, j)
+    sort_by_index(chosen, chosen_values, n)
     return n
 
 

@@ -18,6 +18,8 @@ product, the count losses and Adam stay in torch.
 import numpy as np
 from numba import njit
 
+from ._topk_kernels import insert_descending, sort_by_index
+
 # Reassociation lets the compiler vectorise the dot products; the order of
 # operations is still fixed on a given machine, so results are reproducible.
 _FAST = {"reassoc", "contract"}
@@ -204,30 +206,10 @@ def row_topk(pre, columns, k):
         for i in range(n_columns):
             value = pre[r, columns[i]]
             if value > floor:
-                # insertion into the descending list of the best so far
-                position = count if count < k else k - 1
-                while position > 0 and best[position - 1] < value:
-                    if position < k:
-                        best[position] = best[position - 1]
-                        best_at[position] = best_at[position - 1]
-                    position -= 1
-                best[position] = value
-                best_at[position] = i
-                if count < k:
-                    count += 1
+                count = insert_descending(best, best_at, count, k, value, i)
                 if count == k:
                     floor = best[k - 1]
-        # ascending column order (insertion sort: k is small)
-        for a in range(1, count):
-            at = best_at[a]
-            value = best[a]
-            b = a - 1
-            while b >= 0 and best_at[b] > at:
-                best_at[b + 1] = best_at[b]
-                best[b + 1] = best[b]
-                b -= 1
-            best_at[b + 1] = at
-            best[b + 1] = value
+        sort_by_index(best_at, best, count)
         for a in range(count):
             rows[n] = r
             latents[n] = columns[best_at[a]]
