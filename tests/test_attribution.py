@@ -38,7 +38,7 @@ def test_planted_truth_ranks_loaded_units_first_and_rankings_agree():
     X, activity, loadings, loaded = planted()
     for feature in range(N_FEATURES):
         units = latent_units(
-            feature, X, activity, decoder=loadings, encoder=loadings.T,
+            feature, X, activity, components=loadings, encoder=loadings.T,
             n_top=UNITS_PER_FEATURE,
         )
         assert list(units.columns) == [
@@ -62,7 +62,7 @@ def test_planted_truth_ranks_loaded_units_first_and_rankings_agree():
 
 def test_activity_z_matches_definition():
     X, activity, loadings, _ = planted(n_bins=500)
-    units = latent_units(2, X, activity, decoder=loadings)
+    units = latent_units(2, X, activity, components=loadings)
     active = activity[:, 2] > 0
     expected = (X[active].mean(axis=0) - X.mean(axis=0)) / X.std(axis=0)
     np.testing.assert_allclose(units["activity_z"], expected)
@@ -70,20 +70,47 @@ def test_activity_z_matches_definition():
     assert units["encoder_rank"].isna().all()
 
 
+def test_weights_only_without_X():
+    X, activity, loadings, _ = planted(n_bins=300)
+    with_data = latent_units(1, X, activity, components=loadings, encoder=loadings.T)
+    without = latent_units(1, None, activity, components=loadings, encoder=loadings.T)
+    assert without["activity_z"].isna().all()
+    np.testing.assert_array_equal(without["decoder_rank"], with_data["decoder_rank"])
+    np.testing.assert_array_equal(without["encoder_rank"], with_data["encoder_rank"])
+    assert without.attrs["n_active_bins"] == with_data.attrs["n_active_bins"]
+    with pytest.raises(ValueError, match="no weights to rank"):
+        latent_units(1, None, activity)
+    with pytest.raises(ValueError, match="codes is None"):
+        latent_units(1, None, components=loadings)
+
+
+def test_fitted_model_as_components_gives_codes_and_names():
+    X, _, _, _ = planted(n_bins=300)
+    frame = pd.DataFrame(X, columns=[f"cell{i}" for i in range(N_UNITS)])
+    nmf = NMF(n_components=3, init="nndsvda", max_iter=200, random_state=0).fit(frame)
+    units = latent_units(0, frame, components=nmf)
+    explicit = latent_units(0, X, nmf.transform(frame), components=nmf.components_,
+                            unit_names=frame.columns)
+    pd.testing.assert_frame_equal(units, explicit)
+    # without a DataFrame, the names come from the model's feature_names_in_
+    named_by_model = latent_units(0, X, nmf.transform(frame), components=nmf)
+    assert named_by_model["unit"].tolist() == list(frame.columns)
+
+
 def test_sparse_inputs_match_dense():
     X, activity, loadings, _ = planted(n_bins=400)
-    dense = latent_units(1, X, activity, decoder=loadings)
+    dense = latent_units(1, X, activity, components=loadings)
     from_sparse = latent_units(
-        1, sparse.csr_matrix(X), sparse.csr_matrix(activity), decoder=loadings
+        1, sparse.csr_matrix(X), sparse.csr_matrix(activity), components=loadings
     )
     pd.testing.assert_frame_equal(dense, from_sparse)
 
 
-def test_active_threshold_selects_strong_bins():
+def test_activity_threshold_selects_strong_bins():
     X = np.array([[1.0, 0.0], [2.0, 0.0], [9.0, 1.0], [0.0, 0.0]])
     codes = np.array([[0.2], [0.4], [2.0], [0.0]])
     loose = latent_units(0, X, codes)
-    strict = latent_units(0, X, codes, active_threshold=1.0)
+    strict = latent_units(0, X, codes, activity_threshold=1.0)
     assert loose.attrs["n_active_bins"] == 3
     assert strict.attrs["n_active_bins"] == 1
     expected = (X[2] - X.mean(axis=0)) / X.std(axis=0)
@@ -100,7 +127,7 @@ def test_constructed_disagreement_gives_low_agreement():
     X[codes[:, 0] > 0] += rng.poisson(boost, (int(codes.sum()), n_units))
     decoder = boost[::-1][None, :]  # exactly reversed order
     encoder = rng.permutation(n_units)[:, None].astype(np.float64)
-    units = latent_units(0, X, codes, decoder=decoder, encoder=encoder, n_top=5)
+    units = latent_units(0, X, codes, components=decoder, encoder=encoder, n_top=5)
     agreement = units.attrs["agreement"]
     assert agreement["spearman_decoder_activity"] < -0.9
     assert agreement["jaccard_decoder_activity"] == 0.0
@@ -118,7 +145,7 @@ def test_never_active_latent_warns_and_leaves_activity_nan():
     codes = np.hstack([activity, np.zeros((len(X), 1))])
     decoder = np.vstack([loadings, np.linspace(1.0, 0.0, N_UNITS)])
     with pytest.warns(UserWarning, match="never active"):
-        units = latent_units(N_FEATURES, X, codes, decoder=decoder)
+        units = latent_units(N_FEATURES, X, codes, components=decoder)
     assert units["activity_z"].isna().all()
     assert units["activity_rank"].isna().all()
     assert units["decoder_rank"].tolist() == list(range(1, N_UNITS + 1))
@@ -130,7 +157,7 @@ def test_never_active_latent_warns_and_leaves_activity_nan():
 def test_pca_components_without_encoder():
     X, _, _, loaded = planted(n_bins=1500)
     pca = PCA(n_components=6, random_state=0).fit(X)
-    units = latent_units(0, X, estimator=pca, absolute=True, n_top=5)
+    units = latent_units(0, X, components=pca, absolute=True, n_top=5)
     assert units["encoder_weight"].isna().all()
     np.testing.assert_allclose(units["decoder_weight"], pca.components_[0])
     assert units["decoder_rank"].notna().all()
@@ -147,7 +174,7 @@ def test_nmf_recovers_planted_units():
     codes = nmf.transform(X)
     matched = []
     for latent in range(nmf.n_components_):
-        units = latent_units(latent, X, codes, estimator=nmf,
+        units = latent_units(latent, X, codes, components=nmf,
                              n_top=UNITS_PER_FEATURE)
         top = set(units.nsmallest(UNITS_PER_FEATURE, "decoder_rank")["unit"])
         if top in loaded.values():
@@ -159,25 +186,25 @@ def test_nmf_recovers_planted_units():
 def test_unit_names_propagate():
     X, activity, loadings, _ = planted(n_bins=300)
     names = [f"cell{i:02d}" for i in range(N_UNITS)]
-    explicit = latent_units(0, X, activity, decoder=loadings, unit_names=names)
+    explicit = latent_units(0, X, activity, components=loadings, unit_names=names)
     assert explicit["unit"].tolist() == names
     frame = pd.DataFrame(X, columns=names)
-    from_frame = latent_units(0, frame, activity, decoder=loadings)
+    from_frame = latent_units(0, frame, activity, components=loadings)
     assert from_frame["unit"].tolist() == names
-    table = top_units_table([0, 1], frame, activity, decoder=loadings, n_top=3)
+    table = top_units_table([0, 1], frame, activity, components=loadings, n_top=3)
     assert set(table["unit"]) <= set(names)
 
 
 def test_top_units_table_is_long_and_sorted():
     X, activity, loadings, loaded = planted(n_bins=1000)
-    table = top_units_table(range(N_FEATURES), X, activity, decoder=loadings,
+    table = top_units_table(range(N_FEATURES), X, activity, components=loadings,
                             n_top=UNITS_PER_FEATURE)
     assert len(table) == N_FEATURES * UNITS_PER_FEATURE
     for feature, group in table.groupby("latent"):
         assert set(group["unit"]) == loaded[feature]
         assert group["activity_rank"].is_monotonic_increasing
     assert {"n_active_bins", "spearman_decoder_activity"} <= set(table.columns)
-    by_decoder = top_units_table([0], X, activity, decoder=loadings, n_top=2,
+    by_decoder = top_units_table([0], X, activity, components=loadings, n_top=2,
                                  by="decoder")
     assert by_decoder["decoder_rank"].tolist() == [1, 2]
 
@@ -202,7 +229,7 @@ def test_matryoshka_sae_latent_matches_planted_feature():
     for latent in range(16):
         if not np.any(codes[:, latent] > 0):
             continue
-        units = latent_units(latent, X, codes, estimator=model,
+        units = latent_units(latent, X, codes, components=model,
                              n_top=UNITS_PER_FEATURE)
         assert units["encoder_weight"].notna().all()
         top = set(units.nsmallest(UNITS_PER_FEATURE, "activity_rank")["unit"])
@@ -228,21 +255,23 @@ def test_errors():
         latent_units(1.5, X, activity)
     with pytest.raises(ValueError, match="codes has 99 rows"):
         latent_units(0, X, activity[:-1])
-    with pytest.raises(ValueError, match=r"decoder has shape \(4, 29\)"):
-        latent_units(0, X, activity, decoder=loadings[:, :-1])
+    with pytest.raises(ValueError, match=r"components has shape \(4, 29\)"):
+        latent_units(0, X, activity, components=loadings[:, :-1])
     with pytest.raises(ValueError, match=r"encoder has shape \(4, 30\)"):
         latent_units(0, X, activity, encoder=loadings)
     with pytest.raises(ValueError, match="unit_names has shape"):
         latent_units(0, X, activity, unit_names=["a", "b"])
     with pytest.raises(ValueError, match="n_top must be a positive integer"):
         latent_units(0, X, activity, n_top=0)
-    with pytest.raises(ValueError, match="active_threshold"):
-        latent_units(0, X, activity, active_threshold=np.nan)
+    with pytest.raises(ValueError, match="activity_threshold"):
+        latent_units(0, X, activity, activity_threshold=np.nan)
     with pytest.raises(ValueError, match="codes is None"):
         latent_units(0, X)
     pca = PCA(n_components=4).fit(X)
-    with pytest.raises(ValueError, match="not both"):
-        latent_units(0, X, activity, estimator=pca, decoder=loadings)
+    with pytest.raises(ValueError, match="encoder is given with a fitted estimator"):
+        latent_units(0, X, activity, components=pca, encoder=loadings.T)
+    with pytest.raises(ValueError, match="without components_; fit it first"):
+        latent_units(0, X, activity, components=PCA(n_components=4))
     with pytest.raises(ValueError, match="by must be one of"):
         top_units_table([0], X, activity, by="weights")
     with pytest.raises(ValueError, match="latents is empty"):

@@ -42,6 +42,14 @@ def test_identical_runs_agree_perfectly():
     np.testing.assert_allclose(table["fraction_above_0.9"], 1.0)
 
 
+def test_match_latents_takes_fitted_models_like_arrays():
+    a, b = _dictionary(), _dictionary(seed=1)
+    from_arrays = match_latents(a, b)
+    from_models = match_latents(_Fitted(a), _Fitted(b))
+    for array_result, model_result in zip(from_arrays, from_models):
+        np.testing.assert_array_equal(array_result, model_result)
+
+
 def test_hungarian_matching_recovers_a_permutation():
     rng = np.random.RandomState(1)
     dictionary = _dictionary(n_latents=20, n_features=30)
@@ -161,6 +169,7 @@ def test_stable_latents_with_a_signed_baseline():
     assert stable_latents([pca, flipped], absolute=True)["stable"].all()
 
 
+@pytest.mark.slow  # starts a pool of worker processes (n_jobs=2)
 def test_fit_seeds_sets_one_random_state_per_clone_and_is_deterministic(one_torch_thread):
     rng = np.random.RandomState(0)
     X = rng.poisson(2.0, size=(200, 10)).astype(float)
@@ -229,6 +238,8 @@ def test_bad_arguments_name_the_argument():
         match_latents(a, _dictionary(4, 9))
     with pytest.raises(ValueError, match="components_b"):
         match_latents(a, np.empty((0, 10)))
+    with pytest.raises(ValueError, match="components_b is an estimator without"):
+        match_latents(a, PCA(n_components=2))
     with pytest.raises(ValueError, match="level_sizes"):
         seed_agreement([a, b], level_sizes=(2, 8))
     with pytest.raises(ValueError, match="level_sizes"):

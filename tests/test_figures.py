@@ -4,6 +4,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import warnings  # noqa: E402
+
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -13,6 +15,7 @@ from matplotlib.projections.polar import PolarAxes  # noqa: E402
 from scipy import sparse  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 
+from sklearn_nldisco.interpretation._attribution import latent_units  # noqa: E402
 from sklearn_nldisco.interpretation._figures import (  # noqa: E402
     plot_decoder_weights,
     plot_feature_card,
@@ -21,6 +24,7 @@ from sklearn_nldisco.interpretation._figures import (  # noqa: E402
     plot_training_curves,
     plot_unit_r2,
 )
+from sklearn_nldisco.interpretation._selectivity import SelectivityScorer  # noqa: E402
 from sklearn_nldisco.models import MatryoshkaSAE  # noqa: E402
 
 N_ROWS = 300
@@ -131,8 +135,8 @@ def test_l0_draws_into_given_axes(codes):
 def test_l0_rejects_bad_input(codes):
     with pytest.raises(ValueError):
         plot_l0(codes[0])
-    with pytest.raises(ValueError, match="active_threshold"):
-        plot_l0(codes, active_threshold=-1.0)
+    with pytest.raises(ValueError, match="activity_threshold"):
+        plot_l0(codes, activity_threshold=-1.0)
 
 
 @pytest.mark.parametrize("as_sparse", [False, True])
@@ -263,12 +267,12 @@ def test_feature_card_tuning_matches_groupby(model, codes, metadata, data, tmp_p
     assert len(polar) == 2
     activation = codes[:, latent]
 
-    # Angle: 8 equal-width bins over the circle; the curve closes on itself.
-    bins = (metadata["direction_deg"] // 45).astype(int)
-    expected = pd.Series(activation).groupby(bins).mean().reindex(range(8))
+    # Angle: 10 equal sectors of the circle from -180; the curve closes on itself.
+    bins = (np.mod(metadata["direction_deg"] + 180.0, 360.0) // 36).astype(int)
+    expected = pd.Series(activation).groupby(bins).mean().reindex(range(10))
     theta, radius = polar[0].get_lines()[0].get_data()
     np.testing.assert_allclose(radius[:-1], expected.to_numpy())
-    np.testing.assert_allclose(theta[:-1], np.deg2rad(np.arange(8) * 45 + 22.5))
+    np.testing.assert_allclose(theta[:-1], np.deg2rad(-180.0 + np.arange(10) * 36 + 18))
     fraction = pd.Series(activation > 0).groupby(bins).mean()
     np.testing.assert_allclose(polar[1].get_lines()[0].get_ydata()[:-1], fraction)
 
@@ -279,16 +283,13 @@ def test_feature_card_tuning_matches_groupby(model, codes, metadata, data, tmp_p
     labels = [label.get_text() for label in ax_phase.get_xticklabels()]
     assert labels == ["hold", "reach", "return"]
 
-    # Continuous: a line over quantile bins, at the mean value within each bin.
+    # Continuous: a line over 10 quantile bins, at the mean value within each bin.
     ax_speed = fig.axes[4]
-    quantile = pd.qcut(metadata["speed"], 8)
+    edges = np.quantile(metadata["speed"], np.linspace(0, 1, 11))
+    quantile = np.searchsorted(edges[1:-1], metadata["speed"], side="right")
     x, y = ax_speed.get_lines()[0].get_data()
-    np.testing.assert_allclose(
-        y, pd.Series(activation).groupby(quantile, observed=True).mean()
-    )
-    np.testing.assert_allclose(
-        x, metadata["speed"].groupby(quantile, observed=True).mean()
-    )
+    np.testing.assert_allclose(y, pd.Series(activation).groupby(quantile).mean())
+    np.testing.assert_allclose(x, metadata["speed"].groupby(quantile).mean())
 
     # Top units by decoder weight.
     ax_units = fig.axes[-1]
@@ -297,6 +298,62 @@ def test_feature_card_tuning_matches_groupby(model, codes, metadata, data, tmp_p
         [patch.get_width() for patch in ax_units.patches], np.sort(weights)[::-1][:5]
     )
     assert saves_png(fig, tmp_path)
+
+
+def _card_series(ax):
+    """Heights of a bar panel or the y values of a line panel."""
+    if isinstance(ax, PolarAxes):  # the curve closes on itself
+        return np.asarray(ax.get_lines()[0].get_ydata()[:-1])
+    if ax.patches:
+        return bar_heights(ax)
+    return np.asarray(ax.get_lines()[0].get_ydata())
+
+
+def test_feature_card_shows_the_scorer_conditions():
+    rng = np.random.default_rng(3)
+    n_rows = 2000
+    metadata = pd.DataFrame({
+        # angles on both sides of 0: sectors start at -180, as in the scorer
+        "direction_deg": rng.uniform(-180, 180, n_rows),
+        # an integer column with 25 values: discrete for the scorer (<= 64 values)
+        "target": rng.integers(0, 25, n_rows),
+        "speed": rng.gamma(2.0, 5.0, n_rows),
+    })
+    codes = rng.exponential(size=(n_rows, 3)) * (rng.random((n_rows, 3)) < 0.4)
+    codes[:, 1] *= metadata["target"].to_numpy() % 3 == 0
+    scorer = SelectivityScorer(n_permutations=2, random_state=0)
+    results = scorer.score_latents(codes, metadata)
+    for latent in range(3):
+        fig = plot_feature_card(latent, codes, metadata)
+        assert len(fig.axes) == 6
+        for index, variable in enumerate(metadata.columns):
+            rows = results[(results["latent"] == latent) & (results["variable"] == variable)]
+            mean_ax, fraction_ax = fig.axes[2 * index], fig.axes[2 * index + 1]
+            np.testing.assert_allclose(_card_series(mean_ax), rows["mean_during"])
+            np.testing.assert_allclose(_card_series(fraction_ax), rows["frac_during"])
+        labels = [label.get_text() for label in fig.axes[2].get_xticklabels()]
+        assert labels == [str(condition) for condition in results.loc[
+            (results["latent"] == latent) & (results["variable"] == "target"), "condition"]]
+        assert len(labels) == 25
+        plt.close(fig)
+
+
+def test_feature_card_units_are_latent_units(model, codes, data):
+    metadata = pd.DataFrame({"phase": np.arange(N_ROWS) % 2})
+    for latent in range(4):
+        for kwargs, by, column in (({"components": model}, "decoder", "decoder_weight"),
+                                   ({}, "activity", "activity_z")):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                units = latent_units(latent, data, codes, n_top=4, **kwargs)
+            top = units.sort_values(f"{by}_rank", kind="stable").head(4)
+            fig = plot_feature_card(latent, codes, metadata, X=data, n_top=4, **kwargs)
+            ax_units = fig.axes[-1]
+            shown = [label.get_text() for label in ax_units.get_yticklabels()]
+            assert shown == [f"unit {unit}" for unit in top["unit"]]
+            np.testing.assert_allclose(
+                [patch.get_width() for patch in ax_units.patches], top[column])
+            plt.close(fig)
 
 
 def test_feature_card_units_from_activity_and_names(codes, metadata, data):

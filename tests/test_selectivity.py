@@ -8,9 +8,9 @@ from sklearn.model_selection import GridSearchCV, GroupKFold
 
 from sklearn_nldisco import MatryoshkaSAE
 from sklearn_nldisco.datasets._simulate import make_reaching_session
+from sklearn_nldisco.interpretation._conditions import discretise
 from sklearn_nldisco.interpretation._selectivity import (
     SelectivityScorer,
-    _discretise,
     top_selective_latents,
 )
 from sklearn_nldisco.preprocessing import SpikeBinner, bin_metadata
@@ -62,7 +62,9 @@ def test_effect_matches_roc_auc_score_with_ties_and_missing_values():
     scorer = SelectivityScorer(n_bins=3, n_permutations=3, signed=True, random_state=0)
     results = scorer.score_latents(Z, metadata)
     for variable in ["phase", "speed"]:
-        labels, names = _discretise(metadata[variable], False, 3, 64, variable)
+        conditions = discretise(metadata[variable], variable, is_angle=False, n_bins=3,
+                                max_categories=64)
+        labels, names = conditions.labels, conditions.names
         valid = labels >= 0
         for latent in range(4):
             for sign in (1, -1):
@@ -205,26 +207,6 @@ def test_signed_codes_test_each_sign_of_a_pca_component():
         SelectivityScorer(signed=False).score_latents(Z, pd.DataFrame({"phase": phase}))
 
 
-def test_quantile_and_circular_binning_boundaries():
-    labels, names = _discretise(pd.Series(np.arange(100.0)), False, 4, 64, "speed")
-    assert names == ["[0, 24.75)", "[24.75, 49.5)", "[49.5, 74.25)", "[74.25, 99]"]
-    np.testing.assert_array_equal(np.bincount(labels), [25, 25, 25, 25])
-    assert labels[24] == 0 and labels[25] == 1 and labels[99] == 3
-    # tied quantiles merge bins
-    labels, names = _discretise(pd.Series([0.0] * 5 + [1.0, 2, 3, 4, 5]), False, 4, 64, "speed")
-    assert names == ["[0, 0.5)", "[0.5, 2.75)", "[2.75, 5]"]
-    np.testing.assert_array_equal(labels, [0] * 5 + [1, 1, 2, 2, 2])
-    angles = pd.Series([-180.0, -90.0, -0.001, 0.0, 179.9, 180.0, 360.0, 450.0, np.nan])
-    labels, names = _discretise(angles, True, 4, 64, "direction_deg")
-    assert names == ["[-180, -90)", "[-90, 0)", "[0, 90)", "[90, 180)"]
-    np.testing.assert_array_equal(labels, [0, 1, 1, 2, 3, 0, 2, 3, -1])
-    # integer columns are discrete; many distinct integers are binned
-    labels, names = _discretise(pd.Series([3, 1, 3, 2]), False, 4, 64, "trial_type")
-    assert names == [1, 2, 3]
-    labels, names = _discretise(pd.Series(np.arange(100)), False, 4, 10, "count")
-    assert len(names) == 4
-
-
 def test_missing_values_count_neither_during_nor_outside():
     direction = np.array([10.0, 10.0, np.nan, np.nan, -100.0, -100.0, -100.0, 10.0])
     z = np.array([1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
@@ -272,8 +254,11 @@ def test_levels_filter_and_ranking():
     assert top.loc[top["condition"] == 1].iloc[0]["latent"] == 5
     assert (top["frac_during"] >= 0.05).all()
     assert top["rank"].tolist() == [1, 2, 3, 1, 2, 3]
-    strict = top_selective_latents(results, min_activation_frac=0.0, max_q=0.05)
+    strict = top_selective_latents(results, min_activation_frac=0.0, alpha=0.05)
     assert (strict["q"] < 0.05).all()
+    assert len(strict) < len(top_selective_latents(results, min_activation_frac=0.0))
+    with pytest.raises(ValueError, match=r"alpha must be a number in \(0, 1\]"):
+        top_selective_latents(results, alpha=0.0)
     assert scorer.score_from_results(results, n_latents=8) == pytest.approx(1 / 8)
     with pytest.raises(ValueError, match="level_sizes must be strictly increasing"):
         scorer.score_latents(Z, pd.DataFrame({"phase": phase}), level_sizes=(4, 2))
@@ -290,6 +275,7 @@ def test_levels_filter_and_ranking():
         ({"n_bins": 1}, "n_bins must be an int >= 2"),
         ({"p_value": "exact"}, "p_value must be 'empirical' or 'gaussian'"),
         ({"signed_quantile": 1.5}, r"signed_quantile must be in \(0, 1\)"),
+        ({"activity_threshold": np.nan}, "activity_threshold must be a finite"),
     ],
 )
 def test_parameter_errors_name_the_argument(params, match):
@@ -356,6 +342,8 @@ def fitted_session():
     return metadata, sae.transform(X)
 
 
+# the fixture simulates a session and fits a model for 30 epochs: slow
+@pytest.mark.slow
 def test_shuffled_metadata_of_a_fitted_model_gives_no_more_discoveries_than_the_fdr(
         fitted_session):
     metadata, codes = fitted_session
@@ -380,6 +368,7 @@ def test_shuffled_metadata_of_a_fitted_model_gives_no_more_discoveries_than_the_
     assert max(fractions) <= 0.1
 
 
+@pytest.mark.slow
 def test_permuted_trial_labels_give_no_more_discoveries_than_the_fdr(fitted_session):
     metadata, codes = fitted_session
     scorer = SelectivityScorer(variables=["trial_type"], null="trial", random_state=0)

@@ -9,13 +9,21 @@ they disagree, the latent deserves a closer look before it is named.
 """
 
 from itertools import combinations
-from numbers import Integral, Real
 import warnings
 
 import numpy as np
 import pandas as pd
 from scipy import sparse, stats
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.validation import check_array
+
+from ._validation import (
+    _check_activity_threshold,
+    _check_codes,
+    _check_latent,
+    _check_n_top,
+    _dictionary,
+    _unit_names,
+)
 
 SCORES = ("decoder", "encoder", "activity")
 _SCORE_COLUMNS = {
@@ -30,12 +38,11 @@ def latent_units(
     X,
     codes=None,
     *,
-    decoder=None,
+    components=None,
     encoder=None,
-    estimator=None,
     unit_names=None,
     n_top=10,
-    active_threshold=0.0,
+    activity_threshold=0.0,
     absolute=False,
 ):
     """Rank the units behind one latent three ways and say how well they agree.
@@ -47,7 +54,7 @@ def latent_units(
     - ``encoder_weight``: the latent's encoder column, how much the unit drives
       the latent;
     - ``activity_z``: the unit's mean z-score over the bins in which the latent
-      is active (code above ``active_threshold``), where the z-score uses the
+      is active (code above ``activity_threshold``), where the z-score uses the
       unit's mean and standard deviation over all bins. This is how NLDisco
       ranks the neurons that contribute to a feature, and it needs no model.
 
@@ -55,31 +62,31 @@ def latent_units(
     ----------
     latent : int
         Index of the latent, ``0 <= latent < n_latents``.
-    X : {array-like, sparse matrix, DataFrame} of shape (n_bins, n_units)
+    X : {array-like, sparse matrix, DataFrame} of shape (n_bins, n_units) or None
         Activity of the units (for example binned spike counts), the data the
-        codes were computed from.
+        codes were computed from. None leaves the ``activity_z`` column NaN
+        (the weight rankings need no data); ``codes`` must then be given.
     codes : {array-like, sparse matrix} of shape (n_bins, n_latents), default=None
-        Latent activations for the bins of ``X``. When None, ``estimator``
-        must be given and ``estimator.transform(X)`` is used.
-    decoder : array-like of shape (n_latents, n_units), default=None
-        Decoder (dictionary) weights, one row per latent, as in
-        ``components_`` of scikit-learn decompositions. Without a decoder
-        the ``decoder_weight`` column is NaN.
+        Latent activations for the bins of ``X``. When None, ``components``
+        must be a fitted estimator and ``components.transform(X)`` is used.
+    components : array-like of shape (n_latents, n_units) or fitted estimator, \
+default=None
+        The dictionary: decoder weights, one row per latent, as in
+        ``components_`` of scikit-learn decompositions, or a fitted model
+        with ``components_``. A model also gives the encoder (its
+        ``encoder_weight_``, if any; PCA or NMF have none) and the unit names
+        (its ``feature_names_in_``). Without it the ``decoder_weight``
+        column is NaN.
     encoder : array-like of shape (n_units, n_latents), default=None
-        Encoder weights, one column per latent. Without an encoder the
-        ``encoder_weight`` column is NaN.
-    estimator : fitted estimator, default=None
-        Source of ``decoder`` (its ``components_``) and ``encoder`` (its
-        ``encoder_weight_``, if any). A model with ``components_`` only, such
-        as PCA or NMF, leaves the encoder column NaN. Give either
-        ``estimator`` or explicit arrays, not both.
+        Encoder weights, one column per latent, when ``components`` is an
+        array. Without an encoder the ``encoder_weight`` column is NaN.
     unit_names : array-like of shape (n_units,), default=None
         Names for the ``unit`` column. Defaults to the columns of a DataFrame
-        ``X``, then the estimator's ``feature_names_in_``, then positions.
+        ``X``, then the model's ``feature_names_in_``, then positions.
     n_top : int, default=10
         Size of the top sets compared in the agreement summary (clipped to
         ``n_units``).
-    active_threshold : float, default=0.0
+    activity_threshold : float, default=0.0
         A latent is active in a bin where its code exceeds this value. For
         signed codes (PCA) the default selects the positive half.
     absolute : bool, default=False
@@ -112,8 +119,8 @@ def latent_units(
     ------
     ValueError
         If ``latent`` is out of range, if the shapes of ``X``, ``codes``,
-        ``decoder``, ``encoder`` and ``unit_names`` disagree, or if both an
-        estimator and explicit weights are given.
+        ``components``, ``encoder`` and ``unit_names`` disagree, or if
+        ``encoder`` is given with a fitted model as ``components``.
 
     See Also
     --------
@@ -135,8 +142,8 @@ def latent_units(
     >>> from sklearn_nldisco.interpretation._attribution import latent_units
     >>> X = np.array([[0., 0., 1.], [4., 2., 1.], [0., 0., 0.], [5., 3., 0.]])
     >>> codes = np.array([[0.], [1.], [0.], [1.2]])
-    >>> decoder = np.array([[0.9, 0.4, 0.1]])
-    >>> units = latent_units(0, X, codes, decoder=decoder, n_top=2)
+    >>> components = np.array([[0.9, 0.4, 0.1]])
+    >>> units = latent_units(0, X, codes, components=components, n_top=2)
     >>> units[["unit", "decoder_rank", "activity_rank"]]
        unit  decoder_rank  activity_rank
     0     0           1.0            1.0
@@ -145,37 +152,42 @@ def latent_units(
     >>> units.attrs["agreement"]["jaccard_decoder_activity"]
     1.0
     """
-    X, unit_names_from_x = _check_activity(X)
-    n_bins, n_units = X.shape
-    decoder, encoder, estimator_names = _resolve_weights(decoder, encoder, estimator)
+    decoder, encoder, model = _resolve_weights(components, encoder)
     if codes is None:
-        if estimator is None:
+        if model is None or X is None:
             raise ValueError(
-                "codes is None and no estimator was given; pass the codes of X "
-                "or a fitted estimator that can transform X."
+                "codes is None; pass the codes of X, or X and a fitted estimator "
+                "as components to compute them."
             )
-        codes = estimator.transform(X)
-    codes = _check_codes(codes, n_bins)
+        codes = model.transform(X)
+    original_X = X
+    if X is None:
+        codes = _check_codes(codes)
+        n_bins, n_units = codes.shape[0], _n_units_of_weights(decoder, encoder)
+    else:
+        X = _check_activity(X)
+        n_bins, n_units = X.shape
+        codes = _check_codes(codes, n_bins)
     n_latents = codes.shape[1]
     decoder, encoder = _check_weights(decoder, encoder, n_units, n_latents)
     latent = _check_latent(latent, n_latents)
     n_top = _check_n_top(n_top)
-    if not isinstance(active_threshold, Real) or not np.isfinite(active_threshold):
-        raise ValueError(
-            f"active_threshold must be a finite real number, got {active_threshold!r}."
-        )
-    names = _unit_names(unit_names, unit_names_from_x, estimator_names, n_units)
+    activity_threshold = _check_activity_threshold(activity_threshold)
+    names = _unit_names(unit_names, n_units, original_X, model)
+    names = np.arange(n_units) if names is None else names
 
     nan = np.full(n_units, np.nan)
     scores = {
         "decoder": nan if decoder is None else decoder[latent].astype(np.float64),
         "encoder": nan if encoder is None else encoder[:, latent].astype(np.float64),
     }
-    active = _latent_column(codes, latent) > active_threshold
+    active = _latent_column(codes, latent) > activity_threshold
     n_active = int(active.sum())
-    if n_active == 0:
+    if X is None:
+        scores["activity"] = nan
+    elif n_active == 0:
         warnings.warn(
-            f"Latent {latent} is never active (code > {active_threshold}) in the "
+            f"Latent {latent} is never active (code > {activity_threshold}) in the "
             f"{n_bins} bins of X; its activity_z column is NaN.",
             UserWarning,
             stacklevel=2,
@@ -276,16 +288,15 @@ def top_units_table(latents, X, codes=None, *, by="activity", **kwargs):
     X : {array-like, sparse matrix, DataFrame} of shape (n_bins, n_units)
         Activity of the units.
     codes : {array-like, sparse matrix} of shape (n_bins, n_latents), default=None
-        Latent activations; computed with ``estimator.transform(X)`` when
-        None.
+        Latent activations; computed with ``components.transform(X)`` when
+        None (``components`` a fitted estimator).
     by : {"activity", "decoder", "encoder"}, default="activity"
         Ranking that chooses the ``n_top`` units kept for each latent. For a
         latent whose ``by`` score is missing (never active, or no encoder)
         no rows are kept.
     **kwargs
-        Passed to :func:`latent_units`: ``decoder``, ``encoder``,
-        ``estimator``, ``unit_names``, ``n_top``, ``active_threshold``,
-        ``absolute``.
+        Passed to :func:`latent_units`: ``components``, ``encoder``,
+        ``unit_names``, ``n_top``, ``activity_threshold``, ``absolute``.
 
     Returns
     -------
@@ -321,8 +332,9 @@ def top_units_table(latents, X, codes=None, *, by="activity", **kwargs):
     latents = np.atleast_1d(np.asarray(latents))
     if latents.size == 0:
         raise ValueError("latents is empty; expected at least one latent index.")
-    if "estimator" in kwargs and kwargs["estimator"] is not None and codes is None:
-        codes = kwargs["estimator"].transform(X)
+    model = kwargs.get("components")
+    if codes is None and hasattr(model, "components_") and hasattr(model, "transform"):
+        codes = model.transform(X)
     n_top = _check_n_top(kwargs.get("n_top", 10))
     tables = []
     for latent in latents:
@@ -339,39 +351,37 @@ def top_units_table(latents, X, codes=None, *, by="activity", **kwargs):
 
 # ------------------------------------------------------------------ helpers
 def _check_activity(X):
-    names = None
-    if isinstance(X, pd.DataFrame):
-        names = np.asarray(X.columns)
     X = check_array(
         X, accept_sparse=("csr", "csc"), dtype=np.float64, input_name="X"
     )
     if X.shape[0] < 1 or X.shape[1] < 1:
         raise ValueError(f"X must have at least one bin and one unit, got {X.shape}.")
-    return X, names
+    return X
 
 
-def _check_codes(codes, n_bins):
-    codes = check_array(
-        codes, accept_sparse=("csr", "csc"), dtype=np.float64, input_name="codes"
-    )
-    if codes.shape[0] != n_bins:
-        raise ValueError(
-            f"codes has {codes.shape[0]} rows but X has {n_bins} bins; "
-            "expected one row of codes per bin of X."
-        )
-    return codes
-
-
-def _resolve_weights(decoder, encoder, estimator):
-    if estimator is None:
+def _resolve_weights(components, encoder):
+    """Decoder and encoder arrays, and the model when ``components`` is one."""
+    if components is None or not hasattr(components, "components_"):
+        decoder = None if components is None else _dictionary(components)
         return decoder, encoder, None
-    if decoder is not None or encoder is not None:
+    if encoder is not None:
         raise ValueError(
-            "Pass either estimator or the decoder/encoder arrays, not both."
+            "encoder is given with a fitted estimator as components; the "
+            "estimator's encoder_weight_ is used, so pass encoder only with a "
+            "components array."
         )
-    check_is_fitted(estimator, "components_")
-    names = getattr(estimator, "feature_names_in_", None)
-    return estimator.components_, getattr(estimator, "encoder_weight_", None), names
+    return (_dictionary(components), getattr(components, "encoder_weight_", None),
+            components)
+
+
+def _n_units_of_weights(decoder, encoder):
+    if decoder is not None:
+        return decoder.shape[1]
+    if encoder is not None:
+        return np.shape(encoder)[0]
+    raise ValueError(
+        "X is None and there are no weights to rank; pass X, components or encoder."
+    )
 
 
 def _check_weights(decoder, encoder, n_units, n_latents):
@@ -379,8 +389,9 @@ def _check_weights(decoder, encoder, n_units, n_latents):
         decoder = check_array(decoder, dtype=np.float64, input_name="decoder")
         if decoder.shape != (n_latents, n_units):
             raise ValueError(
-                f"decoder has shape {decoder.shape}; expected (n_latents, n_units) "
-                f"= ({n_latents}, {n_units}) from codes and X."
+                f"components has shape {decoder.shape}; expected one row per latent "
+                f"and one column per unit, (n_latents, n_units) = ({n_latents}, "
+                f"{n_units}) from codes and X."
             )
     if encoder is not None:
         encoder = check_array(encoder, dtype=np.float64, input_name="encoder")
@@ -390,40 +401,6 @@ def _check_weights(decoder, encoder, n_units, n_latents):
                 f"= ({n_units}, {n_latents}) from X and codes."
             )
     return decoder, encoder
-
-
-def _check_latent(latent, n_latents):
-    if isinstance(latent, (bool, np.bool_)) or not isinstance(latent, Integral):
-        raise ValueError(f"latent must be an integer index, got {latent!r}.")
-    if not 0 <= latent < n_latents:
-        raise ValueError(
-            f"latent={latent} is out of range; expected 0 <= latent < {n_latents}."
-        )
-    return int(latent)
-
-
-def _check_n_top(n_top):
-    if (
-        isinstance(n_top, (bool, np.bool_))
-        or not isinstance(n_top, Integral)
-        or n_top < 1
-    ):
-        raise ValueError(f"n_top must be a positive integer, got {n_top!r}.")
-    return int(n_top)
-
-
-def _unit_names(unit_names, from_x, from_estimator, n_units):
-    for names in (unit_names, from_x, from_estimator):
-        if names is None:
-            continue
-        names = np.asarray(names)
-        if names.shape != (n_units,):
-            raise ValueError(
-                f"unit_names has shape {names.shape}; expected ({n_units},), "
-                "one name per column of X."
-            )
-        return names
-    return np.arange(n_units)
 
 
 def _latent_column(codes, latent):

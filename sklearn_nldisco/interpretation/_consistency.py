@@ -8,7 +8,8 @@ matched closely in every other run is called stable.
 
 Everything here takes dictionaries (arrays of shape ``(n_latents,
 n_features)``) or any fitted estimator exposing ``components_``, so a
-Matryoshka SAE, PCA or NMF are compared the same way.
+Matryoshka SAE, PCA or NMF are compared the same way; several runs are
+passed as a sequence ``runs`` of either.
 """
 
 import numbers
@@ -18,6 +19,8 @@ import pandas as pd
 from joblib import Parallel, delayed
 from scipy.optimize import linear_sum_assignment
 from sklearn.base import clone
+
+from ._validation import _check_level_sizes, _dictionary
 
 __all__ = ["fit_seeds", "match_latents", "seed_agreement", "stable_latents"]
 
@@ -109,9 +112,9 @@ def match_latents(components_a, components_b, *, absolute=False):
 
     Parameters
     ----------
-    components_a : array-like of shape (n_latents_a, n_features)
-        First dictionary, one row per latent (e.g. ``components_``).
-    components_b : array-like of shape (n_latents_b, n_features)
+    components_a : array-like of shape (n_latents_a, n_features) or fitted estimator
+        First dictionary, one row per latent, or a model with ``components_``.
+    components_b : array-like of shape (n_latents_b, n_features) or fitted estimator
         Second dictionary, with the same number of features. The numbers of
         latents may differ: ``min(n_latents_a, n_latents_b)`` pairs are
         matched and the remaining latents of the larger dictionary are left
@@ -151,8 +154,8 @@ def match_latents(components_a, components_b, *, absolute=False):
     >>> match_latents(a, -a, absolute=True)[2].tolist()
     [1.0, 1.0, 1.0]
     """
-    components_a = _check_dictionary(components_a, "components_a")
-    components_b = _check_dictionary(components_b, "components_b")
+    components_a = _dictionary(components_a, "components_a")
+    components_b = _dictionary(components_b, "components_b")
     if components_a.shape[1] != components_b.shape[1]:
         raise ValueError(
             "components_a and components_b must have the same number of "
@@ -175,65 +178,30 @@ def _normalise_rows(components):
     return components / np.where(norms > 0, norms, 1.0)
 
 
-def _check_dictionary(components, name):
-    try:
-        components = np.asarray(components, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise TypeError(
-            f"{name} must be a numeric array of shape (n_latents, n_features); "
-            f"got {type(components).__name__}."
-        ) from error
-    if components.ndim != 2:
-        raise ValueError(
-            f"{name} must be a 2D array of shape (n_latents, n_features); "
-            f"got an array of shape {components.shape}."
-        )
-    if components.shape[0] == 0 or components.shape[1] == 0:
-        raise ValueError(
-            f"{name} must hold at least one latent and one feature; got shape "
-            f"{components.shape}."
-        )
-    if not np.all(np.isfinite(components)):
-        raise ValueError(f"{name} must be finite; got NaN or infinite entries.")
-    return components
-
-
-def _collect_runs(models_or_components, level_sizes):
+def _collect_runs(runs, level_sizes):
     """Unit-norm dictionaries of the runs and the shared level sizes."""
-    name = "models_or_components"
-    if isinstance(models_or_components, np.ndarray) and models_or_components.ndim == 3:
-        runs = list(models_or_components)
-    elif isinstance(models_or_components, (str, bytes)) or not hasattr(
-        models_or_components, "__iter__"
-    ):
+    if isinstance(runs, np.ndarray) and runs.ndim == 3:
+        runs = list(runs)
+    elif isinstance(runs, (str, bytes)) or not hasattr(runs, "__iter__"):
         raise TypeError(
-            f"{name} must be a sequence of fitted estimators or 2D arrays; got "
-            f"{type(models_or_components).__name__}."
+            "runs must be a sequence of fitted estimators or 2D arrays; got "
+            f"{type(runs).__name__}."
         )
     else:
-        runs = list(models_or_components)
+        runs = list(runs)
     if len(runs) < 2:
-        raise ValueError(f"{name} must hold at least two runs to compare; got {len(runs)}.")
+        raise ValueError(f"runs must hold at least two runs to compare; got {len(runs)}.")
 
-    dictionaries, fitted_levels = [], []
-    for position, run in enumerate(runs):
-        if hasattr(run, "components_"):
-            label = f"{name}[{position}].components_"
-            dictionaries.append(_check_dictionary(run.components_, label))
-            fitted = getattr(run, "level_sizes_", None)
-            fitted_levels.append(None if fitted is None else tuple(int(s) for s in fitted))
-        elif hasattr(run, "fit") and hasattr(run, "get_params"):
-            raise ValueError(
-                f"{name}[{position}] is an estimator without components_; fit it first."
-            )
-        else:
-            dictionaries.append(_check_dictionary(run, f"{name}[{position}]"))
-            fitted_levels.append(None)
-
+    dictionaries = [_dictionary(run, f"runs[{position}]") for position, run in enumerate(runs)]
+    fitted_levels = [
+        None if getattr(run, "level_sizes_", None) is None
+        else tuple(int(s) for s in run.level_sizes_)
+        for run in runs
+    ]
     n_features = [dictionary.shape[1] for dictionary in dictionaries]
     if len(set(n_features)) > 1:
         raise ValueError(
-            f"every run in {name} must have the same number of features; got {n_features}."
+            f"every run in runs must have the same number of features; got {n_features}."
         )
     n_latents = [dictionary.shape[0] for dictionary in dictionaries]
 
@@ -241,7 +209,7 @@ def _collect_runs(models_or_components, level_sizes):
         known = {levels for levels in fitted_levels if levels is not None}
         if len(known) > 1:
             raise ValueError(
-                f"the runs in {name} have different level_sizes_ {sorted(known)}; pass "
+                f"the runs have different level_sizes_ {sorted(known)}; pass "
                 "level_sizes explicitly."
             )
         if known:
@@ -250,27 +218,8 @@ def _collect_runs(models_or_components, level_sizes):
             level_sizes = (n_latents[0],)
         else:
             level_sizes = (min(n_latents),)
-    level_sizes = _check_level_sizes(level_sizes, min(n_latents))
+    level_sizes = _check_level_sizes(level_sizes, min(n_latents), prefix=True)
     return [_normalise_rows(dictionary) for dictionary in dictionaries], level_sizes
-
-
-def _check_level_sizes(level_sizes, max_size):
-    if isinstance(level_sizes, (str, bytes)) or not hasattr(level_sizes, "__iter__"):
-        raise TypeError(f"level_sizes must be a sequence of int; got {level_sizes!r}.")
-    sizes = list(level_sizes)
-    if (
-        not sizes
-        or any(not isinstance(s, numbers.Integral) or isinstance(s, bool) for s in sizes)
-        or any(s < 1 for s in sizes)
-        or any(b <= a for a, b in zip(sizes, sizes[1:]))
-        or sizes[-1] > max_size
-    ):
-        raise ValueError(
-            "level_sizes must be a non-empty, strictly increasing sequence of "
-            f"positive int no larger than the smallest run ({max_size} latents); "
-            f"got {level_sizes!r}."
-        )
-    return tuple(int(s) for s in sizes)
 
 
 def _check_thresholds(thresholds):
@@ -293,7 +242,7 @@ def _check_run_index(index, n_runs, name):
 
 
 def seed_agreement(
-    models_or_components,
+    runs,
     *,
     level_sizes=None,
     thresholds=(0.7, 0.9),
@@ -312,7 +261,7 @@ def seed_agreement(
 
     Parameters
     ----------
-    models_or_components : sequence of estimator or array-like
+    runs : sequence of estimator or array-like
         At least two runs: fitted estimators (their ``components_`` and,
         when present, ``level_sizes_`` are used) or dictionaries of shape
         ``(n_latents, n_features)``, all with the same ``n_features``.
@@ -355,7 +304,7 @@ def seed_agreement(
        run_a  run_b  level  mean_cosine  fraction_above_0.9
     0      0      1      0          1.0                 1.0
     """
-    dictionaries, level_sizes = _collect_runs(models_or_components, level_sizes)
+    dictionaries, level_sizes = _collect_runs(runs, level_sizes)
     thresholds = _check_thresholds(thresholds)
     n_runs = len(dictionaries)
     if reference is None:
@@ -384,7 +333,7 @@ def seed_agreement(
 
 
 def stable_latents(
-    models_or_components, *, threshold=0.9, reference=0, level_sizes=None, absolute=False
+    runs, *, threshold=0.9, reference=0, level_sizes=None, absolute=False
 ):
     """Latents of a reference run that every other run finds again.
 
@@ -396,7 +345,7 @@ def stable_latents(
 
     Parameters
     ----------
-    models_or_components : sequence of estimator or array-like
+    runs : sequence of estimator or array-like
         At least two runs: fitted estimators (``components_`` and, when
         present, ``level_sizes_``) or dictionaries of shape
         ``(n_latents, n_features)``, all with the same ``n_features``.
@@ -442,7 +391,7 @@ def stable_latents(
     [0, 1, 2]
     """
     threshold = _check_thresholds((threshold,))[0]
-    dictionaries, level_sizes = _collect_runs(models_or_components, level_sizes)
+    dictionaries, level_sizes = _collect_runs(runs, level_sizes)
     n_runs = len(dictionaries)
     reference = _check_run_index(reference, n_runs, "reference")
     reference_dictionary = dictionaries[reference]

@@ -7,7 +7,7 @@ pyplot's global state, so the figures can be saved, embedded in a report or
 shown by the caller.
 """
 
-from numbers import Integral
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -15,6 +15,18 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from scipy import sparse
 from sklearn.utils.validation import check_array
+
+from ._attribution import latent_units
+from ._conditions import DEFAULT_MAX_CATEGORIES, DEFAULT_N_BINS, discretise, n_bins_for
+from ._validation import (
+    _check_activity_threshold,
+    _check_codes,
+    _check_latent,
+    _check_level_sizes,
+    _check_n_top,
+    _dictionary,
+    _unit_names,
+)
 
 _LEVEL_COLORS = "tab10"
 
@@ -33,51 +45,26 @@ def _root_figure(ax):
     return ax.get_figure(root=True)
 
 
-def _check_codes(codes, name="codes"):
-    """Validate codes, keeping a sparse matrix sparse (CSR)."""
-    return check_array(
-        codes, accept_sparse="csr", dtype=np.float64, input_name=name
-    )
-
-
-def _active(codes, active_threshold):
+def _active(codes, activity_threshold):
     """Boolean activity of ``codes``, sparse where ``codes`` is sparse."""
-    if active_threshold < 0:
-        raise ValueError(
-            f"active_threshold must be >= 0, got {active_threshold!r}."
-        )
-    return codes > active_threshold
+    return codes > _check_activity_threshold(activity_threshold, non_negative=True)
 
 
-def _l0_per_row(codes, active_threshold):
-    active = _active(codes, active_threshold)
+def _l0_per_row(codes, activity_threshold):
+    active = _active(codes, activity_threshold)
     return np.asarray(active.sum(axis=1)).ravel().astype(int)
 
 
-def _frequency_per_latent(codes, active_threshold):
-    active = _active(codes, active_threshold)
+def _frequency_per_latent(codes, activity_threshold):
+    active = _active(codes, activity_threshold)
     return np.asarray(active.sum(axis=0)).ravel() / codes.shape[0]
 
 
-def _check_level_sizes(level_sizes, n_latents):
-    """Cumulative level sizes as an int array ending at ``n_latents``."""
+def _levels(level_sizes, n_latents):
+    """Cumulative level sizes as an int array; None is one level of all latents."""
     if level_sizes is None:
         return np.array([n_latents])
-    sizes = np.asarray(level_sizes)
-    if (
-        sizes.ndim != 1
-        or sizes.size == 0
-        or not np.issubdtype(sizes.dtype, np.integer)
-        or sizes[0] <= 0
-        or np.any(np.diff(sizes) <= 0)
-        or sizes[-1] != n_latents
-    ):
-        raise ValueError(
-            "level_sizes must be strictly increasing positive integers ending "
-            f"at n_latents={n_latents} (cumulative sizes, as level_sizes_), "
-            f"got {level_sizes!r}."
-        )
-    return sizes.astype(int)
+    return np.asarray(_check_level_sizes(level_sizes, n_latents))
 
 
 def _level_slices(level_sizes):
@@ -99,30 +86,12 @@ def _level_colors(n_levels):
     return [cmap(i % cmap.N) for i in range(n_levels)]
 
 
-def _check_latent(latent, n_latents):
-    if (
-        not isinstance(latent, Integral)
-        or isinstance(latent, bool)
-        or not 0 <= latent < n_latents
-    ):
-        raise ValueError(
-            f"latent must be an integer in [0, {n_latents}), got {latent!r}."
-        )
-    return int(latent)
-
-
-def _unit_names(unit_names, n_units, X=None):
-    if unit_names is None:
-        if isinstance(X, pd.DataFrame):
-            return [str(c) for c in X.columns]
+def _unit_labels(unit_names, n_units, X=None, estimator=None):
+    """Tick labels of the units: their names, or ``unit i``."""
+    names = _unit_names(unit_names, n_units, X, estimator)
+    if names is None:
         return [f"unit {i}" for i in range(n_units)]
-    names = [str(name) for name in np.asarray(unit_names).ravel()]
-    if len(names) != n_units:
-        raise ValueError(
-            f"unit_names must have one name per unit ({n_units}), got "
-            f"{len(names)}."
-        )
-    return names
+    return [str(name) for name in names]
 
 
 # dictionary
@@ -170,13 +139,11 @@ def plot_decoder_weights(components, level_sizes=None, *, bins=50, fig=None):
     >>> type(fig).__name__, len(fig.axes)
     ('Figure', 2)
     """
-    if hasattr(components, "components_"):
-        if level_sizes is None:
-            level_sizes = getattr(components, "level_sizes_", None)
-        components = components.components_
-    weights = check_array(components, dtype=np.float64, input_name="components")
+    if level_sizes is None:
+        level_sizes = getattr(components, "level_sizes_", None)
+    weights = _dictionary(components)
     n_latents, n_features = weights.shape
-    sizes = _check_level_sizes(level_sizes, n_latents)
+    sizes = _levels(level_sizes, n_latents)
     blocks = _level_slices(sizes)
     colors = _level_colors(len(blocks))
     labels = [_level_label(i, b, len(blocks)) for i, b in enumerate(blocks)]
@@ -215,14 +182,14 @@ def plot_decoder_weights(components, level_sizes=None, *, bins=50, fig=None):
 # codes
 
 
-def plot_l0(codes, *, active_threshold=0.0, ax=None):
+def plot_l0(codes, *, activity_threshold=0.0, ax=None):
     """Histogram of L0, the number of active latents per row.
 
     Parameters
     ----------
     codes : {array-like, sparse matrix} of shape (n_rows, n_latents)
         Latent activations, for example ``model.transform(X)``.
-    active_threshold : float, default=0.0
+    activity_threshold : float, default=0.0
         A latent is active in a row where its code exceeds this value.
     ax : Axes, default=None
         Axes to draw into. A new figure is made when None.
@@ -236,7 +203,7 @@ def plot_l0(codes, *, active_threshold=0.0, ax=None):
     Raises
     ------
     ValueError
-        If ``codes`` is not 2-D or ``active_threshold`` is negative.
+        If ``codes`` is not 2-D or ``activity_threshold`` is negative.
 
     Examples
     --------
@@ -248,7 +215,7 @@ def plot_l0(codes, *, active_threshold=0.0, ax=None):
     [1.0, 1.0, 1.0]
     """
     codes = _check_codes(codes)
-    l0 = _l0_per_row(codes, active_threshold)
+    l0 = _l0_per_row(codes, activity_threshold)
     counts = np.bincount(l0, minlength=1).astype(float)
     if ax is None:
         fig = _figure(None, (5, 3.5))
@@ -267,7 +234,7 @@ def plot_l0(codes, *, active_threshold=0.0, ax=None):
 
 
 def plot_latent_frequency(
-    codes, level_sizes=None, *, active_threshold=0.0, bins=30, fig=None
+    codes, level_sizes=None, *, activity_threshold=0.0, bins=30, fig=None
 ):
     """Log-scale histogram of how often each latent fires, one panel per level.
 
@@ -278,7 +245,7 @@ def plot_latent_frequency(
     level_sizes : array-like of int, default=None
         Cumulative level sizes ending at ``n_latents`` (as ``level_sizes_``);
         each panel shows the latents that level adds. None gives one panel.
-    active_threshold : float, default=0.0
+    activity_threshold : float, default=0.0
         A latent is active in a row where its code exceeds this value.
     bins : int, default=30
         Number of log-spaced bins between ``1 / n_rows`` and 1.
@@ -313,10 +280,10 @@ def plot_latent_frequency(
     n_rows, n_latents = codes.shape
     if n_rows == 0:
         raise ValueError("codes must have at least one row, got 0.")
-    sizes = _check_level_sizes(level_sizes, n_latents)
+    sizes = _levels(level_sizes, n_latents)
     blocks = _level_slices(sizes)
     colors = _level_colors(len(blocks))
-    frequency = _frequency_per_latent(codes, active_threshold)
+    frequency = _frequency_per_latent(codes, activity_threshold)
 
     low = np.log10(1.0 / n_rows)
     edges = np.linspace(low, 0.0, bins + 1) if low < 0 else np.linspace(-1, 0, bins + 1)
@@ -405,7 +372,7 @@ def plot_unit_r2(X, X_hat, unit_names=None, *, sort=True, ax=None):
         raise ValueError(
             f"X and X_hat must have the same shape, got {X.shape} and {X_hat.shape}."
         )
-    names = _unit_names(unit_names, X.shape[1], original)
+    names = _unit_labels(unit_names, X.shape[1], original)
     X = X.toarray() if sparse.issparse(X) else X
     X_hat = X_hat.toarray() if sparse.issparse(X_hat) else X_hat
     r2 = _unit_r2(X, X_hat)
@@ -571,77 +538,34 @@ def plot_training_curves(history, *, best_iter=None, fig=None):
 # feature card
 
 
-def _variable_kind(values, name, angle_variables, n_bins):
-    if name in angle_variables:
-        if not pd.api.types.is_numeric_dtype(values):
-            raise ValueError(
-                f"Angle variable {name!r} must be numeric (degrees), got dtype "
-                f"{values.dtype}."
-            )
-        return "angle"
-    if (
-        pd.api.types.is_numeric_dtype(values)
-        and not pd.api.types.is_bool_dtype(values)
-        and values.nunique() > n_bins
-    ):
-        return "continuous"
-    return "categorical"
-
-
-def _tuning(activation, active, values, kind, n_bins):
+def _tuning(activation, active, values, conditions):
     """Mean activation, SEM and fraction active per condition of one variable.
 
-    Returns a DataFrame indexed by condition with columns ``position``
-    (angle in radians, bin mean or category index), ``mean``, ``sem``,
+    Returns a DataFrame indexed by condition name, in the order of
+    ``conditions``, with columns ``position`` (sector centre in radians, mean
+    value within a bin, or category index), ``mean``, ``sem``,
     ``fraction_active`` and ``n``; rows with a missing value are left out.
     """
-    keep = values.notna().to_numpy()
-    values = values[keep]
-    frame = pd.DataFrame({"activation": activation[keep], "active": active[keep]})
-    if kind == "angle":
-        width = 360.0 / n_bins
-        degrees = np.mod(values.to_numpy(dtype=np.float64), 360.0)
-        bin_index = np.minimum((degrees // width).astype(int), n_bins - 1)
-        frame["condition"] = bin_index
-        grouped = frame.groupby("condition")
-        table = grouped.agg(
-            mean=("activation", "mean"),
-            sem=("activation", "sem"),
-            fraction_active=("active", "mean"),
-            n=("activation", "size"),
-        ).reindex(np.arange(n_bins))
-        table["position"] = np.deg2rad((np.arange(n_bins) + 0.5) * width)
-    elif kind == "continuous":
-        numeric = values.to_numpy(dtype=np.float64)
-        frame["condition"] = pd.qcut(numeric, n_bins, duplicates="drop")
-        frame["value"] = numeric
-        grouped = frame.groupby("condition", observed=True)
-        table = grouped.agg(
-            mean=("activation", "mean"),
-            sem=("activation", "sem"),
-            fraction_active=("active", "mean"),
-            n=("activation", "size"),
-            position=("value", "mean"),
-        )
+    keep = conditions.labels >= 0
+    frame = pd.DataFrame({
+        "condition": conditions.labels[keep],
+        "activation": activation[keep],
+        "active": active[keep],
+    })
+    table = frame.groupby("condition").agg(
+        mean=("activation", "mean"),
+        sem=("activation", "sem"),
+        fraction_active=("active", "mean"),
+        n=("activation", "size"),
+    ).reindex(np.arange(len(conditions.names)))
+    if conditions.kind == "angle":
+        table["position"] = np.deg2rad(conditions.bounds.mean(axis=1))
+    elif conditions.kind == "continuous":
+        numeric = values.to_numpy(dtype=np.float64)[keep]
+        table["position"] = pd.Series(numeric).groupby(frame["condition"]).mean()
     else:
-        if isinstance(values.dtype, pd.CategoricalDtype):
-            categories = list(values.cat.categories)
-        else:
-            categories = list(pd.unique(values))
-            try:
-                categories = sorted(categories)
-            except TypeError:
-                pass
-        frame["condition"] = values.to_numpy()
-        grouped = frame.groupby("condition", observed=True, sort=False)
-        table = grouped.agg(
-            mean=("activation", "mean"),
-            sem=("activation", "sem"),
-            fraction_active=("active", "mean"),
-            n=("activation", "size"),
-        ).reindex(categories)
-        table = table[table["n"].notna()]
         table["position"] = np.arange(len(table), dtype=float)
+    table.index = pd.Index(conditions.names, dtype=object, name="condition")
     return table
 
 
@@ -671,6 +595,31 @@ def _draw_tuning(ax, table, kind, quantity, color):
                       rotation=30 if len(positions) > 3 else 0, fontsize="small")
 
 
+def _card_units(latent, codes, X, components, unit_names, n_top, activity_threshold):
+    """Scores, labels and axis label of the units of the card, by ``latent_units``.
+
+    The decoder ranking when ``components`` is given, else the activity
+    ranking; None when neither ``components`` nor ``X`` is given.
+    """
+    if components is None and X is None:
+        return None
+    by = "decoder" if components is not None else "activity"
+    with warnings.catch_warnings():
+        # a latent never active in these rows: its card shows empty activity bars
+        warnings.filterwarnings("ignore", message="Latent .* is never active")
+        units = latent_units(latent, X, codes, components=components, unit_names=unit_names,
+                             n_top=n_top, activity_threshold=activity_threshold)
+    column = "decoder_weight" if by == "decoder" else "activity_z"
+    scores = units[column].to_numpy(dtype=np.float64)
+    ranks = units[f"{by}_rank"].to_numpy(dtype=np.float64)
+    order = np.argsort(np.where(np.isnan(ranks), np.inf, ranks), kind="stable")
+    order = order[:min(n_top, scores.size)]
+    model = components if hasattr(components, "components_") else None
+    labels = _unit_labels(unit_names, scores.size, X, model)
+    label = "decoder weight" if by == "decoder" else "mean z-score while active"
+    return scores[order], [labels[i] for i in order], label
+
+
 def plot_feature_card(
     latent,
     codes,
@@ -682,24 +631,27 @@ def plot_feature_card(
     components=None,
     unit_names=None,
     n_top=10,
-    n_bins=8,
-    active_threshold=0.0,
+    n_bins=DEFAULT_N_BINS,
+    max_categories=DEFAULT_MAX_CATEGORIES,
+    activity_threshold=0.0,
     fig=None,
 ):
     """One latent at a glance: its tuning to behaviour and its top units.
 
-    For each behavioural variable the rows are grouped into conditions and
-    the card shows, per condition, the latent's mean activation (inactive
-    rows count as zero; error bars are standard errors) and the fraction of
-    rows in which it is active:
+    For each behavioural variable the rows are grouped into the conditions
+    that :class:`~sklearn_nldisco.SelectivityScorer` tests (with the same
+    ``angle_variables``, ``n_bins`` and ``max_categories``), and the card
+    shows, per condition, the latent's mean activation (inactive rows count
+    as zero; error bars are standard errors) and the fraction of rows in
+    which it is active:
 
-    - angle variables (in degrees) on polar axes, in ``n_bins`` equal-width
-      bins over the circle;
-    - categorical variables (non-numeric, boolean, or numeric with at most
-      ``n_bins`` distinct values, such as a trial phase or type) as bars, one
-      per category;
-    - continuous variables (such as speed) as lines over ``n_bins`` quantile
-      bins, placed at the mean value within each bin.
+    - angle variables (in degrees) on polar axes, in ``n_bins`` equal sectors
+      of the circle starting at -180 (empty sectors left out);
+    - discrete variables (non-numeric, boolean, or integer with at most
+      ``max_categories`` distinct values, such as a trial phase or type) as
+      bars, one per value;
+    - other numeric variables (such as speed) as lines over ``n_bins``
+      quantile bins, placed at the mean value within each bin.
 
     Parameters
     ----------
@@ -719,19 +671,23 @@ def plot_feature_card(
         Activity of the units. Without ``components``, the top units are
         ranked by their mean z-score over the rows in which the latent is
         active. Also the default source of ``unit_names``.
-    components : array-like of shape (n_latents, n_units) or estimator, default=None
-        Decoder weights (or a model with ``components_``). When given, the
-        top units are those with the largest decoder weight for the latent.
+    components : array-like of shape (n_latents, n_units) or fitted estimator, \
+default=None
+        The dictionary: decoder weights, or a model with ``components_``.
+        When given, the top units are those with the largest decoder weight
+        for the latent.
     unit_names : array-like of shape (n_units,), default=None
         Names of the units. Defaults to the columns of a DataFrame ``X``,
-        then positions.
+        then the model's ``feature_names_in_``, then positions.
     n_top : int, default=10
         Number of top units shown (clipped to ``n_units``).
-    n_bins : int, default=8
-        Number of bins of angle and continuous variables, and the largest
-        number of distinct values for which a numeric column is treated as
-        categorical.
-    active_threshold : float, default=0.0
+    n_bins : int or dict of str to int, default=10
+        Sectors of angle variables and quantile bins of continuous ones; a
+        dict gives them per column (10 for the others), as in
+        :class:`~sklearn_nldisco.SelectivityScorer`.
+    max_categories : int, default=64
+        Integer columns with more distinct values are binned as continuous.
+    activity_threshold : float, default=0.0
         The latent is active in a row where its code exceeds this value.
     fig : Figure or SubFigure, default=None
         Empty figure to draw into. A new one is made when None.
@@ -750,6 +706,11 @@ def plot_feature_card(
         If ``latent`` is out of range, if ``codes``, ``metadata``, ``X``,
         ``components`` and ``unit_names`` disagree in shape, or if a variable
         is not a column of ``metadata``.
+
+    See Also
+    --------
+    sklearn_nldisco.SelectivityScorer : Tests the same conditions.
+    latent_units : Ranks the units shown.
 
     Examples
     --------
@@ -791,59 +752,25 @@ def plot_feature_card(
         )
     if not variables:
         raise ValueError("variables must name at least one column of metadata.")
-    if not isinstance(n_bins, Integral) or n_bins < 2:
-        raise ValueError(f"n_bins must be an integer >= 2, got {n_bins!r}.")
-    if not isinstance(n_top, Integral) or n_top < 1:
-        raise ValueError(f"n_top must be a positive integer, got {n_top!r}.")
-
-    if active_threshold < 0:
-        raise ValueError(f"active_threshold must be >= 0, got {active_threshold!r}.")
+    for name in variables:
+        n_bins_for(n_bins, name)
+    n_top = _check_n_top(n_top)
+    activity_threshold = _check_activity_threshold(activity_threshold, non_negative=True)
     column = codes[:, [latent]]
     activation = (column.toarray() if sparse.issparse(column) else column).ravel()
-    active = activation > active_threshold
+    active = activation > activity_threshold
+    units = _card_units(latent, codes, X, components, unit_names, n_top, activity_threshold)
 
-    unit_scores = None
-    if components is not None:
-        if hasattr(components, "components_"):
-            components = components.components_
-        weights = check_array(components, dtype=np.float64, input_name="components")
-        if weights.shape[0] != n_latents:
-            raise ValueError(
-                f"components must have one row per latent ({n_latents}), got "
-                f"shape {weights.shape}."
-            )
-        if X is not None and np.shape(X)[1] != weights.shape[1]:
-            raise ValueError(
-                f"X has {np.shape(X)[1]} units but components has "
-                f"{weights.shape[1]}."
-            )
-        unit_scores, score_label = weights[latent], "decoder weight"
-    elif X is not None:
-        if np.shape(X)[0] != n_rows:
-            raise ValueError(
-                f"X must have one row per row of codes ({n_rows}), got "
-                f"{np.shape(X)[0]}."
-            )
-        data = check_array(X, accept_sparse="csr", dtype=np.float64, input_name="X")
-        data = data.toarray() if sparse.issparse(data) else data
-        if active.any():
-            spread = data.std(axis=0)
-            z = (data[active] - data.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
-            unit_scores = z.mean(axis=0)
-        else:
-            unit_scores = np.full(data.shape[1], np.nan)
-        score_label = "mean z-score while active"
-    if unit_scores is not None:
-        names = _unit_names(unit_names, unit_scores.size, X)
-
-    n_columns = len(variables) + (unit_scores is not None)
+    n_columns = len(variables) + (units is not None)
     fig = _figure(fig, (3.0 * n_columns + 0.5, 6.0))
     grid = fig.add_gridspec(2, n_columns)
-    angle_variables = set(angle_variables)
+    angle_variables = set(angle_variables or ())
     for index, name in enumerate(variables):
         values = metadata[name].reset_index(drop=True)
-        kind = _variable_kind(values, name, angle_variables, n_bins)
-        table = _tuning(activation, active, values, kind, n_bins)
+        conditions = discretise(values, name, is_angle=name in angle_variables,
+                                n_bins=n_bins, max_categories=max_categories)
+        table = _tuning(activation, active, values, conditions)
+        kind = conditions.kind
         projection = "polar" if kind == "angle" else None
         for row, (quantity, label, color) in enumerate(
             (("mean", "mean activation", "tab:blue"),
@@ -859,18 +786,16 @@ def plot_feature_card(
                 if row == 1:
                     ax.set_xlabel(name)
 
-    if unit_scores is not None:
-        n_shown = min(int(n_top), unit_scores.size)
-        order = np.argsort(np.where(np.isnan(unit_scores), -np.inf, -unit_scores),
-                           kind="stable")[:n_shown]
+    if units is not None:
+        scores, labels, score_label = units
         ax = fig.add_subplot(grid[:, -1])
-        positions = np.arange(n_shown)
-        ax.barh(positions, unit_scores[order], color="tab:green")
-        ax.set_yticks(positions, [names[i] for i in order], fontsize="small")
+        positions = np.arange(scores.size)
+        ax.barh(positions, scores, color="tab:green")
+        ax.set_yticks(positions, labels, fontsize="small")
         ax.invert_yaxis()
         ax.axvline(0.0, color="k", linewidth=0.8)
         ax.set_xlabel(score_label)
-        ax.set_title(f"top {n_shown} units", fontsize="medium")
+        ax.set_title(f"top {scores.size} units", fontsize="medium")
 
     fig.suptitle(
         f"latent {latent}: active in {active.mean():.1%} of {n_rows} rows, "

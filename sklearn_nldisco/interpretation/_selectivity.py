@@ -9,7 +9,9 @@ from scipy.stats import false_discovery_control, norm
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
+from ._conditions import discretise
 from ._selectivity_kernels import active_counts_and_exceedances, magnitude_rank_sums
+from ._validation import _check_activity_threshold, _check_level_sizes, _check_n_top
 
 # Columns of ``bin_metadata`` that describe the bins rather than the behaviour.
 _BOOKKEEPING_COLUMNS = ("bin_start", "bin_stop", "interval_id", "trial_id", "split", "event")
@@ -79,6 +81,8 @@ class SelectivityScorer(BaseEstimator):
     neither in ``c`` nor in not ``c`` for that variable. Conditions without
     bins (e.g. empty sectors) are dropped; a variable with fewer than two
     conditions is not tested.
+    :func:`~sklearn_nldisco.interpretation.plot_feature_card` draws the same
+    conditions.
 
     Parameters
     ----------
@@ -145,11 +149,11 @@ class SelectivityScorer(BaseEstimator):
     >>> from sklearn_nldisco.interpretation._selectivity import SelectivityScorer
     >>> phase = np.where(np.sin(np.arange(2000) / 7.0) > 0, "move", "rest")
     >>> metadata = pd.DataFrame({"phase": phase})
-    >>> Z = np.zeros((2000, 2))
-    >>> Z[phase == "move", 0] = 1.0          # latent 0 fires during movement
-    >>> Z[::7, 1] = 1.0                      # latent 1 ignores the phase
+    >>> codes = np.zeros((2000, 2))
+    >>> codes[phase == "move", 0] = 1.0      # latent 0 fires during movement
+    >>> codes[::7, 1] = 1.0                  # latent 1 ignores the phase
     >>> scorer = SelectivityScorer(n_permutations=99, random_state=0)
-    >>> results = scorer.score_latents(Z, metadata)
+    >>> results = scorer.score_latents(codes, metadata)
     >>> results[["latent", "condition", "selectivity", "frac_during", "frac_outside"]].round(2)
        latent condition  selectivity  frac_during  frac_outside
     0       0      move          1.0         1.00          0.00
@@ -186,15 +190,15 @@ class SelectivityScorer(BaseEstimator):
         self.level_sizes = level_sizes
         self.random_state = random_state
 
-    def score_latents(self, Z, metadata, level_sizes=None):
+    def score_latents(self, codes, metadata, level_sizes=None):
         """Selectivity, effect and significance of every latent for every condition.
 
         Parameters
         ----------
-        Z : array-like or sparse matrix of shape (n_bins, n_latents)
+        codes : array-like or sparse matrix of shape (n_bins, n_latents)
             Latent activations, one row per bin.
         metadata : DataFrame of shape (n_bins, n_columns)
-            Per-bin metadata in the same order as ``Z`` (e.g. from
+            Per-bin metadata in the same order as ``codes`` (e.g. from
             ``bin_metadata``); its index is ignored.
         level_sizes : sequence of int, default=None
             Overrides the ``level_sizes`` parameter.
@@ -218,7 +222,7 @@ class SelectivityScorer(BaseEstimator):
         """
         self._check_parameters()
         magnitude, active, n_latents, is_signed = _activity(
-            Z, self.signed, self.signed_quantile, self.activity_threshold)
+            codes, self.signed, self.signed_quantile, self.activity_threshold)
         metadata = _check_metadata(metadata, magnitude.shape[0])
         labels, condition_variable, condition_offset, table = self._conditions(metadata)
         n_samples = labels.shape[0]
@@ -363,12 +367,12 @@ class SelectivityScorer(BaseEstimator):
                 "SelectivityScorer needs the per-bin metadata DataFrame as y (e.g. "
                 f"GridSearchCV(...).fit(X, metadata)); got {type(y).__name__}."
             )
-        Z = estimator.transform(X)
+        codes = estimator.transform(X)
         level_sizes = self.level_sizes
         if level_sizes is None:
             level_sizes = getattr(estimator, "level_sizes_", None)
-        results = self.score_latents(Z, y, level_sizes=level_sizes)
-        return self.score_from_results(results, Z.shape[1])
+        results = self.score_latents(codes, y, level_sizes=level_sizes)
+        return self.score_from_results(results, codes.shape[1])
 
     # -- helpers -----------------------------------------------------------------
 
@@ -389,14 +393,7 @@ class SelectivityScorer(BaseEstimator):
         if self.min_shift is not None and (
                 not isinstance(self.min_shift, numbers.Integral) or self.min_shift < 1):
             raise ValueError(f"min_shift must be a positive int or None; got {self.min_shift!r}.")
-
-    def _n_bins_of(self, column):
-        n_bins = self.n_bins.get(column, 10) if isinstance(self.n_bins, dict) else self.n_bins
-        if not isinstance(n_bins, numbers.Integral) or n_bins < 2:
-            raise ValueError(
-                f"n_bins must be an int >= 2 (or a dict of them); got {n_bins!r} for "
-                f"{column!r}.")
-        return int(n_bins)
+        _check_activity_threshold(self.activity_threshold)
 
     def _conditions(self, metadata):
         if self.variables is None:
@@ -412,14 +409,14 @@ class SelectivityScorer(BaseEstimator):
         angle_variables = set(self.angle_variables or ())
         label_columns, rows = [], []
         for column in variables:
-            labels, names = _discretise(metadata[column], column in angle_variables,
-                                        self._n_bins_of(column), self.max_categories, column)
-            labels, names = _drop_empty_conditions(labels, names)
-            if len(names) < 2:
+            conditions = discretise(metadata[column], column,
+                                    is_angle=column in angle_variables, n_bins=self.n_bins,
+                                    max_categories=self.max_categories)
+            if len(conditions.names) < 2:
                 continue
             variable = len(label_columns)
-            label_columns.append(labels)
-            rows.extend((variable, column, name) for name in names)
+            label_columns.append(conditions.labels)
+            rows.extend((variable, column, name) for name in conditions.names)
         if not label_columns:
             raise ValueError(
                 "no metadata variable has two or more conditions to compare; got "
@@ -498,17 +495,6 @@ def _n_conditions_of(condition_variable, variable):
     return int(np.count_nonzero(condition_variable == variable))
 
 
-def _drop_empty_conditions(labels, names):
-    # e.g. angular sectors that no bin falls in
-    sizes = np.bincount(labels[labels >= 0], minlength=len(names))
-    kept = np.flatnonzero(sizes > 0)
-    if len(kept) == len(names):
-        return labels, names
-    new_index = np.full(len(names) + 1, -1, dtype=np.int64)
-    new_index[kept] = np.arange(len(kept))
-    return new_index[labels], [names[index] for index in kept]
-
-
 def _check_metadata(metadata, n_samples):
     if not isinstance(metadata, pd.DataFrame):
         raise TypeError(
@@ -519,55 +505,6 @@ def _check_metadata(metadata, n_samples):
             f"metadata has {len(metadata)} rows but the activations have {n_samples} bins; "
             "they must match, one row per bin.")
     return metadata.reset_index(drop=True)
-
-
-def _format_edge(value):
-    return f"{value:.4g}"
-
-
-def _discretise(series, is_angle, n_bins, max_categories, column):
-    """Condition index of each bin (-1: missing) and the condition names."""
-    is_numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
-    if is_angle:
-        if not is_numeric:
-            raise ValueError(
-                f"angle variable {column!r} must be numeric (degrees); got dtype "
-                f"{series.dtype}.")
-        values = series.to_numpy(np.float64)
-        width = 360.0 / n_bins
-        missing = ~np.isfinite(values)
-        wrapped = np.mod(np.where(missing, 0.0, values) + 180.0, 360.0)
-        labels = np.minimum(np.floor(wrapped / width).astype(np.int64), n_bins - 1)
-        labels[missing] = -1
-        edges = -180.0 + width * np.arange(n_bins + 1)
-        names = [f"[{_format_edge(low)}, {_format_edge(high)})"
-                 for low, high in zip(edges[:-1], edges[1:])]
-        return labels, names
-    n_unique = series.nunique(dropna=True)
-    is_integer = pd.api.types.is_integer_dtype(series)
-    if not is_numeric or (is_integer and n_unique <= max_categories):
-        if n_unique > max_categories:
-            raise ValueError(
-                f"discrete variable {column!r} has {n_unique} distinct values, more than "
-                f"max_categories={max_categories}; leave it out of variables or raise "
-                "max_categories.")
-        codes, uniques = pd.factorize(series, sort=True)
-        return codes.astype(np.int64), list(uniques)
-    values = series.to_numpy(np.float64)
-    missing = ~np.isfinite(values)
-    labels = np.full(len(values), -1, dtype=np.int64)
-    if missing.all():
-        return labels, []
-    edges = np.unique(np.quantile(values[~missing], np.linspace(0.0, 1.0, n_bins + 1)))
-    if len(edges) < 2:
-        labels[~missing] = 0
-        return labels, [f"[{_format_edge(edges[0])}, {_format_edge(edges[0])}]"]
-    inner = edges[1:-1]
-    labels[~missing] = np.searchsorted(inner, values[~missing], side="right")
-    names = [f"[{_format_edge(low)}, {_format_edge(high)})"
-             for low, high in zip(edges[:-2], edges[1:-1])]
-    names.append(f"[{_format_edge(edges[-2])}, {_format_edge(edges[-1])}]")
-    return labels, names
 
 
 def _activity(Z, signed, signed_quantile, activity_threshold):
@@ -582,19 +519,19 @@ def _activity(Z, signed, signed_quantile, activity_threshold):
             Z = Z.to_numpy()
         Z = np.asarray(Z, dtype=np.float64)
         if Z.ndim != 2:
-            raise ValueError(f"Z must be 2-D (n_bins, n_latents); got shape {Z.shape}.")
+            raise ValueError(f"codes must be 2-D (n_bins, n_latents); got shape {Z.shape}.")
         n_samples, n_latents = Z.shape
         has_negative = bool((Z < 0).any())
     if n_samples < 2 or n_latents < 1:
         raise ValueError(
-            f"Z needs at least 2 bins and 1 latent; got shape {(n_samples, n_latents)}.")
+            f"codes needs at least 2 bins and 1 latent; got shape {(n_samples, n_latents)}.")
     values = Z.data if sparse.issparse(Z) else Z
     if not np.isfinite(values).all():
-        raise ValueError("Z contains NaN or infinite values.")
+        raise ValueError("codes contains NaN or infinite values.")
     is_signed = has_negative if signed == "auto" else bool(signed)
     if not is_signed and has_negative:
         raise ValueError(
-            "Z has negative values but signed=False; use signed='auto' or True to test "
+            "codes has negative values but signed=False; use signed='auto' or True to test "
             "the positive and negative parts separately.")
     if is_signed:
         thresholds = _abs_quantiles(Z, signed_quantile)
@@ -636,16 +573,11 @@ def _abs_quantiles(Z, quantile):
 
 
 def _latent_levels(latents, level_sizes, n_latents):
-    level_sizes = np.asarray(level_sizes, dtype=np.int64)
-    if level_sizes.ndim != 1 or len(level_sizes) == 0 or np.any(np.diff(level_sizes) <= 0) \
-            or level_sizes[-1] != n_latents:
-        raise ValueError(
-            "level_sizes must be strictly increasing and end at the number of latents "
-            f"({n_latents}); got {level_sizes.tolist()}.")
+    level_sizes = np.asarray(_check_level_sizes(level_sizes, n_latents), dtype=np.int64)
     return np.searchsorted(level_sizes, latents, side="right")
 
 
-def top_selective_latents(results, n_top=10, *, min_activation_frac=0.1, max_q=None,
+def top_selective_latents(results, n_top=10, *, min_activation_frac=0.1, alpha=None,
                           by="selectivity"):
     """The ``n_top`` most selective latents of each condition.
 
@@ -658,8 +590,10 @@ def top_selective_latents(results, n_top=10, *, min_activation_frac=0.1, max_q=N
     min_activation_frac : float, default=0.1
         Drop pairs with ``frac_during`` below it (latents rarely active in
         the condition).
-    max_q : float, default=None
-        Drop pairs with ``q`` at or above it; None keeps them all.
+    alpha : float, default=None
+        The false discovery rate: keep only pairs with ``q < alpha``, as
+        :class:`SelectivityScorer` counts a pair significant. None keeps
+        them all.
     by : {"selectivity", "effect"}, default="selectivity"
         Ranking column, in decreasing order (ties broken by ``q``).
 
@@ -683,11 +617,13 @@ def top_selective_latents(results, n_top=10, *, min_activation_frac=0.1, max_q=N
     """
     if by not in ("selectivity", "effect"):
         raise ValueError(f"by must be 'selectivity' or 'effect'; got {by!r}.")
-    if not isinstance(n_top, numbers.Integral) or n_top < 1:
-        raise ValueError(f"n_top must be a positive int; got {n_top!r}.")
+    n_top = _check_n_top(n_top)
     kept = results[results["frac_during"] >= min_activation_frac]
-    if max_q is not None:
-        kept = kept[kept["q"] < max_q]
+    if alpha is not None:
+        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) \
+                or not 0.0 < alpha <= 1.0:
+            raise ValueError(f"alpha must be a number in (0, 1] or None; got {alpha!r}.")
+        kept = kept[kept["q"] < alpha]
     group_keys = ["variable", "condition"]
     # groups keep the order of the result table; rows are ranked inside them
     group_order = kept.groupby(group_keys, sort=False).ngroup()
