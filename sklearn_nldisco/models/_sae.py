@@ -84,16 +84,16 @@ _PARAMETERS_DOC = """
         Dead latents per sample used by the auxiliary loss that revives them
         (AuxK: they reconstruct the detached residual of the full model).
         None means ``k``. A small budget concentrates the signal on the
-        strongest dead latents; with 1024 latents on 171 M1 units,
-        ``n_outputs // 2`` left 40 % of them dead at k=4, ``k`` left 2 %.
+        strongest dead latents and revives more of them than a large one
+        (see "Benchmarks" in the documentation).
     aux_coef : float, default=0.25
         Weight of the auxiliary loss (scaled by ``min(n_dead / aux_k, 1)``);
         0 disables it.
     dead_window : float, default=0.1
         A latent is dead when it has not fired for ``dead_window`` epochs'
         worth of training samples (so the window follows the data size).
-        Short windows start the revival early: with 1024 latents on M1 at
-        k=4, 0.5 left 7 % of the latents dead, 0.1 left about 1 %.
+        Short windows start the revival early and leave fewer latents dead
+        at the end of training.
     sparse_output : bool, default=False
         Return ``scipy.sparse`` CSR codes from ``transform``.
     code_refit : {"auto", "none", "nnls", "pursuit"}, default="auto"
@@ -101,16 +101,18 @@ _PARAMETERS_DOC = """
         set at inference. ``"none"``: the encoder's values under the
         threshold rule, the fast path for very large data. ``"nnls"``: the
         encoder picks the latents, their values are refitted by
-        non-negative least squares on those decoder rows (held-out explained
-        variance on M1 at k=8: 0.49 -> 0.55). ``"pursuit"``: exactly at most
+        non-negative least squares on those decoder rows, which raises
+        held-out explained variance. ``"pursuit"``: exactly at most
         ``k`` latents per row, chosen greedily with explaining-away (as in
         orthogonal matching pursuit) among the encoder's ``4 k`` strongest
-        candidates, with non-negative least-squares values (0.56 at k=8 with
-        L0 = 8 on every test row). ``"auto"`` is ``"nnls"`` for the
+        candidates, with non-negative least-squares values: the best
+        reconstruction when every row must use at most ``k`` latents, and
+        the slowest. ``"auto"`` is ``"nnls"`` for the
         autoencoder with ``loss="mse"`` (the only case where a refit is
         defined: the decoder must be linear in the codes and reconstruct the
-        input) and ``"none"`` otherwise. Refits cost ``transform`` time (see
-        ``benchmarks/``); they apply to ``transform``, ``reconstruct`` and
+        input) and ``"none"`` otherwise. Refits cost ``transform`` time
+        (figures for both effects under "Benchmarks" in the documentation);
+        they apply to ``transform``, ``reconstruct`` and
         ``score`` alike.
     device : str, default="auto"
         Torch device for training: ``"auto"`` (CUDA when present, else CPU),
