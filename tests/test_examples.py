@@ -12,6 +12,9 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 NEEDS_DATA = {"m1_selectivity.py": SHARED_DATA / "m1_stevenson_2011.mat"}
 
 
+# each example is a fresh Python process that imports torch and fits real
+# models: together they take minutes, so they run in the full suite only
+@pytest.mark.slow
 @pytest.mark.parametrize("script", EXAMPLES, ids=[path.name for path in EXAMPLES])
 def test_example_runs(script):
     data = NEEDS_DATA.get(script.name)

@@ -12,9 +12,10 @@ from sklearn_nldisco import MatryoshkaSAE
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "m1_stevenson_2011.mat"
 
-pytestmark = pytest.mark.skipif(
-    not DATA.exists(), reason=f"real recordings not present at {DATA}"
-)
+pytestmark = [
+    pytest.mark.skipif(not DATA.exists(), reason=f"real recordings not present at {DATA}"),
+    pytest.mark.slow,  # full-size fits on the real recording
+]
 
 
 @pytest.fixture(scope="module")

@@ -161,6 +161,7 @@ def test_fast_feature_is_a_gain_on_fast_reaches(small_session):
     assert np.all(fast[~reaching] == 0)
 
 
+@pytest.mark.slow
 def test_pipeline_recovers_planted_features_and_pca_does_not():
     """bin -> MatryoshkaSAE -> SelectivityScorer on a simulated session (seed 0).
 

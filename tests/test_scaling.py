@@ -170,6 +170,7 @@ def test_n_threads_is_validated():
 
 
 # ------------------------------------------------------------ loky workers
+@pytest.mark.slow
 def test_grid_search_loky_workers_use_n_threads(tmp_path):
     recorder = ThreadRecorder(tmp_path / "threads.txt")
     model = MatryoshkaSAE(**SMALL, n_threads=1).set_callbacks(recorder)
@@ -201,6 +202,8 @@ def _scores(search):
     return {k: np.asarray(search.cv_results_[k]) for k in keys if not k.startswith("std")}
 
 
+# the Dask tests start a 2-process cluster: slow
+@pytest.mark.slow
 def test_grid_search_on_dask_equals_local(dask_client):
     X = _data()
     estimator = MatryoshkaSAE(**SMALL, n_threads=1)
@@ -216,6 +219,7 @@ def test_grid_search_on_dask_equals_local(dask_client):
     assert np.array_equal(remote.best_estimator_.components_, local.best_estimator_.components_)
 
 
+@pytest.mark.slow
 def test_dask_workers_fit_under_n_threads(dask_client, tmp_path):
     recorder = ThreadRecorder(tmp_path / "threads.txt")
     estimator = MatryoshkaSAE(**SMALL, n_threads=1).set_callbacks(recorder)
@@ -228,6 +232,7 @@ def test_dask_workers_fit_under_n_threads(dask_client, tmp_path):
     assert all(t == 1 for _, _, t, _ in records)
 
 
+@pytest.mark.slow
 def test_fit_seeds_on_dask_equals_local(dask_client):
     X = _data()
     estimator = MatryoshkaSAE(**SMALL, n_threads=1)
