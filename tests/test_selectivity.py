@@ -260,7 +260,7 @@ def test_levels_filter_and_ranking():
     with pytest.raises(ValueError, match=r"alpha must be a number in \(0, 1\]"):
         top_selective_latents(results, alpha=0.0)
     assert scorer.score_from_results(results, n_latents=8) == pytest.approx(1 / 8)
-    with pytest.raises(ValueError, match="level_sizes must be strictly increasing"):
+    with pytest.raises(ValueError, match="level_sizes=.* must be strictly increasing"):
         scorer.score_latents(Z, pd.DataFrame({"phase": phase}), level_sizes=(4, 2))
 
 

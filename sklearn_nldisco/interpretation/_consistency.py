@@ -20,7 +20,8 @@ from joblib import Parallel, delayed
 from scipy.optimize import linear_sum_assignment
 from sklearn.base import clone
 
-from ._validation import _check_level_sizes, _dictionary
+from ..models import check_level_sizes
+from ._validation import _dictionary
 
 __all__ = ["fit_seeds", "match_latents", "seed_agreement", "stable_latents"]
 
@@ -218,7 +219,7 @@ def _collect_runs(runs, level_sizes):
             level_sizes = (n_latents[0],)
         else:
             level_sizes = (min(n_latents),)
-    level_sizes = _check_level_sizes(level_sizes, min(n_latents), prefix=True)
+    level_sizes = check_level_sizes(level_sizes, min(n_latents), prefix=True)
     return [_normalise_rows(dictionary) for dictionary in dictionaries], level_sizes
 
 

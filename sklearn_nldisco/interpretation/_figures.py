@@ -17,12 +17,12 @@ from scipy import sparse
 from sklearn.utils.validation import check_array
 
 from ._attribution import latent_units
+from ..models import check_level_sizes
 from ._conditions import DEFAULT_MAX_CATEGORIES, DEFAULT_N_BINS, discretise, n_bins_for
 from ._validation import (
     _check_activity_threshold,
     _check_codes,
     _check_latent,
-    _check_level_sizes,
     _check_n_top,
     _dictionary,
     _unit_names,
@@ -64,7 +64,7 @@ def _levels(level_sizes, n_latents):
     """Cumulative level sizes as an int array; None is one level of all latents."""
     if level_sizes is None:
         return np.array([n_latents])
-    return np.asarray(_check_level_sizes(level_sizes, n_latents))
+    return np.asarray(check_level_sizes(level_sizes, n_latents))
 
 
 def _level_slices(level_sizes):

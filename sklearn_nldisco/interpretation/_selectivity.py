@@ -11,7 +11,8 @@ from sklearn.utils import check_random_state
 
 from ._conditions import discretise
 from ._selectivity_kernels import active_counts_and_exceedances, magnitude_rank_sums
-from ._validation import _check_activity_threshold, _check_level_sizes, _check_n_top
+from ..models import check_level_sizes
+from ._validation import _check_activity_threshold, _check_n_top
 
 # Columns of ``bin_metadata`` that describe the bins rather than the behaviour.
 _BOOKKEEPING_COLUMNS = ("bin_start", "bin_stop", "interval_id", "trial_id", "split", "event")
@@ -573,7 +574,7 @@ def _abs_quantiles(Z, quantile):
 
 
 def _latent_levels(latents, level_sizes, n_latents):
-    level_sizes = np.asarray(_check_level_sizes(level_sizes, n_latents), dtype=np.int64)
+    level_sizes = np.asarray(check_level_sizes(level_sizes, n_latents), dtype=np.int64)
     return np.searchsorted(level_sizes, latents, side="right")
 
 

@@ -76,33 +76,6 @@ def _unit_names(unit_names, n_units, X=None, estimator=None):
     return None
 
 
-def _check_level_sizes(level_sizes, n_latents, *, prefix=False):
-    """Cumulative level sizes as a tuple of int.
-
-    They must be positive and strictly increasing, and end at ``n_latents``
-    (``prefix=False``, as ``level_sizes_``) or at most at ``n_latents``
-    (``prefix=True``: prefixes of dictionaries of different sizes).
-    """
-    sizes = None
-    if not isinstance(level_sizes, (str, bytes)) and np.ndim(level_sizes) == 1:
-        sizes = np.asarray(level_sizes)
-    end_ok = sizes is not None and sizes.size > 0 and (
-        sizes[-1] <= n_latents if prefix else sizes[-1] == n_latents)
-    if (
-        sizes is None
-        or not end_ok
-        or not np.issubdtype(sizes.dtype, np.integer)
-        or sizes[0] < 1
-        or np.any(np.diff(sizes) <= 0)
-    ):
-        end = f"no larger than {n_latents}" if prefix else f"ending at n_latents={n_latents}"
-        raise ValueError(
-            f"level_sizes must be strictly increasing positive integers {end} "
-            f"(cumulative sizes, as level_sizes_); got {level_sizes!r}."
-        )
-    return tuple(int(size) for size in sizes)
-
-
 def _dictionary(components, name="components"):
     """The decoder rows of a dictionary given as an array or a fitted estimator.
 

@@ -249,15 +249,26 @@ def _one_pass(trainer, x, y, spec, rng, schedule):
     n_rows = x.shape[0]
     batch_size = min(spec.batch_size, n_rows)
     n_steps = max(1, n_rows // batch_size)
-    permutation = torch.from_numpy(rng.permutation(n_rows)).to(x.device)
+    permutation = rng.permutation(n_rows)
+    if x.device.type == "cpu":
+        # NumPy's take gathers rows without torch's parallel indexing, whose
+        # thread start-up costs more than the copy on a busy machine
+        x_rows, y_rows = x.numpy(), y.numpy()
+
+        def rows(index):
+            xb = torch.from_numpy(x_rows.take(index, axis=0))
+            return xb, xb if y is x else torch.from_numpy(y_rows.take(index, axis=0))
+    else:
+        permutation = torch.from_numpy(permutation).to(x.device)
+
+        def rows(index):
+            return x[index], x[index] if y is x else y[index]
     level_sum = torch.zeros(trainer.n_levels, dtype=torch.float64)
     aux_sum = 0.0
     active = 0
     lr = schedule(trainer.step_count)
     for step in range(n_steps):
-        index = permutation[step * batch_size : (step + 1) * batch_size]
-        xb = x[index]
-        yb = xb if y is x else y[index]
+        xb, yb = rows(permutation[step * batch_size : (step + 1) * batch_size])
         lr = schedule(trainer.step_count)
         losses, aux_loss, n_active = trainer.step(xb, yb, lr)
         level_sum += losses.detach().cpu().double()

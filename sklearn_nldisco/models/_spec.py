@@ -22,6 +22,67 @@ def default_level_sizes(n_latents, k):
     return tuple(size for size in sizes if size >= max(k, 1))
 
 
+def check_level_sizes(level_sizes, n_latents, *, prefix=False):
+    """Check nested level sizes: the one check of them in the package.
+
+    Parameters
+    ----------
+    level_sizes : sequence of int
+        Cumulative sizes: level ``i`` uses latents ``[0, level_sizes[i])``.
+    n_latents : int
+        Size of the dictionary.
+    prefix : bool, default=False
+        False: the last level uses every latent (``level_sizes[-1] ==
+        n_latents``, as ``level_sizes_``). True: the levels may stop short
+        of it (prefixes shared by dictionaries of different sizes).
+
+    Returns
+    -------
+    level_sizes : tuple of int
+
+    Raises
+    ------
+    ValueError
+        When the sizes are empty, not integers, not positive and strictly
+        increasing, or do not end as ``prefix`` requires.
+
+    Examples
+    --------
+    >>> from sklearn_nldisco.models import check_level_sizes
+    >>> check_level_sizes([8, 16, 32], 32)
+    (8, 16, 32)
+    """
+    sizes = None
+    if not isinstance(level_sizes, (str, bytes)) and np.ndim(level_sizes) == 1:
+        sizes = np.asarray(level_sizes)
+    shown = tuple(sizes.tolist()) if sizes is not None else level_sizes
+    if sizes is None or sizes.size == 0:
+        raise ValueError(
+            f"level_sizes={shown!r} is empty or not a sequence; expected at least one "
+            "level (cumulative sizes, as level_sizes_)."
+        )
+    if sizes.dtype.kind not in "iu":
+        raise ValueError(
+            f"level_sizes={shown!r} must be integers (got dtype {sizes.dtype})."
+        )
+    if sizes[0] < 1 or np.any(np.diff(sizes) <= 0):
+        raise ValueError(
+            f"level_sizes={shown!r} must be strictly increasing positive integers "
+            "(each level is a prefix of the next)."
+        )
+    if prefix and sizes[-1] > n_latents:
+        raise ValueError(
+            f"level_sizes={shown!r} ends beyond n_latents={n_latents}; expected "
+            "level_sizes[-1] <= n_latents."
+        )
+    if not prefix and sizes[-1] != n_latents:
+        raise ValueError(
+            f"level_sizes={shown!r} contradicts n_latents={n_latents}: the last "
+            "level must use all latents (level_sizes[-1] == n_latents)."
+        )
+    return tuple(int(size) for size in sizes)
+
+
 def check_levels(n_latents, k, level_sizes=None, level_weights=None):
     """Check that ``n_latents``, ``k``, ``level_sizes`` and weights agree.
 
@@ -65,19 +126,7 @@ def check_levels(n_latents, k, level_sizes=None, level_weights=None):
     if level_sizes is None:
         sizes = default_level_sizes(n_latents, k)
     else:
-        sizes = tuple(int(size) for size in level_sizes)
-        if len(sizes) == 0:
-            raise ValueError("level_sizes=() is empty; expected at least one level.")
-        if any(b <= a for a, b in zip(sizes, sizes[1:])) or sizes[0] < 1:
-            raise ValueError(
-                f"level_sizes={tuple(level_sizes)} must be positive and strictly "
-                "increasing (each level is a prefix of the next)."
-            )
-        if sizes[-1] != n_latents:
-            raise ValueError(
-                f"level_sizes={tuple(level_sizes)} contradicts n_latents={n_latents}: "
-                f"the last level must use all latents (level_sizes[-1] == n_latents)."
-            )
+        sizes = check_level_sizes(level_sizes, n_latents)
         if k > sizes[0]:
             raise ValueError(
                 f"k={k} is larger than the first level (level_sizes[0]={sizes[0]}); "
