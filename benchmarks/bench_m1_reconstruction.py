@@ -195,10 +195,7 @@ def section_throughput(X_train, configs, n_steps):
     import torch
 
     from sklearn_nldisco.models._spec import TrainingSpec
-    from sklearn_nldisco.models._training import (
-        MatryoshkaTrainer,
-        with_quiet_sparse_warnings,
-    )
+    from sklearn_nldisco.models._training import MatryoshkaTrainer
 
     print(f"\n3. Training throughput (torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, fp32, batch x units x latents)")
@@ -226,8 +223,8 @@ def section_throughput(X_train, configs, n_steps):
             for xb in batches:
                 trainer.step(xb, xb, 1e-3)
 
-        with_quiet_sparse_warnings(run_steps)  # warm-up
-        _, seconds = timed(lambda: with_quiet_sparse_warnings(run_steps))
+        run_steps()  # warm-up
+        _, seconds = timed(run_steps)
         step = seconds / n_steps
         weight = trainer.params["encoder_weight"].clone()
         upstream = torch.randn(batch, n_latents)

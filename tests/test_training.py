@@ -19,7 +19,6 @@ from sklearn_nldisco.models._spec import TrainingSpec
 from sklearn_nldisco.models._training import (
     MatryoshkaTrainer,
     calibrate_threshold,
-    with_quiet_sparse_warnings,
 )
 
 N_IN, N_OUT, N_LATENTS, BATCH = 7, 6, 24, 40
@@ -109,7 +108,7 @@ def test_gradients_match_autograd(loss, tied, sparsity, with_dead, compiled):
         dead = np.arange(0, N_LATENTS, 3)
         trainer.samples_since_fired[dead] = 1e6
         n_dead = len(dead)
-    out = with_quiet_sparse_warnings(trainer.gradients, x, y)
+    out = trainer.gradients(x, y)
     selection = out["selection"]
     assert ("aux_rows" in selection) == with_dead
     if with_dead:
@@ -159,7 +158,7 @@ def test_optimizer_step_matches_reference_adam():
     x = torch.tensor(rng.poisson(1.5, size=(BATCH, N_IN)), dtype=torch.float32)
     y = torch.tensor(rng.poisson(1.0, size=(BATCH, N_OUT)), dtype=torch.float32)
     for _ in range(3):
-        grads = with_quiet_sparse_warnings(trainer.gradients, x, y)["grads"]
+        grads = trainer.gradients(x, y)["grads"]
         for name, tensor in reference.items():
             tensor.grad = grads[name].clone()
         optimizer.step()
@@ -189,7 +188,7 @@ def test_kernels_match_torch_step(loss, tied, sparsity):
         trainer = _trainer(loss, tied, sparsity, np.random.RandomState(5), compiled, sizes, k=5)
         trainer.samples_since_fired[::7] = 1e6  # dead latents, so AuxK runs
         trainer._last_cut = 0.3
-        outputs.append(with_quiet_sparse_warnings(trainer.gradients, x, y))
+        outputs.append(trainer.gradients(x, y))
     fast, reference = outputs
     assert set(fast["selection"]) == set(reference["selection"]) >= {"aux_rows"}
     for name, indices in fast["selection"].items():
@@ -279,7 +278,7 @@ def test_kernel_and_torch_steps_stay_together_with_clipping():
         trainer = _trainer("mse", True, "batchtopk", np.random.RandomState(10), compiled)
         trainer.spec = dataclasses.replace(trainer.spec, grad_clip=0.05)  # clips every step
         for x in batches:
-            with_quiet_sparse_warnings(trainer.step, x, x, 1e-2)
+            trainer.step(x, x, 1e-2)
         states.append(trainer.state())
     for name, value in states[0].items():
         np.testing.assert_allclose(value, states[1][name], rtol=1e-4, atol=1e-6, err_msg=name)

@@ -355,10 +355,8 @@ def train(source, spec, *, random_state, carried=None, streaming=False, on_epoch
         Called with the number of completed epochs; True stops training.
     """
     if streaming:
-        return _training.with_quiet_sparse_warnings(
-            _train_streaming, source, spec, random_state, carried)
-    return _training.with_quiet_sparse_warnings(
-        _train_fit, source, spec, random_state, on_epoch_end)
+        return _train_streaming(source, spec, random_state, carried)
+    return _train_fit(source, spec, random_state, on_epoch_end)
 
 
 def _train_fit(source, spec, random_state, on_epoch_end):

@@ -94,8 +94,9 @@ def loss_values_torch(linear, target, loss):
 def loss_and_grad_torch(linear, target, loss):
     """Mean loss per level and its closed-form gradient with respect to ``linear``.
 
-    For the fused CPU step (``CLOSED_FORM_LOSSES`` only); the values are
-    those of ``loss_values_torch``.
+    For the fused CPU step's count losses (``"poisson"``, ``"msle"``; its
+    kernels handle ``"mse"`` entirely); the values are those of
+    ``loss_values_torch``.
 
     Parameters
     ----------
@@ -120,9 +121,7 @@ def loss_and_grad_torch(linear, target, loss):
 
     size = target.numel()
     if loss == "mse":
-        residual = linear.sub_(target)  # the predictor is not needed any more
-        values = torch.linalg.vector_norm(residual, dim=(1, 2)).square() / size
-        return values, residual, 2.0 / size, _MseOutput(residual, target)
+        raise ValueError("the fused step decodes and differentiates 'mse' itself")
     rate = torch.nn.functional.softplus(linear)
     slope = torch.sigmoid(linear)
     if loss == "poisson":
@@ -136,14 +135,3 @@ def loss_and_grad_torch(linear, target, loss):
     values = residual.square().sum(dim=(1, 2)) / size
     grad = residual / (1.0 + rate) * slope
     return values, grad, 2.0 / size, rate
-
-
-class _MseOutput:
-    """Lazy ``residual + target`` for the squared error: only built if used."""
-
-    def __init__(self, residual, target):
-        self.residual = residual
-        self.target = target
-
-    def __getitem__(self, index):
-        return self.residual[index] + self.target

@@ -19,9 +19,6 @@ reference. All state is fp32. Randomness comes from a NumPy ``RandomState``
 handed in by the driver; the global torch seed is never touched.
 """
 
-import time
-import warnings
-
 import numpy as np
 import torch
 
@@ -544,11 +541,3 @@ def calibrate_threshold_streaming(trainer, chunks, k, n_rows, chunk_rows=8192):
     fill, floor = compact()
     # strictly below the smallest kept value, so that "pre > theta" keeps it
     return float(np.nextafter(np.float32(floor), np.float32(-np.inf)))
-
-
-def with_quiet_sparse_warnings(function, *args, **kwargs):
-    """Run ``function`` with torch's beta-stage sparse warnings silenced."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*[Ss]parse CSR tensor support.*")
-        warnings.filterwarnings("ignore", message=".*Sparse invariant checks.*")
-        return function(*args, **kwargs)
