@@ -264,6 +264,7 @@ def test_transcoder_fit_never_converts_the_whole_input(tmp_path, monkeypatch):
     assert peak < (X_mm.nbytes + Y_mm.nbytes) / 4, (peak, X_mm.nbytes + Y_mm.nbytes)
 
 
+@pytest.mark.slow  # starts a pool of worker processes (n_jobs=2)
 def test_fit_seeds_workers_fit_a_memmap_out_of_core(tmp_path):
     """loky workers get the memmap itself (not a copy) and fit it by chunks."""
     from sklearn_nldisco.interpretation import fit_seeds
