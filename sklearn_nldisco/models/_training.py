@@ -94,7 +94,7 @@ class MatryoshkaTrainer:
             band[start:] += 1
         self.band_of_latent = torch.from_numpy(band).to(device)
         self.k = spec.k
-        # Inference threshold of dense_codes (BatchTopK): set by calibration.
+        # Inference threshold of the held-out codes (BatchTopK): set by evaluate.
         self.threshold = 0.0
         # Smallest value kept by the previous BatchTopK step (a search hint).
         self._last_cut = 0.0
@@ -376,33 +376,46 @@ class MatryoshkaTrainer:
         self.step_count += 1
 
     # -------------------------------------------------------------- inference
-    @torch.no_grad()
-    def dense_codes(self, x):
-        """Codes of every row with the inference rule (no batch dependence)."""
-        _, pre = self._pre_activation(x)
+    def _codes(self, pre):
+        """Codes under the inference rule from pre-activations (in place)."""
         if self.spec.sparsity == "batchtopk":
-            return pre * (pre > max(self.threshold, 0.0))
+            return pre.mul_(pre > max(self.threshold, 0.0))
         k = min(self.k, pre.shape[1])
         values, latents = torch.topk(pre, k, dim=1)
         return torch.zeros_like(pre).scatter_(1, latents, values.clamp_min(0.0))
+
+    #: pre-activations of the held-out rows kept between the threshold's
+    #: calibration and the codes (beyond, they are computed twice)
+    _EVALUATION_CACHE_VALUES = 2**25
 
     @torch.no_grad()
     def evaluate(self, x, y, target_scale, chunk_rows=8192):
         """Per-level mean loss and explained variance (original units).
 
         With BatchTopK the threshold is calibrated on ``x`` itself, so that
-        the held-out figures are at a mean L0 of exactly ``k``.
+        the held-out figures are at a mean L0 of exactly ``k``. The
+        pre-activations are computed once, in blocks of ``chunk_rows`` rows,
+        when they fit in ``_EVALUATION_CACHE_VALUES`` values.
         """
+        blocks = range(0, x.shape[0], chunk_rows)
+        cached = x.shape[0] * self.n_latents <= self._EVALUATION_CACHE_VALUES
+        pre_blocks = [None] * len(blocks)
         if self.spec.sparsity == "batchtopk":
-            self.threshold = calibrate_threshold(self, x, self.k, chunk_rows)
-        return self._evaluate(x, y, target_scale, chunk_rows)
-
-    def _evaluate(self, x, y, target_scale, chunk_rows):
+            search = ThresholdSearch(int(self.k * x.shape[0]))
+            for index, start in enumerate(blocks):
+                _, pre = self._pre_activation(x[start : start + chunk_rows])
+                search.add(pre)
+                if cached:
+                    pre_blocks[index] = pre
+            self.threshold = search.threshold()
         sums = None
-        for start in range(0, x.shape[0], chunk_rows):
-            xb = x[start : start + chunk_rows]
+        for index, start in enumerate(blocks):
+            pre = pre_blocks[index]
+            if pre is None:
+                _, pre = self._pre_activation(x[start : start + chunk_rows])
+            pre_blocks[index] = None
+            codes = self._codes(pre)
             yb = y[start : start + chunk_rows]
-            codes = self.dense_codes(xb)
             linear = torch.stack(
                 [
                     codes[:, :size] @ self.params["decoder_weight"][:size]
@@ -492,52 +505,69 @@ def calibrate_threshold(trainer, X, k, chunk_rows=8192):
 
 
 def calibrate_threshold_streaming(trainer, chunks, k, n_rows, chunk_rows=8192):
-    """``calibrate_threshold`` over the rows of an iterable of chunks.
-
-    Exact over all ``n_rows`` rows: the (k * n_rows)-th largest positive
-    pre-activation, 0 when there are fewer positive ones. Candidates above
-    the current floor go into one preallocated float32 buffer of a quarter
-    more than the budget (or of one chunk's pre-activations); when it
-    is full it is cut back in place to the largest ``budget`` values (a
-    partition, no copy), which raises the floor. Memory is that buffer, and
-    the work is linear in the number of rows.
-    """
-    budget = int(k * n_rows)
-    if budget == 0:
-        return 0.0
-    buffer = None
-    fill = 0
-    floor = 0.0
-
-    def compact():
-        # the largest ``budget`` values to the front, in place
-        view = buffer[:fill]
-        np.negative(view, out=view)
-        view.partition(budget - 1)
-        np.negative(view, out=view)
-        return budget, float(buffer[:budget].min())
-
+    """``calibrate_threshold`` over the rows of an iterable of chunks."""
+    search = ThresholdSearch(int(k * n_rows))
     with torch.no_grad():
         for chunk in chunks:
             x = torch.as_tensor(chunk, dtype=torch.float32)
             del chunk  # only one chunk alive at a time
             for start in range(0, x.shape[0], chunk_rows):
-                xb = x[start : start + chunk_rows].to(trainer.device)
-                _, pre = trainer._pre_activation(xb)
-                if buffer is None:
-                    slack = max(budget // 4, chunk_rows * pre.shape[1])
-                    buffer = np.empty(budget + slack, dtype=np.float32)
-                values = pre.reshape(-1)
-                values = values[values > floor].cpu().numpy()
-                if fill + values.size > buffer.size:
-                    fill, floor = compact()
-                    values = values[values > floor]
-                buffer[fill : fill + values.size] = values
-                fill += values.size
-                del xb, pre, values
+                _, pre = trainer._pre_activation(x[start : start + chunk_rows].to(trainer.device))
+                search.add(pre)
+                del pre
             del x
-    if fill < budget:
-        return 0.0
-    fill, floor = compact()
-    # strictly below the smallest kept value, so that "pre > theta" keeps it
-    return float(np.nextafter(np.float32(floor), np.float32(-np.inf)))
+    return search.threshold()
+
+
+class ThresholdSearch:
+    """The exact ``budget``-th largest positive value of a stream of blocks.
+
+    Candidates above the current floor go into one float32 buffer of a
+    quarter more than the budget (or of one block, if larger); when it is
+    full it is cut back in place to the largest ``budget`` values (a
+    partition, no copy), which raises the floor. Memory is that buffer, and
+    the work is linear in the number of values. The result does not depend
+    on the order or the cutting of the blocks.
+    """
+
+    def __init__(self, budget):
+        self.budget = budget
+        self.buffer = None
+        self.fill = 0
+        self.floor = 0.0
+
+    def _compact(self):
+        # the largest ``budget`` values to the front, in place
+        view = self.buffer[: self.fill]
+        np.negative(view, out=view)
+        view.partition(self.budget - 1)
+        np.negative(view, out=view)
+        self.fill = self.budget
+        self.floor = float(self.buffer[: self.budget].min())
+
+    def add(self, pre):
+        """Take the values of a block of pre-activations (a tensor)."""
+        if self.budget == 0:
+            return
+        if self.buffer is None:
+            slack = max(self.budget // 4, pre.numel())
+            self.buffer = np.empty(self.budget + slack, dtype=np.float32)
+        if pre.device.type == "cpu":
+            values = pre.contiguous().numpy().reshape(-1)
+        else:
+            values = pre.reshape(-1)
+            values = values[values > self.floor].cpu().numpy()
+        while values.shape[0]:
+            self.fill, visited = kernels.append_above(
+                values, np.float32(self.floor), self.buffer, self.fill)
+            values = values[visited:]
+            if values.shape[0]:
+                self._compact()
+
+    def threshold(self):
+        """Strictly below the ``budget``-th largest value (so that
+        ``pre > theta`` keeps it); 0 when fewer values are positive."""
+        if self.budget == 0 or self.fill < self.budget:
+            return 0.0
+        self._compact()
+        return float(np.nextafter(np.float32(self.floor), np.float32(-np.inf)))

@@ -497,3 +497,21 @@ def normalise_rows(matrix):
         norm = max(np.sqrt(squares), np.float32(1e-12))
         for o in range(matrix.shape[1]):
             matrix[j, o] /= norm
+
+
+@njit(nogil=True, cache=True)
+def append_above(values, floor, buffer, fill):
+    """Append the ``values`` above ``floor`` to ``buffer[fill:]`` in order.
+
+    Stops when the buffer is full; returns the new fill and how many of the
+    ``values`` were visited (all of them unless the buffer filled up).
+    """
+    capacity = buffer.shape[0]
+    for i in range(values.shape[0]):
+        value = values[i]
+        if value > floor:
+            if fill == capacity:
+                return fill, i
+            buffer[fill] = value
+            fill += 1
+    return fill, values.shape[0]
