@@ -376,6 +376,27 @@ class MatryoshkaTrainer:
         self.step_count += 1
 
     # -------------------------------------------------------------- inference
+    def _decode_levels(self, codes, shape):
+        """Linear predictor of every level from dense ``codes``: on the CPU
+        from the active entries only, in the kernel of the training step;
+        elsewhere by dense products."""
+        decoder_weight = self.params["decoder_weight"]
+        if codes.device.type != "cpu":
+            return torch.stack(
+                [codes[:, :size] @ decoder_weight[:size] for size in self.level_sizes]
+            ) + self.params["decoder_bias"]
+        dense = codes.numpy()
+        rows, latents = np.nonzero(dense)  # row-major: latents ascending in each row
+        row_pointers = np.zeros(dense.shape[0] + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=dense.shape[0]), out=row_pointers[1:])
+        linear = np.empty((self.n_levels,) + shape, dtype=np.float32)
+        kernels.decode_levels(
+            row_pointers, latents.astype(np.int64), dense[rows, latents],
+            self._level_sizes_array, decoder_weight.numpy(),
+            self.params["decoder_bias"].numpy(), linear,
+        )
+        return torch.from_numpy(linear)
+
     def _codes(self, pre):
         """Codes under the inference rule from pre-activations (in place)."""
         if self.spec.sparsity == "batchtopk":
@@ -414,14 +435,8 @@ class MatryoshkaTrainer:
             if pre is None:
                 _, pre = self._pre_activation(x[start : start + chunk_rows])
             pre_blocks[index] = None
-            codes = self._codes(pre)
             yb = y[start : start + chunk_rows]
-            linear = torch.stack(
-                [
-                    codes[:, :size] @ self.params["decoder_weight"][:size]
-                    for size in self.level_sizes
-                ]
-            ) + self.params["decoder_bias"]
+            linear = self._decode_levels(self._codes(pre), tuple(yb.shape))
             losses, output = loss_values_torch(linear, yb, self.spec.loss)
             error = output - yb
             residual = (error * target_scale).square().sum(dim=(1, 2))
