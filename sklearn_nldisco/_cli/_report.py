@@ -76,14 +76,14 @@ def embed_json(data):
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
-def kept_rows(selectivity, max_q=KEEP_Q, top=TOP_ROWS_PER_LATENT):
+def kept_rows(selectivity, alpha=KEEP_Q, top=TOP_ROWS_PER_LATENT):
     """The rows of the selectivity table shown in the report.
 
     Parameters
     ----------
     selectivity : DataFrame
         The table of ``selectivity.csv``.
-    max_q : float, default=0.05
+    alpha : float, default=0.05
         Rows with ``q`` below this value are kept.
     top : int, default=3
         The ``top`` rows of highest ``selectivity`` of every latent (model,
@@ -99,7 +99,7 @@ def kept_rows(selectivity, max_q=KEEP_Q, top=TOP_ROWS_PER_LATENT):
     keys = ["model", "latent", "sign"]
     ranks = (selectivity.sort_values("selectivity", ascending=False, kind="stable")
              .groupby(keys, sort=False).cumcount())
-    keep = (selectivity["q"] < max_q) | (ranks.reindex(selectivity.index) < top)
+    keep = (selectivity["q"] < alpha) | (ranks.reindex(selectivity.index) < top)
     return selectivity.loc[keep]
 
 
