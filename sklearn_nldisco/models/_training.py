@@ -376,24 +376,33 @@ class MatryoshkaTrainer:
         self.step_count += 1
 
     # -------------------------------------------------------------- inference
-    def _decode_levels(self, codes, shape):
-        """Linear predictor of every level from dense ``codes``: on the CPU
-        from the active entries only, in the kernel of the training step;
-        elsewhere by dense products."""
+    def _decode_levels(self, pre, shape):
+        """Linear predictor of every level from the codes of ``pre`` (the
+        inference rule): on the CPU from the active entries only, in the
+        kernel of the training step; elsewhere by dense products."""
         decoder_weight = self.params["decoder_weight"]
-        if codes.device.type != "cpu":
+        if pre.device.type != "cpu":
+            codes = self._codes(pre)
             return torch.stack(
                 [codes[:, :size] @ decoder_weight[:size] for size in self.level_sizes]
             ) + self.params["decoder_bias"]
-        dense = codes.numpy()
-        rows, latents = np.nonzero(dense)  # row-major: latents ascending in each row
-        row_pointers = np.zeros(dense.shape[0] + 1, dtype=np.int64)
-        np.cumsum(np.bincount(rows, minlength=dense.shape[0]), out=row_pointers[1:])
+        n_rows, n_latents = pre.shape
+        if self.spec.sparsity == "batchtopk":
+            # the active entries in one pass, row-major (latents ascending)
+            dense = pre.numpy()
+            flat = np.flatnonzero(dense > np.float32(max(self.threshold, 0.0)))
+            rows, latents = np.divmod(flat, n_latents)
+            values = dense.reshape(-1)[flat]
+        else:
+            dense = self._codes(pre).numpy()
+            rows, latents = np.nonzero(dense)
+            values = dense[rows, latents]
+        row_pointers = np.zeros(n_rows + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=n_rows), out=row_pointers[1:])
         linear = np.empty((self.n_levels,) + shape, dtype=np.float32)
         kernels.decode_levels(
-            row_pointers, latents.astype(np.int64), dense[rows, latents],
-            self._level_sizes_array, decoder_weight.numpy(),
-            self.params["decoder_bias"].numpy(), linear,
+            row_pointers, latents.astype(np.int64), values, self._level_sizes_array,
+            decoder_weight.numpy(), self.params["decoder_bias"].numpy(), linear,
         )
         return torch.from_numpy(linear)
 
@@ -436,7 +445,7 @@ class MatryoshkaTrainer:
                 _, pre = self._pre_activation(x[start : start + chunk_rows])
             pre_blocks[index] = None
             yb = y[start : start + chunk_rows]
-            linear = self._decode_levels(self._codes(pre), tuple(yb.shape))
+            linear = self._decode_levels(pre, tuple(yb.shape))
             losses, output = loss_values_torch(linear, yb, self.spec.loss)
             error = output - yb
             residual = (error * target_scale).square().sum(dim=(1, 2))
