@@ -13,6 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sklearn_nldisco import MatryoshkaSAE
 from sklearn_nldisco.models import _training_kernels as kernels
 from sklearn_nldisco.models._initialisation import random_unit_rows
 from sklearn_nldisco.models._spec import TrainingSpec
@@ -39,11 +40,15 @@ def _trainer(loss, tied, sparsity, rng, compiled=True, level_sizes=(6, 12, 24), 
         "decoder_bias": 0.3 * rng.standard_normal(n_out),
         "input_bias": 0.2 * rng.standard_normal(N_IN),
     }
-    spec = TrainingSpec(
-        level_sizes=level_sizes, level_weights=(1.0, 1.25, 1.5)[: len(level_sizes)],
-        k=k, sparsity=sparsity, loss=loss, autoencoder=tied, tied=tied,
+    estimator = MatryoshkaSAE(
+        n_latents, k=k, level_sizes=level_sizes,
+        level_weights=(1.0, 1.25, 1.5)[: len(level_sizes)], sparsity=sparsity, loss=loss,
         learning_rate=1e-3, grad_clip=None, aux_k=4, aux_coef=0.5,
-        dead_window_rows=100.0,
+    )
+    # tied centring is tested with every loss, so it is set apart from the loss
+    spec = dataclasses.replace(
+        TrainingSpec.from_estimator(estimator, autoencoder=tied),
+        tied=tied, dead_window_rows=100.0,
     )
     trainer = MatryoshkaTrainer(init, spec, torch.device("cpu"))
     trainer._compiled = compiled

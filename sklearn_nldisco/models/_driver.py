@@ -108,30 +108,31 @@ class _TrainingRows:
             for start, stop in source.bounds
         ]
         self.n_rows = int(sum(self.counts))
-        self._cache = {}
+        self._cached = len(source.bounds) == 1
+        self._arrays, self._tensors = {}, {}
 
     def arrays(self, index):
         """Scaled float32 ``(X_in, Y_target)`` of chunk ``index``."""
-        if index in self._cache:
-            return self._cache[index][0]
-        arrays = scale_rows(self.spec, self.scaling, *self.source.rows(index, self.keep))
-        if len(self.source.bounds) == 1:
-            self._cache[index] = (arrays, None)
+        arrays = self._arrays.get(index)
+        if arrays is None:
+            arrays = scale_rows(self.spec, self.scaling, *self.source.rows(index, self.keep))
+            if self._cached:
+                self._arrays[index] = arrays
         return arrays
 
     def tensors(self, index):
         """``arrays(index)`` as tensors on the device (the same tensor twice
         for the mse autoencoder)."""
-        cached = self._cache.get(index)
-        if cached is not None and cached[1] is not None:
-            return cached[1]
-        X_in, Y_target = self.arrays(index)
-        x = torch.as_tensor(X_in, dtype=torch.float32).to(self.device)
-        y = x if Y_target is X_in else torch.as_tensor(
-            Y_target, dtype=torch.float32).to(self.device)
-        if index in self._cache:
-            self._cache[index] = (self._cache[index][0], (x, y))
-        return x, y
+        tensors = self._tensors.get(index)
+        if tensors is None:
+            X_in, Y_target = self.arrays(index)
+            x = torch.as_tensor(X_in, dtype=torch.float32).to(self.device)
+            y = x if Y_target is X_in else torch.as_tensor(
+                Y_target, dtype=torch.float32).to(self.device)
+            tensors = (x, y)
+            if self._cached:
+                self._tensors[index] = tensors
+        return tensors
 
     def inputs(self):
         """Scaled training inputs, chunk by chunk (for the threshold)."""
@@ -441,7 +442,9 @@ def _train_streaming(source, spec, random_state, carried):
     exported = trainer.export_state()
     n_iter = carried.n_iter + 1
     return Fitted(
-        parameters={name: exported[name] for name in PARAMETER_NAMES + ("input_bias",)},
+        # the fitted attributes are copies: the carried state is not theirs to change
+        parameters={name: exported[name].copy()
+                    for name in PARAMETER_NAMES + ("input_bias",)},
         scaling=scaling, threshold=threshold, levels=(spec.level_sizes, spec.level_weights),
         n_iter=n_iter, best_iter=n_iter,
         n_steps=trainer.step_count, stop_reason="partial_fit", history=history,

@@ -209,14 +209,13 @@ class Scaling:
     target_scale: np.ndarray
 
 
-def resolve_scaling(spec, input_statistics, target_statistics):
+def resolve_scaling(spec, input_statistics, target_statistics, n_outputs):
     """The ``Scaling`` of a fit: counts losses leave the target unscaled, the
     mse autoencoder's target is its scaled input, the transcoder's target is
-    scaled by ``target_statistics()`` (a callable, so only it computes them)."""
+    scaled by ``target_statistics()`` (a callable, so that only this case
+    computes them). ``n_outputs``: the number of target columns."""
     input_mean, input_scale = input_statistics
     if spec.counts_loss:
-        n_outputs = (input_mean.shape[0] if spec.autoencoder
-                     else target_statistics()[0].shape[0])
         target_mean, target_scale = np.zeros(n_outputs), np.ones(n_outputs)
     elif spec.autoencoder:
         target_mean, target_scale = input_mean, input_scale
@@ -256,6 +255,7 @@ class ArrayRows:
         return resolve_scaling(
             spec, scaling_statistics(self.X, spec.scaling),
             lambda: scaling_statistics(self.Y, spec.scaling),
+            (self.X if self.Y is None else self.Y).shape[1],
         )
 
     def rows(self, index, keep=None):
@@ -298,9 +298,10 @@ class ChunkedRows:
                 target_moments.update(target)
                 del target
             del block
+        moments = input_moments if autoencoder else target_moments
         return resolve_scaling(
             spec, input_moments.scaling(spec.scaling),
-            lambda: target_moments.scaling(spec.scaling),
+            lambda: target_moments.scaling(spec.scaling), moments.mean.shape[0],
         )
 
     def rows(self, index, keep=None):

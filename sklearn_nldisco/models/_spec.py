@@ -161,34 +161,35 @@ class TrainingSpec:
     ``tied`` whether the encoder centres its input on the decoder bias (the
     mse autoencoder) rather than on an input bias of its own.
     ``dead_window`` is in epochs until ``for_rows`` turns it into samples
-    (``dead_window_rows``) for a number of training rows.
+    (``dead_window_rows``) for a number of training rows. There are no
+    defaults here: the estimators' parameters are the one source of them.
     """
 
-    level_sizes: tuple = (64, 128, 256)
-    level_weights: tuple = (1.0, 1.0, 1.0)
-    k: int = 8
-    autoencoder: bool = True
-    tied: bool = True
-    loss: str = "mse"
-    sparsity: str = "batchtopk"
-    scaling: str = "center"
-    bias_init: str = "geometric_median"
-    batch_size: int = 1024
-    learning_rate: float = 1e-2
-    max_iter: int = 200
-    early_stopping: bool = True
-    validation_fraction: float = 0.1
-    n_iter_no_change: int = 10
-    tol: float = 1e-4
-    warmup_fraction: float = 0.05
-    decay_fraction: float = 0.2
-    grad_clip: float | None = 1.0
-    aux_k: int = 8
-    aux_coef: float = 0.25
-    dead_window: float = 0.1
+    level_sizes: tuple
+    level_weights: tuple
+    k: int
+    autoencoder: bool
+    tied: bool
+    loss: str
+    sparsity: str
+    scaling: str
+    bias_init: str
+    batch_size: int
+    learning_rate: float
+    max_iter: int
+    early_stopping: bool
+    validation_fraction: float
+    n_iter_no_change: int
+    tol: float
+    warmup_fraction: float
+    decay_fraction: float
+    grad_clip: float | None
+    aux_k: int
+    aux_coef: float
+    dead_window: float
+    device: str
+    verbose: int
     dead_window_rows: float = 0.0
-    device: str = "auto"
-    verbose: int = 0
 
     @classmethod
     def from_estimator(cls, estimator, *, autoencoder):

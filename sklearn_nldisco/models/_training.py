@@ -390,7 +390,7 @@ class MatryoshkaTrainer:
         if self.spec.sparsity == "batchtopk":
             # the active entries in one pass, row-major (latents ascending)
             dense = pre.numpy()
-            flat = np.flatnonzero(dense > np.float32(max(self.threshold, 0.0)))
+            flat = np.flatnonzero(dense > np.float32(self._inference_cut()))
             rows, latents = np.divmod(flat, n_latents)
             values = dense.reshape(-1)[flat]
         else:
@@ -406,10 +406,14 @@ class MatryoshkaTrainer:
         )
         return torch.from_numpy(linear)
 
+    def _inference_cut(self):
+        """BatchTopK codes are the pre-activations above this value."""
+        return max(self.threshold, 0.0)
+
     def _codes(self, pre):
         """Codes under the inference rule from pre-activations (in place)."""
         if self.spec.sparsity == "batchtopk":
-            return pre.mul_(pre > max(self.threshold, 0.0))
+            return pre.mul_(pre > self._inference_cut())
         k = min(self.k, pre.shape[1])
         values, latents = torch.topk(pre, k, dim=1)
         return torch.zeros_like(pre).scatter_(1, latents, values.clamp_min(0.0))
