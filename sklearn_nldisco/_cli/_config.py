@@ -2,11 +2,8 @@
 
 import argparse
 import tomllib
-import warnings
 from pathlib import Path
 
-import numpy as np
-from sklearn.base import clone
 from sklearn.utils._param_validation import InvalidParameterError, validate_parameter_constraints
 
 # name -> (default, kind). ``None`` as default means "chosen by the model"
@@ -38,11 +35,6 @@ DEFAULTS = {name: default for name, (default, _) in SETTINGS.items()}
 MODEL_PARAMETERS = {"n_latents": "n_latents", "k": "k", "levels": "level_sizes",
                     "loss": "loss", "device": "device", "max_iter": "max_iter"}
 BINNER_PARAMETERS = {"bin_size": "bin_size", "smooth_sigma": "smooth_sigma"}
-
-# The rows of a dry-run fit (one epoch), in which the model checks its device
-# before any data is read.
-_DRY_RUN_ROWS = np.ones((8, 2))
-
 
 class UsageError(Exception):
     """A mistake of the user: reported on one line, exit status 2."""
@@ -172,7 +164,7 @@ def _check(settings):
     if settings["seed"] < 0:
         raise UsageError(f"--seed must be >= 0; got {settings['seed']}")
 
-    from ..models import MatryoshkaSAE, check_levels
+    from ..models import MatryoshkaSAE, check_device, check_levels
     from ..preprocessing import SpikeBinner
 
     _check_parameters(SpikeBinner(**binner_parameters(settings)), BINNER_PARAMETERS)
@@ -183,9 +175,8 @@ def _check(settings):
     except ValueError as error:
         raise UsageError(f"--n-latents, --k and --levels: {error}") from None
     if settings["device"] != "cpu":
-        # the model checks its device when it fits: a dry run on a few rows
         try:
-            _dry_run(model)
+            check_device(settings["device"])
         except (ValueError, RuntimeError) as error:  # torch.device raises RuntimeError
             raise UsageError(f"--device {settings['device']!r}: {error}") from None
 
@@ -205,14 +196,6 @@ def _check_parameters(estimator, parameters):
                 caller_name=type(estimator).__name__)
         except InvalidParameterError as error:
             raise UsageError(f"{_option(name)}: {error}") from None
-
-
-def _dry_run(model):
-    """Fit a clone of ``model`` for one epoch on a few rows of ones."""
-    model = clone(model).set_params(max_iter=1, early_stopping=False, n_threads=1, verbose=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.fit(_DRY_RUN_ROWS)
 
 
 def _option(name):

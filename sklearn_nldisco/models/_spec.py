@@ -151,6 +151,41 @@ def check_levels(n_latents, k, level_sizes=None, level_weights=None):
     return sizes, weights
 
 
+def check_device(device):
+    """The torch device a fit with ``device=device`` would train on.
+
+    The check the estimators make when they fit, made beforehand (it
+    imports torch, which coding never needs).
+
+    Parameters
+    ----------
+    device : str
+        ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"``,
+        ``"cuda:1"``...
+
+    Returns
+    -------
+    device : str
+        The resolved device, e.g. ``"cpu"``.
+
+    Raises
+    ------
+    ValueError
+        When CUDA is requested and not available.
+    RuntimeError
+        When ``device`` is not a torch device string.
+
+    Examples
+    --------
+    >>> from sklearn_nldisco.models import check_device
+    >>> check_device("cpu")
+    'cpu'
+    """
+    from ._training import resolve_device  # torch, only when asked
+
+    return str(resolve_device(device))
+
+
 @dataclass(frozen=True)
 class TrainingSpec:
     """Every setting of a training run, resolved and checked.
