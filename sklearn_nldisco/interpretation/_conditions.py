@@ -9,7 +9,15 @@ conditions made here, so that all three describe a latent over the same bins:
   at most ``max_categories`` distinct values): one condition per value, in
   sorted order;
 - other numeric columns: ``n_bins`` quantile bins ``[low, high)`` (the last
-  closed; tied quantiles merge bins).
+  closed; tied quantiles merge bins). Values within ``ZERO_TOLERANCE`` of
+  the largest absolute value count as 0 (numerical noise such as a speed of
+  1e-19 at rest). A zero-inflated column, where at least a bin's share
+  (``1 / n_bins``) of the values is 0, gets a condition ``"[0, 0]"`` for
+  them and ``n_bins - 1`` quantile bins of the other values (shared between
+  the negative and the positive ones in proportion, when there are both). Interior edges
+  are rounded to 4 significant digits, the precision of the names, and
+  rows are assigned by the rounded edges, so a name says exactly which
+  values it holds.
 
 Missing values belong to no condition, and conditions without rows (an empty
 sector) are dropped.
@@ -23,6 +31,9 @@ import pandas as pd
 
 DEFAULT_N_BINS = 10
 DEFAULT_MAX_CATEGORIES = 64
+# Relative to the largest absolute value of a column: smaller values are 0.
+ZERO_TOLERANCE = 1e-9
+_SIGNIFICANT_DIGITS = 4
 
 
 @dataclass(frozen=True)
@@ -60,7 +71,12 @@ def n_bins_for(n_bins, column):
 
 
 def _format_edge(value):
-    return f"{value:.4g}"
+    return f"{value:.{_SIGNIFICANT_DIGITS}g}"
+
+
+def _round_edges(edges):
+    """Edges rounded to the digits of their names (0 stays 0)."""
+    return np.array([float(_format_edge(edge)) for edge in edges])
 
 
 def _bin_names(edges):
@@ -124,14 +140,58 @@ def discretise(series, column, *, is_angle, n_bins, max_categories):
     labels = np.full(len(values), -1, dtype=np.int64)
     if missing.all():
         return Conditions(labels, [], "continuous", np.zeros((0, 2)))
-    edges = np.unique(np.quantile(values[~missing], np.linspace(0.0, 1.0, n_bins + 1)))
+    present = values[~missing]
+    scale = np.max(np.abs(present))
+    is_zero = np.abs(present) <= ZERO_TOLERANCE * scale
+    present = np.where(is_zero, 0.0, present)
+    if scale > 0 and is_zero.mean() >= 1.0 / n_bins:
+        return _zero_inflated(present, is_zero, missing, labels, n_bins)
+    present_labels, names, bounds = _quantile_bins(present, n_bins)
+    labels[~missing] = present_labels
+    return _drop_empty(labels, names, "continuous", bounds)
+
+
+def _quantile_bins(values, n_bins):
+    """Labels, names and bounds of ``n_bins`` quantile bins of finite values."""
+    edges = np.unique(np.quantile(values, np.linspace(0.0, 1.0, n_bins + 1)))
     if len(edges) < 2:
-        labels[~missing] = 0
-        return Conditions(labels, [f"[{_format_edge(edges[0])}, {_format_edge(edges[0])}]"],
-                          "continuous", np.array([[edges[0], edges[0]]]))
-    labels[~missing] = np.searchsorted(edges[1:-1], values[~missing], side="right")
-    return _drop_empty(labels, _bin_names(edges), "continuous",
-                       np.column_stack([edges[:-1], edges[1:]]))
+        return (np.zeros(len(values), dtype=np.int64),
+                [f"[{_format_edge(edges[0])}, {_format_edge(edges[0])}]"],
+                np.array([[edges[0], edges[0]]]))
+    # interior edges as the names print them; the extremes are the data's
+    interior = np.unique(_round_edges(edges[1:-1]))
+    interior = interior[(interior > edges[0]) & (interior < edges[-1])]
+    edges = np.concatenate([edges[:1], interior, edges[-1:]])
+    labels = np.searchsorted(edges[1:-1], values, side="right")
+    return labels, _bin_names(edges), np.column_stack([edges[:-1], edges[1:]])
+
+
+def _zero_inflated(present, is_zero, missing, labels, n_bins):
+    """A ``[0, 0]`` condition for the zeros, quantile bins of the other values
+    (of the negative and the positive ones apart, when there are both)."""
+    negative = present < 0
+    positive = present > 0
+    n_rest = n_bins - 1
+    n_negative = 0
+    if negative.any():
+        n_negative = n_rest if not positive.any() else int(np.clip(
+            round(n_rest * negative.sum() / (~is_zero).sum()), 1, max(n_rest - 1, 1)))
+    present_labels = np.zeros(len(present), dtype=np.int64)
+    names, bounds = [], []
+    for part, n_part in ((negative, n_negative), (None, 0), (positive, n_rest - n_negative)):
+        if part is None:
+            present_labels[is_zero] = len(names)
+            names.append("[0, 0]")
+            bounds.append([[0.0, 0.0]])
+            continue
+        if not part.any():
+            continue
+        part_labels, part_names, part_bounds = _quantile_bins(present[part], max(n_part, 1))
+        present_labels[part] = part_labels + len(names)
+        names += part_names
+        bounds.append(part_bounds)
+    labels[~missing] = present_labels
+    return _drop_empty(labels, names, "continuous", np.concatenate(bounds))
 
 
 def _drop_empty(labels, names, kind, bounds):
