@@ -86,45 +86,163 @@ def test_planted_latent_is_found_and_ranked_first():
     Z = bursty_latents(n_samples, 20, rng)
     Z[:, 7] = np.where((phase == 3) & (rng.random_sample(n_samples) < 0.6), 2.0, 0.0)
     metadata = pd.DataFrame({"phase": phase})
-    scorer = SelectivityScorer(n_permutations=200, p_value="empirical", random_state=0)
-    empirical = scorer.score_latents(sparse.csr_matrix(Z), metadata)
+    fixed = SelectivityScorer(max_permutations=200, random_state=0)
+    empirical = fixed.score_latents(sparse.csr_matrix(Z), metadata)
     planted = empirical[(empirical["latent"] == 7) & (empirical["condition"] == 3)].iloc[0]
     assert planted["selectivity"] == 1.0
-    # no null draw reaches it: the smallest empirical p, too coarse for 100 tests
+    # 200 draws, none reaching it: the smallest p, too coarse for 100 tests
+    assert planted["n_draws"] == 200
     assert planted["p"] == pytest.approx(1 / 201)
     assert planted["q"] == pytest.approx(100 / 201)
-    results = scorer.set_params(p_value="gaussian").score_latents(
-        sparse.csr_matrix(Z), metadata)
+    # the adaptive draws go on for this pair only, here through all 3,999 shifts
+    scorer = SelectivityScorer(random_state=0)
+    results = scorer.score_latents(sparse.csr_matrix(Z), metadata)
     planted = results[(results["latent"] == 7) & (results["condition"] == 3)].iloc[0]
+    assert planted["n_draws"] == n_samples - 1
+    assert planted["p"] == pytest.approx(1 / n_samples)
     assert planted["q"] < 0.05
     assert planted["effect"] > 0.7
+    assert results["n_draws"].median() <= 400
     top = top_selective_latents(results, n_top=1)
     assert top.loc[top["condition"] == 3, "latent"].item() == 7
     significant = results[results["q"] < 0.05]
     assert set(significant["latent"]) == {7}
+    gaussian = scorer.set_params(p_value="gaussian").score_latents(Z, metadata)
+    assert (gaussian["n_draws"][gaussian["p"].notna()] == 200).all()
+    assert set(gaussian.loc[gaussian["q"] < 0.05, "latent"]) == {7}
+
+
+def test_adaptive_draws_find_a_direction_latent_that_the_former_default_missed():
+    """Direction is defined during movements only; a latent fires through half
+    of the movements towards one target and nowhere else. The former default
+    (a Gaussian tail over 200 circular shifts of all bins, which land the
+    latent's bins on undefined direction as often as not) gave it q = 0.15."""
+    rng = np.random.RandomState(0)
+    n_samples = 8000
+    lengths = rng.randint(4, 13, size=n_samples)
+    movement = np.repeat(np.arange(n_samples), lengths)[:n_samples]
+    moving = movement % 2 == 1
+    target = rng.randint(0, 8, size=n_samples)[movement]
+    metadata = pd.DataFrame({"direction_deg": np.where(moving, 45.0 * target - 179.0,
+                                                       np.nan)})
+    Z = bursty_latents(n_samples, 10, rng, rate=0.01)
+    chosen = rng.random_sample(n_samples)[movement] < 0.5
+    Z[:, 0] = (moving & (target == 4) & chosen) * 1.0
+    scorer = SelectivityScorer(n_bins=8, random_state=0)
+    results = scorer.score_latents(Z, metadata)
+    planted = results[(results["latent"] == 0) & (results["condition"] == "[0, 45)")].iloc[0]
+    assert planted["selectivity"] == 1.0 and planted["frac_during"] > 0.45
+    # every shift of the 4,008 moving bins drawn, none reaching it
+    assert planted["n_draws"] == int(metadata["direction_deg"].notna().sum()) - 1
+    assert planted["q"] < 0.05
+    assert (results["q"] < 0.05).sum() == 1
+    # 200 draws cannot resolve it among 80 tests
+    fixed = scorer.set_params(max_permutations=200).score_latents(Z, metadata)
+    assert not (fixed["q"] < 0.05).any()
+
+
+def test_exhaustive_circular_null_is_the_exact_test_over_the_defined_bins():
+    rng = np.random.RandomState(12)
+    n_samples = 240
+    speed = np.abs(np.cumsum(rng.normal(size=n_samples)))
+    phase = block_labels(n_samples, 3, 10, rng)
+    # direction is defined on 150 of the bins
+    direction = np.where(rng.random_sample(n_samples) < 0.625,
+                         rng.uniform(-180, 180, n_samples), np.nan)
+    metadata = pd.DataFrame({"phase": phase, "direction_deg": direction})
+    Z = bursty_latents(n_samples, 6, rng, rate=0.05, burst=4)
+    Z[:, 0] += (phase == 2) * (speed > np.median(speed))
+    scorer = SelectivityScorer(n_bins=4, n_permutations=5000, max_permutations=5000,
+                               random_state=0)
+    results = scorer.score_latents(Z, metadata)
+    for variable in ("phase", "direction_deg"):
+        conditions = discretise(metadata[variable], variable,
+                                is_angle=variable == "direction_deg", n_bins=4,
+                                max_categories=64)
+        defined = conditions.labels >= 0
+        labels = conditions.labels[defined]
+        n_defined = int(defined.sum())
+        for latent in range(6):
+            active = (Z[:, latent] > 0)[defined]
+            for index, name in enumerate(conditions.names):
+                row = results[(results["latent"] == latent) & (results["variable"] == variable)
+                              & (results["condition"] == name)].iloc[0]
+                observed = np.sum(active & (labels == index))
+                if not active.any() or observed == 0:
+                    continue
+                shifted = [np.sum(np.roll(active, shift) & (labels == index))
+                           for shift in range(1, n_defined)]
+                expected = (1 + np.sum(np.asarray(shifted) >= observed)) / n_defined
+                assert row["n_draws"] == n_defined - 1
+                assert row["p"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("null", ["circular", "trial"])
+def test_activity_where_a_variable_is_undefined_leaves_its_test_unchanged(null):
+    rng = np.random.RandomState(13)
+    metadata = trial_session(rng, n_trials=80)
+    n_samples = len(metadata)
+    moving = rng.random_sample(n_samples) < 0.4
+    metadata["direction"] = pd.array(np.where(moving, metadata["trial_type"], -1),
+                                      dtype="Int64")
+    metadata.loc[~moving, "direction"] = pd.NA
+    Z = bursty_latents(n_samples, 12, rng, rate=0.05)
+    Z[:, 0] += (metadata["trial_type"] == 1).to_numpy()
+    scorer = SelectivityScorer(variables=["direction"], null=null, dense=False,
+                               random_state=0)
+    results = scorer.score_latents(Z, metadata)
+    # more activity where direction is missing: the test of direction is the same
+    busier = Z + (~moving)[:, None] * rng.exponential(size=Z.shape)
+    changed = scorer.score_latents(busier, metadata)
+    columns = ["selectivity", "frac_during", "frac_outside", "n_draws", "p", "q"]
+    pd.testing.assert_frame_equal(changed[columns], results[columns])
+    planted = (results["latent"] == 0) & (results["condition"] == 1)
+    assert results.loc[planted, "p"].item() == results["p"].min() < 0.01
 
 
 def test_independent_latents_give_calibrated_p_values_and_few_discoveries():
     rng = np.random.RandomState(2)
     n_samples = 3000
+    speed = np.abs(np.cumsum(rng.normal(size=n_samples)))
     metadata = pd.DataFrame({
         "phase": block_labels(n_samples, 4, 30, rng),
-        "speed": np.abs(np.cumsum(rng.normal(size=n_samples))),
+        "speed": speed,
+        # defined at a third of the bins
+        "direction_deg": np.where(speed > np.quantile(speed, 2 / 3),
+                                  np.degrees(np.cumsum(rng.normal(0, 0.2, n_samples))),
+                                  np.nan),
     })
     Z = bursty_latents(n_samples, 150, rng)
-    results = SelectivityScorer(n_bins=4, n_permutations=99, min_shift=100,
-                                random_state=0).score_latents(Z, metadata)
+    results = SelectivityScorer(n_bins=4, random_state=0).score_latents(Z, metadata)
     p_values = results["p"].to_numpy()
-    assert len(p_values) == 150 * 8
+    assert len(p_values) == 150 * 12
     # one-sided p of autocorrelated latents against autocorrelated behaviour:
-    # roughly uniform under the circular-shift null
-    for level in (0.05, 0.1, 0.25, 0.5):
-        assert abs(np.mean(p_values <= level) - level) < 0.06
-    assert np.mean(results["q"] < 0.05) <= 0.05 + 0.02
-    gaussian = SelectivityScorer(n_bins=4, n_permutations=99, min_shift=100, random_state=0,
+    # uniform under the circular-shift null, the lower tail included, where
+    # the adaptive draws resolve it
+    for level in (0.01, 0.05, 0.1, 0.25, 0.5):
+        assert np.mean(p_values <= level) <= level + max(0.01, level / 5)
+        assert np.mean(p_values <= level) >= level - max(0.01, level / 5)
+    assert np.mean(results["q"] < 0.05) <= 0.002
+    gaussian = SelectivityScorer(n_bins=4, n_permutations=99, random_state=0,
                                  p_value="gaussian").score_latents(Z, metadata)
     assert abs(np.mean(gaussian["p"] <= 0.1) - 0.1) < 0.06
     assert np.mean(gaussian["q"] < 0.05) <= 0.05 + 0.02
+
+
+def test_shifted_metadata_gives_no_discovery_in_most_shuffles():
+    """Under the complete null, Benjamini-Hochberg's FDR is the chance of any discovery."""
+    rng = np.random.RandomState(14)
+    n_samples = 2000
+    metadata = pd.DataFrame({"phase": block_labels(n_samples, 5, 15, rng),
+                             "speed": np.abs(np.cumsum(rng.normal(size=n_samples)))})
+    Z = bursty_latents(n_samples, 40, rng, rate=0.01, burst=12)
+    scorer = SelectivityScorer(n_bins=5, random_state=0)
+    with_discovery = 0
+    for _ in range(20):
+        offset = rng.randint(n_samples // 4, 3 * n_samples // 4)
+        shifted = metadata.iloc[np.roll(np.arange(n_samples), offset)]
+        with_discovery += (scorer.score_latents(Z, shifted)["q"] < 0.05).any()
+    assert with_discovery <= 2
 
 
 def test_shuffled_metadata_gives_no_significant_results():
@@ -207,6 +325,73 @@ def test_signed_codes_test_each_sign_of_a_pca_component():
         SelectivityScorer(signed=False).score_latents(Z, pd.DataFrame({"phase": phase}))
 
 
+def test_dense_codes_are_active_above_their_own_quantile():
+    rng = np.random.RandomState(15)
+    n_samples = 3000
+    phase = block_labels(n_samples, 4, 20, rng)
+    metadata = pd.DataFrame({"phase": phase})
+    # NMF-like codes, positive in every bin
+    Z = 1.0 + rng.exponential(size=(n_samples, 3))
+    Z[:, 0] += 3.0 * (phase == 2) * rng.random_sample(n_samples)
+    Z[:, 2] = bursty_latents(n_samples, 1, rng)[:, 0]  # sparse: the threshold rule
+    scorer = SelectivityScorer(random_state=0)
+    results = scorer.score_latents(Z, metadata)
+    above = results.groupby("latent")["active_above"].first()
+    assert above[0] == pytest.approx(np.quantile(Z[:, 0], 0.9))
+    assert above[1] == pytest.approx(np.quantile(Z[:, 1], 0.9))
+    assert above[2] == 0.0
+    planted = results[(results["latent"] == 0) & (results["condition"] == 2)].iloc[0]
+    assert planted["selectivity"] > 0.8 and planted["q"] < 0.05
+    assert planted["frac_during"] == pytest.approx(
+        np.mean(Z[phase == 2, 0] > above[0]))
+    assert not (results.loc[results["latent"] == 1, "q"] < 0.05).any()
+    # active "everywhere" under the threshold rule: nothing to compare
+    everywhere = SelectivityScorer(dense=False, random_state=0).score_latents(Z, metadata)
+    row = everywhere[(everywhere["latent"] == 0) & (everywhere["condition"] == 2)].iloc[0]
+    assert row["frac_during"] == 1.0 and row["selectivity"] == 0.5 and row["p"] == 1.0
+    # the quantile rule for every latent, the sparse one included
+    forced = SelectivityScorer(dense=True, activity_quantile=0.95,
+                               random_state=0).score_latents(Z, metadata)
+    assert forced.groupby("latent")["active_above"].first()[2] == pytest.approx(
+        np.quantile(Z[:, 2], 0.95))
+    # a binary code active in most bins: ties at the quantile are active
+    binary = (phase != 0).astype(float)[:, None]
+    tied = scorer.score_latents(binary, metadata)
+    assert tied["active_above"].iloc[0] == 0.0
+    assert tied.loc[tied["condition"] == 1, "frac_during"].item() == 1.0
+
+
+def test_signed_quantile_is_a_deprecated_alias_of_activity_quantile():
+    rng = np.random.RandomState(16)
+    Z = rng.normal(size=(500, 2))
+    metadata = pd.DataFrame({"phase": block_labels(500, 2, 10, rng)})
+    expected = SelectivityScorer(activity_quantile=0.8, n_permutations=20,
+                                 random_state=0).score_latents(Z, metadata)
+    with pytest.warns(FutureWarning, match="signed_quantile is deprecated"):
+        old = SelectivityScorer(signed_quantile=0.8, n_permutations=20,
+                                random_state=0).score_latents(Z, metadata)
+    pd.testing.assert_frame_equal(old, expected)
+
+
+def test_a_zero_inflated_variable_gets_a_zero_condition():
+    rng = np.random.RandomState(17)
+    n_samples = 2000
+    moving = block_labels(n_samples, 2, 20, rng) == 1
+    # at rest the speed is numerical noise, as in the simulated session
+    speed = np.where(moving, rng.gamma(2.0, 50.0, n_samples),
+                     rng.uniform(1e-20, 1e-12, n_samples))
+    Z = bursty_latents(n_samples, 3, rng)
+    Z[:, 0] = (~moving) * 1.0
+    results = SelectivityScorer(n_bins=5, random_state=0).score_latents(
+        Z, pd.DataFrame({"speed": speed}))
+    conditions = results.loc[results["latent"] == 0, "condition"].tolist()
+    assert len(conditions) == 5 and conditions[0] == "[0, 0]"
+    assert not any("e-" in name for name in conditions)
+    at_rest = results[(results["latent"] == 0) & (results["condition"] == "[0, 0]")].iloc[0]
+    assert at_rest["n_during"] == np.count_nonzero(~moving)
+    assert at_rest["selectivity"] == 1.0 and at_rest["q"] < 0.05
+
+
 def test_missing_values_count_neither_during_nor_outside():
     direction = np.array([10.0, 10.0, np.nan, np.nan, -100.0, -100.0, -100.0, 10.0])
     z = np.array([1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
@@ -267,15 +452,22 @@ def test_levels_filter_and_ranking():
 @pytest.mark.parametrize(
     "params, match",
     [
-        ({"n_permutations": 0}, "n_permutations must be a positive int"),
-        ({"null": "shuffle"}, "null must be 'circular' or 'trial'"),
+        ({"n_permutations": 0}, "'n_permutations' parameter of SelectivityScorer must be"),
+        ({"max_permutations": 100}, "max_permutations must be at least n_permutations=200"),
+        ({"null": "shuffle"}, "'null' parameter of SelectivityScorer must be a str among"),
         ({"variables": ["nope"]}, r"variables \['nope'\] are not columns"),
-        ({"min_shift": 600}, "min_shift=600 leaves no circular shift"),
+        ({"variables": "phase"}, "'variables' parameter of SelectivityScorer must be"),
+        ({"min_shift": 600}, "min_shift=600 leaves no circular shift for the 1000 bins "
+                             "where 'phase' is defined"),
         ({"null": "trial", "trial_column": "trial"}, "needs the trial column 'trial'"),
-        ({"n_bins": 1}, "n_bins must be an int >= 2"),
-        ({"p_value": "exact"}, "p_value must be 'empirical' or 'gaussian'"),
-        ({"signed_quantile": 1.5}, r"signed_quantile must be in \(0, 1\)"),
-        ({"activity_threshold": np.nan}, "activity_threshold must be a finite"),
+        ({"n_bins": 1}, "'n_bins' parameter of SelectivityScorer must be"),
+        ({"n_bins": {"speed": 1}}, "n_bins must be an int >= 2"),
+        ({"p_value": "exact"}, "'p_value' parameter of SelectivityScorer must be a str among"),
+        ({"dense": "yes"}, "'dense' parameter of SelectivityScorer must be"),
+        ({"activity_quantile": 1.5}, "'activity_quantile' parameter of SelectivityScorer"),
+        ({"alpha": 0.0}, "'alpha' parameter of SelectivityScorer must be"),
+        ({"activity_threshold": np.nan}, "'activity_threshold' parameter"),
+        ({"activity_threshold": np.inf}, "'activity_threshold' parameter"),
     ],
 )
 def test_parameter_errors_name_the_argument(params, match):

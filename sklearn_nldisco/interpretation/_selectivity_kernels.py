@@ -2,15 +2,15 @@
 
 Each latent's statistics only need the bins where it is active (or non-zero),
 so the kernels walk the columns of a CSC matrix. One thread computes one
-latent from start to end, so results never depend on the number of threads.
+latent from start to end, and every latent sees the same null draws, so
+results never depend on the number of threads.
 """
 
 import numpy as np
 from numba import njit, prange
 
-# Relative tolerance under which a null selectivity counts as equal to the
-# observed one: equal counts must tie whatever the rounding.
-_TIE_TOLERANCE = 1e-12
+CIRCULAR = 0
+TRIAL = 1
 
 
 @njit(nogil=True, cache=True)
@@ -26,140 +26,198 @@ def _selectivity(count_during, n_active_valid, n_during, n_valid):
 
 
 @njit(parallel=True, cache=True)
-def active_counts_and_exceedances(indptr, indices, labels, condition_variable,
-                                  condition_offset, condition_sizes, valid_sizes,
-                                  null_mode, shifts, permutations, trial_and_position,
-                                  trial_layout, trial_bins, contiguous_trials):
-    """Observed active counts per condition and how often the null matches them.
+def observed_active_counts(indptr, indices, labels, condition_offset, n_conditions):
+    """Active bins of each unit in each condition, and in each variable's valid bins.
 
     Parameters
     ----------
     indptr, indices : ndarray of int
         CSC structure of the activity indicator (n_samples, n_units).
     labels : ndarray of shape (n_samples, n_variables), small int
-        Condition of each bin within each variable, -1 where excluded.
-    condition_variable, condition_offset : ndarray of int
-        Variable of each condition, first condition of each variable.
-    condition_sizes : ndarray of shape (n_conditions,)
-        Bins in each condition.
-    valid_sizes : ndarray of shape (n_variables,)
-        Bins with a label in each variable.
-    null_mode : int
-        0: circular shifts (``shifts``); 1: trial permutations.
-    shifts : ndarray of shape (n_draws,)
-    permutations : ndarray of shape (n_draws, n_trials)
-    trial_and_position : ndarray of shape (n_samples, 2), int32
-        Trial of each bin (-1 outside trials) and rank of the bin in its
-        trial, side by side so that one cache line holds both.
-    trial_layout : ndarray of shape (n_trials, 3), int64
-        Per trial: offset of its bins in ``trial_bins``, number of bins, and
-        first bin (used when the trials are contiguous).
-    trial_bins : ndarray of int
-        The bins of each trial, trial after trial.
-    contiguous_trials : bool
-        Whether the bins of each trial are consecutive, which spares reading
-        ``trial_bins``.
+        Condition of each bin within each variable, -1 where the variable
+        is not defined.
+    condition_offset : ndarray of shape (n_variables,)
+        First condition of each variable.
+    n_conditions : int
 
     Returns
     -------
     counts : ndarray of shape (n_units, n_conditions)
-        Active bins in each condition.
     active_valid : ndarray of shape (n_units, n_variables)
-        Active bins with a label in each variable.
-    exceedances : ndarray of shape (n_units, n_conditions)
-        Null draws whose selectivity is at least the observed one.
-    null_means, null_stds : ndarray of shape (n_units, n_conditions)
-        Mean and standard deviation of the null selectivities.
     """
     n_units = indptr.shape[0] - 1
-    n_samples, n_variables = labels.shape
-    n_conditions = condition_variable.shape[0]
-    n_draws = max(shifts.shape[0], permutations.shape[0])
-    counts_out = np.zeros((n_units, n_conditions), dtype=np.int64)
-    active_valid_out = np.zeros((n_units, n_variables), dtype=np.int64)
-    exceedances = np.zeros((n_units, n_conditions), dtype=np.int64)
-    null_means = np.zeros((n_units, n_conditions), dtype=np.float64)
-    null_stds = np.zeros((n_units, n_conditions), dtype=np.float64)
+    n_variables = labels.shape[1]
+    counts = np.zeros((n_units, n_conditions), dtype=np.int64)
+    active_valid = np.zeros((n_units, n_variables), dtype=np.int64)
     for unit in prange(n_units):
-        counts = np.zeros(n_conditions, dtype=np.int64)
-        active_valid = np.zeros(n_variables, dtype=np.int64)
-        observed = np.zeros(n_conditions, dtype=np.float64)
-        n_exceed = np.zeros(n_conditions, dtype=np.int64)
-        null_sum = np.zeros(n_conditions, dtype=np.float64)
-        null_sum_squares = np.zeros(n_conditions, dtype=np.float64)
+        for pointer in range(indptr[unit], indptr[unit + 1]):
+            source = indices[pointer]
+            for variable in range(n_variables):
+                label = labels[source, variable]
+                if label >= 0:
+                    counts[unit, condition_offset[variable] + label] += 1
+                    active_valid[unit, variable] += 1
+    return counts, active_valid
+
+
+@njit(parallel=True, cache=True)
+def null_exceedances(indptr, indices, units, labels, condition_variable, condition_offset,
+                     condition_sizes, valid_sizes, observed, active_valid, null_mode,
+                     coordinates, positions, null_labels, label_start, shifts,
+                     permutations, trial_offset, trial_start, trial_length, first_draw,
+                     min_draws, max_draws, stop_exceedances, is_open, exceedances,
+                     n_draws, with_moments, null_sums, null_sum_squares):
+    """Run one chunk of null draws for the open pairs of some units, in place.
+
+    The null of a variable is restricted to the bins where it is defined:
+    a unit's active bins that are valid for the variable keep being valid,
+    so the number of active valid bins is the same in every draw and a
+    draw's selectivity exceeds the observed one exactly when its count in
+    the condition does. A pair (unit, condition) takes draws until it has
+    ``stop_exceedances`` draws at least as extreme as observed (after
+    ``min_draws``) or ``max_draws`` draws; then it closes.
+
+    Parameters
+    ----------
+    indptr, indices : ndarray of int
+        CSC structure of the activity indicator (n_samples, n_units).
+    units : ndarray of int
+        The units to run (those with an open pair).
+    labels : ndarray of shape (n_samples, n_variables), small int
+        Condition of each bin within each variable, -1 where undefined.
+    condition_variable : ndarray of shape (n_conditions,)
+        Variable of each condition.
+    condition_offset : ndarray of shape (n_variables + 1,)
+        First condition of each variable, then the number of conditions.
+    condition_sizes : ndarray of shape (n_conditions,)
+        Bins in each condition.
+    valid_sizes : ndarray of shape (n_variables,)
+        Bins where each variable is defined.
+    observed : ndarray of shape (n_units, n_conditions)
+        Observed active bins in each condition.
+    active_valid : ndarray of shape (n_units, n_variables)
+        Active bins where each variable is defined.
+    null_mode : int
+        ``CIRCULAR`` or ``TRIAL``.
+    coordinates : ndarray of shape (n_samples, n_variables), int32
+        Circular: rank of the bin among the variable's valid bins. Trial:
+        the bin's trial among the variable's trials. -1 where the variable
+        is undefined (circular) or the bin is outside the variable's trials
+        (trial: it keeps its own label).
+    positions : ndarray of shape (n_samples, n_variables), int32
+        Trial: rank of the bin among its trial's valid bins. Unused for the
+        circular null.
+    null_labels : ndarray of int
+        Per variable, the labels of its valid bins in the order of
+        ``coordinates`` (circular: in time; trial: trial after trial).
+    label_start : ndarray of shape (n_variables + 1,)
+        Where each variable's labels start in ``null_labels``.
+    shifts : ndarray of shape (n_chunk, n_variables)
+        Circular: the shift of each draw, in ``[0, valid_sizes[variable])``.
+    permutations : ndarray of shape (n_chunk, n_trial_columns), int32
+        Trial: for each draw and variable, its trials permuted (columns
+        ``trial_offset[v]:trial_offset[v + 1]``).
+    trial_offset : ndarray of shape (n_variables + 1,)
+    trial_start, trial_length : ndarray of int
+        Per variable and trial: first index of its labels within the
+        variable's labels in ``null_labels``, and their number.
+    first_draw : int
+        Draws each open pair has taken before this chunk.
+    min_draws, stop_exceedances : int
+    max_draws : ndarray of shape (n_variables,)
+        The stopping rule: a pair stops after ``max_draws`` of its variable,
+        or after ``min_draws`` once it has ``stop_exceedances``.
+    is_open : ndarray of shape (n_units, n_conditions), bool
+        Updated in place.
+    exceedances, n_draws : ndarray of shape (n_units, n_conditions), int64
+        Draws at least as extreme as observed, draws taken; updated in place.
+    with_moments : bool
+        Whether to accumulate ``null_sums`` and ``null_sum_squares``.
+    null_sums, null_sum_squares : ndarray of shape (n_units, n_conditions)
+        Sum and sum of squares of the null selectivities; updated in place.
+    """
+    n_variables = labels.shape[1]
+    n_conditions = condition_variable.shape[0]
+    n_chunk = max(shifts.shape[0], permutations.shape[0])
+    for index in prange(units.shape[0]):
+        unit = units[index]
         start = indptr[unit]
-        stop = indptr[unit + 1]
-        unit_bins = indices[start:stop]
-        if null_mode == 1:
-            # read once, not once per draw: the layout of the active bins
-            unit_trials = np.empty(stop - start, dtype=np.int32)
-            unit_positions = np.empty(stop - start, dtype=np.int32)
-            for pointer in range(stop - start):
-                unit_trials[pointer] = trial_and_position[unit_bins[pointer], 0]
-                unit_positions[pointer] = trial_and_position[unit_bins[pointer], 1]
-        else:
-            unit_trials = np.empty(0, dtype=np.int32)
-            unit_positions = np.empty(0, dtype=np.int32)
-        # one draw at a time: the active bins are sorted, so the labels are
-        # read in increasing order, and the counts stay in the L1 cache
-        for draw in range(n_draws):
-            counts[:] = 0
-            active_valid[:] = 0
-            if null_mode == 0:
-                shift = shifts[draw]
-                for pointer in range(start, stop):
-                    source = indices[pointer] + shift
-                    if source >= n_samples:
-                        source -= n_samples
-                    for variable in range(n_variables):
-                        label = labels[source, variable]
-                        if label >= 0:
-                            counts[condition_offset[variable] + label] += 1
-                            active_valid[variable] += 1
-            else:
-                permutation = permutations[draw]
-                for pointer in range(stop - start):
-                    source = unit_bins[pointer]
-                    trial = unit_trials[pointer]
-                    if draw > 0 and trial >= 0:
-                        # the bin at the same position of the trial drawn in its place
-                        other = permutation[trial]
-                        length = trial_layout[other, 1]
-                        position = unit_positions[pointer]
+        n_active = indptr[unit + 1] - start
+        variable_open = np.zeros(n_variables, dtype=np.bool_)
+        for condition in range(n_conditions):
+            if is_open[unit, condition]:
+                variable_open[condition_variable[condition]] = True
+        # the active bins' coordinates in each open variable, read once
+        unit_coordinates = np.empty((n_variables, n_active), dtype=np.int32)
+        unit_positions = np.empty((n_variables, n_active), dtype=np.int32)
+        n_moving = np.zeros(n_variables, dtype=np.int64)
+        fixed = np.zeros(n_conditions, dtype=np.int64)
+        for variable in range(n_variables):
+            if not variable_open[variable]:
+                continue
+            for pointer in range(n_active):
+                source = indices[start + pointer]
+                coordinate = coordinates[source, variable]
+                if coordinate >= 0:
+                    unit_coordinates[variable, n_moving[variable]] = coordinate
+                    unit_positions[variable, n_moving[variable]] = positions[source, variable]
+                    n_moving[variable] += 1
+                elif null_mode == TRIAL:
+                    label = labels[source, variable]
+                    if label >= 0:  # outside the trials: keeps its label
+                        fixed[condition_offset[variable] + label] += 1
+        counts = np.zeros(n_conditions, dtype=np.int64)
+        for draw in range(n_chunk):
+            draw_number = first_draw + draw + 1
+            any_open = False
+            for variable in range(n_variables):
+                if not variable_open[variable]:
+                    continue
+                first = condition_offset[variable]
+                last = condition_offset[variable + 1]
+                for condition in range(first, last):
+                    counts[condition] = fixed[condition]
+                base = label_start[variable]
+                if null_mode == CIRCULAR:
+                    shift = shifts[draw, variable]
+                    n_valid = valid_sizes[variable]
+                    for pointer in range(n_moving[variable]):
+                        source = unit_coordinates[variable, pointer] + shift
+                        if source >= n_valid:
+                            source -= n_valid
+                        counts[first + null_labels[base + source]] += 1
+                else:
+                    offset = trial_offset[variable]
+                    for pointer in range(n_moving[variable]):
+                        other = offset + permutations[draw, offset
+                                                      + unit_coordinates[variable, pointer]]
+                        position = unit_positions[variable, pointer]
+                        length = trial_length[other]
                         if position >= length:
                             position = position % length
-                        if contiguous_trials:
-                            source = trial_layout[other, 2] + position
-                        else:
-                            source = trial_bins[trial_layout[other, 0] + position]
-                    for variable in range(n_variables):
-                        label = labels[source, variable]
-                        if label >= 0:
-                            counts[condition_offset[variable] + label] += 1
-                            active_valid[variable] += 1
-            for condition in range(n_conditions):
-                variable = condition_variable[condition]
-                value = _selectivity(counts[condition], active_valid[variable],
-                                     condition_sizes[condition], valid_sizes[variable])
-                if draw == 0:
-                    observed[condition] = value
-                    counts_out[unit, condition] = counts[condition]
-                else:
-                    if value >= observed[condition] * (1.0 - _TIE_TOLERANCE):
-                        n_exceed[condition] += 1
-                    null_sum[condition] += value
-                    null_sum_squares[condition] += value * value
-            if draw == 0:
-                for variable in range(n_variables):
-                    active_valid_out[unit, variable] = active_valid[variable]
-        for condition in range(n_conditions):
-            exceedances[unit, condition] = n_exceed[condition]
-            if n_draws > 1:
-                mean = null_sum[condition] / (n_draws - 1)
-                variance = null_sum_squares[condition] / (n_draws - 1) - mean * mean
-                null_means[unit, condition] = mean
-                null_stds[unit, condition] = np.sqrt(max(variance, 0.0))
-    return counts_out, active_valid_out, exceedances, null_means, null_stds
+                        counts[first + null_labels[base + trial_start[other] + position]] += 1
+                still_open = False
+                for condition in range(first, last):
+                    if not is_open[unit, condition]:
+                        continue
+                    if counts[condition] >= observed[unit, condition]:
+                        exceedances[unit, condition] += 1
+                    if with_moments:
+                        value = _selectivity(counts[condition], active_valid[unit, variable],
+                                             condition_sizes[condition], valid_sizes[variable])
+                        null_sums[unit, condition] += value
+                        null_sum_squares[unit, condition] += value * value
+                    n_draws[unit, condition] = draw_number
+                    if draw_number >= max_draws[variable] or (
+                            draw_number >= min_draws
+                            and exceedances[unit, condition] >= stop_exceedances):
+                        is_open[unit, condition] = False
+                    else:
+                        still_open = True
+                variable_open[variable] = still_open
+                any_open = any_open or still_open
+            if not any_open:
+                break
 
 
 @njit(parallel=True, cache=True)
