@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 # the layer of each subpackage (and top-level module); higher numbers may
 # import lower ones
 LAYERS = {"datasets": 0, "io": 0, "preprocessing": 1, "models": 2, "interpretation": 3,
+          "evaluation": 3,
           "_cli": 4, "cli": 4, "__main__": 4, "__init__": 5}
 # names any module may take from the package itself
 PACKAGE_METADATA = {"__version__"}

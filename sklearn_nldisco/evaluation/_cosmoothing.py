@@ -1,0 +1,290 @@
+"""Co-smoothing: predicting held-out neurons from the latents of the others."""
+
+import numbers
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+from sklearn.base import (
+    BaseEstimator,
+    TransformerMixin,
+    _fit_context,
+    clone,
+    is_regressor,
+)
+from sklearn.utils import Bunch, check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._readout import PoissonReadout, bits_per_spike, bits_per_spike_per_unit
+
+
+class GaussianSmoother(TransformerMixin, BaseEstimator):
+    """Smooth every column over consecutive rows (time bins) with a Gaussian kernel.
+
+    Stateless: ``fit`` only records the number of columns. Each call of
+    ``transform`` smooths the rows it is given on their own (edges
+    reflected), so a held-out block is never smoothed with training rows.
+    Rows must be consecutive time bins of one stretch of recording; smooth
+    each trial or interval separately otherwise.
+
+    This is the co-smoothing protocol's smoothing baseline
+    (``CoSmoothing(GaussianSmoother(sigma))``), and a denoising step before
+    a model (``make_pipeline(GaussianSmoother(1.0), MatryoshkaSAE())``).
+
+    Parameters
+    ----------
+    sigma : float, default=1.0
+        Standard deviation of the kernel, in bins (0: no smoothing).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_nldisco.evaluation import GaussianSmoother
+    >>> X = np.zeros((5, 1)); X[2] = 1.0
+    >>> GaussianSmoother(sigma=1.0).fit_transform(X).ravel().round(3)
+    array([0.054, 0.244, 0.403, 0.244, 0.054])
+    """
+
+    _parameter_constraints = {"sigma": [Interval(numbers.Real, 0, None, closed="left")]}
+
+    def __init__(self, sigma=1.0):
+        self.sigma = sigma
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Record the number of columns; nothing is learned."""
+        validate_data(self, X, dtype=np.float64)
+        return self
+
+    def transform(self, X):
+        """The smoothed rows, shape ``(n_samples, n_features)``."""
+        check_is_fitted(self, "n_features_in_")
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        if self.sigma == 0:
+            return X.copy()
+        return gaussian_filter1d(X, float(self.sigma), axis=0, mode="reflect")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        return tags
+
+
+def _choose_held_out(held_out, n_units, random_state):
+    """Indices of the held-out units from a fraction or an explicit list."""
+    if isinstance(held_out, numbers.Real) and not isinstance(held_out, (bool, np.bool_)):
+        if not 0 < held_out < 1:
+            raise ValueError(f"held_out as a fraction must be in (0, 1); got {held_out!r}.")
+        n_held_out = int(round(held_out * n_units))
+        if n_held_out < 1 or n_held_out > n_units - 1:
+            raise ValueError(
+                f"held_out={held_out!r} of {n_units} units leaves no held-out or no held-in "
+                "unit; co-smoothing needs at least one of each."
+            )
+        rng = check_random_state(random_state)
+        return np.sort(rng.choice(n_units, size=n_held_out, replace=False))
+    units = np.asarray(held_out)
+    if units.ndim != 1 or units.size == 0 or not np.issubdtype(units.dtype, np.integer):
+        raise ValueError(
+            "held_out must be a fraction in (0, 1) or a non-empty 1-D array of unit "
+            f"indices; got {held_out!r}."
+        )
+    if units.min() < -n_units or units.max() >= n_units:
+        raise ValueError(f"held_out indices must be in [0, {n_units}); got {units.tolist()}.")
+    units = np.unique(units % n_units)
+    if units.size >= n_units:
+        raise ValueError("held_out names every unit; co-smoothing needs held-in units.")
+    return units
+
+
+class CoSmoothing(BaseEstimator):
+    """Fit a model on held-in units, predict held-out units through a Poisson readout.
+
+    The co-smoothing protocol of the Neural Latents Benchmark: a fixed subset
+    of units is held out. ``fit`` fits ``estimator`` on the other (held-in)
+    units, then a :class:`PoissonReadout` from its output
+    (``estimator.transform`` of the held-in counts) to the held-out units'
+    counts. ``score`` transforms new rows' held-in units and reports the
+    readout's bits per spike on their held-out units: how much of each
+    held-out neuron's activity the population's latents predict. A model
+    that only copies single units scores nothing here, whatever its
+    reconstruction.
+
+    A regressor (for example a :class:`~sklearn_nldisco.MatryoshkaTranscoder`)
+    is fitted to map held-in counts to held-out counts, and its
+    ``transform`` output (its codes) is read out the same way.
+
+    Use it in a grid search with time-respecting folds (``KFold`` without
+    shuffling, or ``GroupKFold`` over trials): its ``score`` is the scorer.
+
+    Parameters
+    ----------
+    estimator : estimator with ``fit`` and ``transform``
+        The model (a Pipeline is fine, e.g. with :class:`GaussianSmoother`
+        first). Cloned.
+    held_out : float or array-like of int, default=0.25
+        Fraction of units held out, drawn with ``random_state``, or their
+        column indices.
+    readout : estimator, default=None
+        Regressor from the model's output to held-out counts with a
+        ``predict`` that returns positive rates; None:
+        ``PoissonReadout()``. Cloned.
+    random_state : int, RandomState instance or None, default=0
+        Draws the held-out units when ``held_out`` is a fraction.
+
+    Attributes
+    ----------
+    held_out_units_, held_in_units_ : ndarray of int
+        Column indices.
+    estimator_ : the fitted model (on held-in units).
+    readout_ : the fitted readout.
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.decomposition import PCA
+    >>> from sklearn_nldisco.evaluation import CoSmoothing
+    >>> rng = np.random.default_rng(0)
+    >>> rate = np.exp(0.8 * rng.normal(size=(2000, 1)) @ np.ones((1, 20)) - 1)
+    >>> X = rng.poisson(rate).astype(float)
+    >>> model = CoSmoothing(PCA(n_components=2), held_out=0.25).fit(X[:1500])
+    >>> model.score(X[1500:]) > 0
+    True
+    """
+
+    _parameter_constraints = {
+        "estimator": [HasMethods(["fit", "transform"])],
+        "held_out": [Interval(numbers.Real, 0, 1, closed="neither"), "array-like"],
+        "readout": [HasMethods(["fit", "predict"]), None],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, estimator, *, held_out=0.25, readout=None, random_state=0):
+        self.estimator = estimator
+        self.held_out = held_out
+        self.readout = readout
+        self.random_state = random_state
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y=None):
+        """Fit the model on held-in units and the readout to held-out units.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_units)
+            Spike counts, rows in time order.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : CoSmoothing
+        """
+        X = validate_data(self, X, dtype=np.float64)
+        _check_counts(X)
+        held_out = _choose_held_out(self.held_out, X.shape[1], self.random_state)
+        held_in = np.setdiff1d(np.arange(X.shape[1]), held_out)
+        X_in, X_out = X[:, held_in], X[:, held_out]
+        estimator = clone(self.estimator)
+        if is_regressor(estimator):
+            estimator.fit(X_in, X_out)
+        else:
+            estimator.fit(X_in)
+        readout = PoissonReadout() if self.readout is None else clone(self.readout)
+        readout.fit(estimator.transform(X_in), X_out)
+        self.held_out_units_ = held_out
+        self.held_in_units_ = held_in
+        self.estimator_ = estimator
+        self.readout_ = readout
+        return self
+
+    def predict(self, X):
+        """Predicted rates of the held-out units, shape ``(n_samples, n_held_out)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_units)
+            All units (the held-out columns are not used).
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        features = self.estimator_.transform(X[:, self.held_in_units_])
+        rates = np.asarray(self.readout_.predict(features), dtype=np.float64)
+        return rates.reshape(len(X), -1)
+
+    def score(self, X, y=None):
+        """Bits per spike of the held-out units of ``X``, pooled over units.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_units)
+            Spike counts of new rows (held-in units are the input, held-out
+            units the target).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        bits : float
+        """
+        rates = self.predict(X)
+        X = np.asarray(X, dtype=np.float64)
+        _check_counts(X)
+        return bits_per_spike(X[:, self.held_out_units_], rates)
+
+    def score_units(self, X):
+        """Bits per spike of each held-out unit on its own, shape ``(n_held_out,)``."""
+        rates = self.predict(X)
+        X = np.asarray(X, dtype=np.float64)
+        _check_counts(X)
+        return bits_per_spike_per_unit(X[:, self.held_out_units_], rates)
+
+
+def _check_counts(X):
+    if np.any(X < 0):
+        raise ValueError("co-smoothing needs non-negative spike counts; X has negative values.")
+
+
+def co_smoothing(estimator, X_train, X_test, *, held_out=0.25, readout=None, random_state=0):
+    """Co-smoothing bits per spike of a model, fitted on training rows, scored on test rows.
+
+    Parameters
+    ----------
+    estimator : estimator with ``fit`` and ``transform``
+        Cloned; see :class:`CoSmoothing`.
+    X_train, X_test : array-like of shape (n_samples, n_units)
+        Spike counts of training and held-out rows (for example the first
+        80 % and the last 20 % of time, or training and test trials).
+    held_out, readout, random_state
+        As for :class:`CoSmoothing`.
+
+    Returns
+    -------
+    result : Bunch
+        ``bits_per_spike`` (pooled over held-out units, on ``X_test``),
+        ``bits_per_spike_per_unit``, ``held_out_units``, and ``model`` (the
+        fitted :class:`CoSmoothing`).
+    """
+    model = CoSmoothing(estimator, held_out=held_out, readout=readout,
+                        random_state=random_state).fit(X_train)
+    return Bunch(
+        bits_per_spike=model.score(X_test),
+        bits_per_spike_per_unit=model.score_units(X_test),
+        held_out_units=model.held_out_units_,
+        model=model,
+    )
+
+
+def co_smoothing_scorer(estimator, X, y=None):
+    """A scorer (``scoring=co_smoothing_scorer``) for a fitted :class:`CoSmoothing`.
+
+    Equivalent to ``estimator.score(X)``; given for symmetry with
+    scikit-learn's named scorers.
+    """
+    if not isinstance(estimator, CoSmoothing):
+        raise TypeError(
+            "co_smoothing_scorer scores a fitted CoSmoothing (wrap the model: "
+            f"CoSmoothing(model)); got {type(estimator).__name__}."
+        )
+    return estimator.score(X)
