@@ -11,6 +11,7 @@ from sklearn_nldisco.datasets._simulate import make_reaching_session
 from sklearn_nldisco.interpretation._conditions import discretise
 from sklearn_nldisco.interpretation._selectivity import (
     SelectivityScorer,
+    _beyond_reach,
     top_selective_latents,
 )
 from sklearn_nldisco.preprocessing import SpikeBinner, bin_metadata
@@ -139,6 +140,24 @@ def test_adaptive_draws_find_a_direction_latent_that_the_former_default_missed()
     # 200 draws cannot resolve it among 80 tests
     fixed = scorer.set_params(max_permutations=200).score_latents(Z, metadata)
     assert not (fixed["q"] < 0.05).any()
+
+
+def test_pairs_stop_drawing_once_benjamini_hochberg_cannot_reach_them():
+    exceedances = np.array([[0, 5, 50, 3]])
+    n_draws = np.array([[200, 200, 200, 1000]])
+    is_open = np.array([[True, True, True, False]])
+    tested = np.ones((1, 4), dtype=bool)
+    # best cases 1e-4, ~0.002, ~0.15 and 0.004 (closed): Benjamini-Hochberg
+    # could reject at most 3 pairs, none above 0.05 * 3 / 4
+    stop = _beyond_reach(is_open, exceedances, n_draws, tested, 10_000, alpha=0.05)
+    assert stop.tolist() == [[False, False, True, False]]
+    # with many more tests the second pair is beyond reach as well
+    many = np.ones((1, 400), dtype=bool)
+    wide = _beyond_reach(np.pad(is_open, ((0, 0), (0, 396))),
+                         np.pad(exceedances, ((0, 0), (0, 396)), constant_values=100),
+                         np.pad(n_draws, ((0, 0), (0, 396)), constant_values=200), many,
+                         10_000, alpha=0.05)
+    assert wide[0, :4].tolist() == [False, True, True, False]
 
 
 def test_exhaustive_circular_null_is_the_exact_test_over_the_defined_bins():

@@ -7,7 +7,7 @@ from collections.abc import Hashable
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from scipy.stats import false_discovery_control, norm
+from scipy.stats import beta, false_discovery_control, norm
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions
@@ -30,6 +30,10 @@ _BOOKKEEPING_COLUMNS = ("bin_start", "bin_stop", "interval_id", "trial_id", "spl
 # this many null draws have matched or exceeded its observed count; its
 # p-value is then known to about a third of itself.
 STOP_EXCEEDANCES = 10
+
+# A pair also stops once its exceedance rate is, at this confidence, above
+# the largest level at which Benjamini-Hochberg could still reject it.
+REACH_CONFIDENCE = 1e-4
 
 # A latent (non-negative codes) is dense when it is active in more than
 # this fraction of the bins; dense="auto" then applies the quantile rule.
@@ -99,8 +103,11 @@ class SelectivityScorer(BaseEstimator):
     stopping, Besag and Clifford 1991), up to ``max_permutations`` draws. Its
     p-value is ``(1 + e) / (1 + n)`` with ``e`` such draws out of the ``n``
     it took (the ``n_draws`` column). The p-value is valid (``P(p <= u) <=
-    u`` under the null) for this stopping rule, and only the pairs that may
-    be significant pay for many draws. Circular shifts are drawn without
+    u`` under the null) for this stopping rule. A pair also stops when its
+    exceedance rate is, with confidence ``1 - 1e-4``, above the largest
+    level at which Benjamini-Hochberg could still reject it given every
+    pair's best case: only the pairs that may be significant pay for many
+    draws. Circular shifts are drawn without
     replacement; a variable defined on ``n <= max_permutations`` bins has
     only ``n - 1`` shifts, and a pair that takes them all gets the exact
     p-value of the group of circular shifts, at least ``1 / n``.
@@ -588,6 +595,9 @@ class SelectivityScorer(BaseEstimator):
                 n_draws, gaussian, null_sums, null_sum_squares)
             drawn += size
             chunk = size * _CHUNK_GROWTH
+            if not gaussian:
+                is_open &= ~_beyond_reach(is_open, exceedances, n_draws, tested,
+                                          max_draws[condition_variable], self.alpha)
         null_means = np.zeros(shape)
         null_stds = np.zeros(shape)
         if gaussian:
@@ -619,7 +629,7 @@ class _CircularNull:
         self.coordinates = np.where(valid, np.cumsum(valid, axis=0) - 1, -1).astype(np.int32)
         self.positions = self.coordinates
         self.null_labels = np.concatenate(
-            [labels[valid[:, v], v] for v in range(n_variables)]).astype(np.int64)
+            [labels[valid[:, v], v] for v in range(n_variables)]).astype(labels.dtype)
         self.label_start = np.concatenate([[0], np.cumsum(self.valid_sizes)]).astype(np.int64)
         min_shifts = np.full(n_variables, 1 if min_shift is None else min_shift,
                              dtype=np.int64)
@@ -695,7 +705,7 @@ class _TrialNull:
             self.trials.append(trials)
             label_start.append(label_start[-1] + len(ordered))
             trial_offset.append(trial_offset[-1] + len(trials))
-        self.null_labels = np.concatenate(null_labels).astype(np.int64)
+        self.null_labels = np.concatenate(null_labels).astype(labels.dtype)
         self.label_start = np.asarray(label_start, dtype=np.int64)
         self.trial_offset = np.asarray(trial_offset, dtype=np.int64)
         self.trial_start = np.concatenate(starts).astype(np.int64)
@@ -713,6 +723,32 @@ class _TrialNull:
             if last > first:
                 permutations[:, first:last] = np.argsort(keys[:, trials], axis=1)
         return np.zeros((0, 1), dtype=np.int64), permutations
+
+
+def _beyond_reach(is_open, exceedances, n_draws, tested, max_draws, alpha):
+    """Open pairs that Benjamini-Hochberg cannot make discoveries.
+
+    Each tested pair's best case is its p-value once closed and, while
+    open, the lower confidence bound (at ``1 - REACH_CONFIDENCE``) of its
+    exceedance rate, but no less than ``1 / (1 + max_draws)``. Benjamini-
+    Hochberg over the best cases makes ``K`` discoveries, at least as many
+    as over the final p-values, so no pair is a discovery above ``alpha K /
+    m``: an open pair whose lower bound exceeds that level can stop.
+    """
+    open_pairs = is_open & (exceedances > 0)
+    if not open_pairs.any():
+        return np.zeros_like(is_open)
+    best = (1.0 + exceedances) / (1.0 + n_draws)
+    lower = np.zeros(best.shape)
+    lower[open_pairs] = beta.ppf(REACH_CONFIDENCE, exceedances[open_pairs],
+                                 n_draws[open_pairs] - exceedances[open_pairs] + 1)
+    floor = 1.0 / (1.0 + np.broadcast_to(max_draws, best.shape))
+    best = np.where(is_open, np.maximum(lower, floor), best)[tested]
+    n_tests = best.size
+    ranked = np.sort(best)
+    below = np.flatnonzero(ranked <= alpha * np.arange(1, n_tests + 1) / n_tests)
+    n_reachable = below[-1] + 1 if below.size else 0
+    return open_pairs & (lower > alpha * n_reachable / n_tests)
 
 
 def _outside_trials_missing(trial_ids):
