@@ -42,7 +42,7 @@ class GaussianSmoother(TransformerMixin, BaseEstimator):
     >>> from sklearn_nldisco.evaluation import GaussianSmoother
     >>> X = np.zeros((5, 1)); X[2] = 1.0
     >>> GaussianSmoother(sigma=1.0).fit_transform(X).ravel().round(3)
-    array([0.054, 0.244, 0.403, 0.244, 0.054])
+    array([0.058, 0.242, 0.399, 0.242, 0.058])
     """
 
     _parameter_constraints = {"sigma": [Interval(numbers.Real, 0, None, closed="left")]}
