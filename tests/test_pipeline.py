@@ -250,8 +250,21 @@ def test_history_is_consistent(early_stopping):
     else:
         assert model.stop_reason_ == "max_iter"
         assert n_iter == 5
-        # 200 rows / 50 per batch: 4 steps an epoch
-        assert model.n_steps_ == 4 * n_iter
+        # 200 rows: the batch of 50 is capped at 200 / 10 = 20 rows, so that
+        # an epoch takes at least 10 steps
+        assert model.n_steps_ == 10 * n_iter
+
+
+def test_batch_is_capped_so_small_fits_take_ten_steps_an_epoch():
+    X = np.random.default_rng(0).poisson(2.0, size=(1200, 12)).astype(float)
+    small = MatryoshkaSAE(n_latents=16, k=2, max_iter=2, early_stopping=False,
+                          random_state=0).fit(X)
+    # batch_size=1024 over 1,200 rows would be one step an epoch
+    assert small.n_steps_ == 2 * 10
+    large = MatryoshkaSAE(n_latents=16, k=2, max_iter=1, batch_size=100, early_stopping=False,
+                          random_state=0).fit(X)
+    # a batch already small enough is kept: 1,200 / 100 = 12 steps
+    assert large.n_steps_ == 12
 
 
 @pytest.mark.parametrize("sparsity", ["batchtopk", "topk"])

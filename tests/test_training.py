@@ -300,3 +300,47 @@ def test_batchtopk_ignores_a_cut_that_is_not_finite(compiled):
         trainer._last_cut = stale
         _, _, values = trainer.select(pre)
         np.testing.assert_array_equal(np.sort(values.numpy()), expected)
+
+
+@pytest.mark.parametrize("loss", ["mse", "poisson"])
+def test_masked_step_scores_hidden_entries_only(loss):
+    """With ``keep``, the autoencoder's level losses are means over the hidden entries.
+
+    Checked against the loss recomputed by hand from the same parameters,
+    masked input and selection.
+    """
+    rng = np.random.default_rng(3)
+    trainer = _trainer(loss, True, "topk", rng, compiled=False)
+    trainer.spec = dataclasses.replace(trainer.spec, mask_fraction=0.25, autoencoder=True,
+                                       aux_coef=0.0)
+    x = torch.from_numpy(np.abs(rng.standard_normal((BATCH, N_IN))).astype(np.float32))
+    keep = torch.from_numpy(rng.random((BATCH, N_IN)) >= 0.25)
+    out = trainer.gradients(x, x, keep)
+    params = {name: t.double() for name, t in trainer.params.items()}
+    bias = params["decoder_bias"]
+    centred = (x.double() - bias) * keep.double() / 0.75
+    pre = centred @ params["encoder_weight"] + params["encoder_bias"]
+    codes = torch.zeros_like(pre)
+    rows, latents = out["selection"]["rows"], out["selection"]["latents"]
+    codes[rows, latents] = pre[rows, latents]
+    hidden = ~keep
+    for level, size in enumerate(trainer.level_sizes):
+        linear = codes[:, :size] @ params["decoder_weight"][:size] + bias
+        if loss == "mse":
+            entries = (linear - x.double()).square()
+        else:
+            rate = torch.nn.functional.softplus(linear)
+            target = x.double()
+            entries = torch.xlogy(target, target) - torch.xlogy(target, rate + 1e-8) - target + rate
+        expected = entries[hidden].mean()
+        np.testing.assert_allclose(float(out["level_losses"][level]), float(expected), rtol=1e-4)
+
+
+def test_masked_training_is_reproducible():
+    X = np.random.default_rng(1).poisson(2.0, size=(400, 10)).astype(float)
+    fit = [MatryoshkaSAE(n_latents=16, k=2, max_iter=3, mask_fraction=0.5,
+                         random_state=0).fit(X) for _ in range(2)]
+    np.testing.assert_array_equal(fit[0].components_, fit[1].components_)
+    other = MatryoshkaSAE(n_latents=16, k=2, max_iter=3, mask_fraction=0.5,
+                          random_state=1).fit(X)
+    assert not np.array_equal(fit[0].components_, other.components_)

@@ -171,6 +171,7 @@ class _BaseMatryoshka(
         "aux_k": [Interval(Integral, 1, None, closed="left"), None],
         "aux_coef": [Interval(Real, 0, None, closed="left")],
         "dead_window": [Interval(Real, 0, None, closed="neither")],
+        "mask_fraction": [Interval(Real, 0, 1, closed="left")],
         "sparse_output": ["boolean"],
         "code_refit": [StrOptions({"auto", "none", "nnls", "pursuit"})],
         "device": [str],
@@ -203,6 +204,7 @@ class _BaseMatryoshka(
         aux_k=None,
         aux_coef=0.25,
         dead_window=0.1,
+        mask_fraction=0.0,
         sparse_output=False,
         code_refit="auto",
         device="auto",
@@ -231,6 +233,7 @@ class _BaseMatryoshka(
         self.aux_k = aux_k
         self.aux_coef = aux_coef
         self.dead_window = dead_window
+        self.mask_fraction = mask_fraction
         self.sparse_output = sparse_output
         self.code_refit = code_refit
         self.device = device

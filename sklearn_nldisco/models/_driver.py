@@ -271,7 +271,13 @@ def _one_pass(trainer, x, y, spec, rng, schedule):
     for step in range(n_steps):
         xb, yb = rows(permutation[step * batch_size : (step + 1) * batch_size])
         lr = schedule(trainer.step_count)
-        losses, aux_loss, n_active = trainer.step(xb, yb, lr)
+        keep = None
+        if spec.mask_fraction:
+            # masked-unit training: each entry hidden with probability
+            # mask_fraction, drawn from the run's generator (reproducible)
+            keep = torch.from_numpy(rng.random_sample(xb.shape) >= spec.mask_fraction)
+            keep = keep.to(xb.device)
+        losses, aux_loss, n_active = trainer.step(xb, yb, lr, keep)
         level_sum += losses.detach().cpu().double()
         aux_sum += aux_loss
         active += n_active
@@ -368,6 +374,8 @@ def _train_fit(source, spec, random_state, on_epoch_end):
     if spec.early_stopping:
         held_out = validation_rows(source.n_rows, spec.validation_fraction, rng)
     validation = _validation(source, spec, scaling, held_out, device)
+    n_train = source.n_rows - (0 if held_out is None else int(held_out.sum()))
+    spec = spec.with_batch_for(n_train)
     rows = _TrainingRows(source, spec, scaling, None if held_out is None else ~held_out,
                          device)
     first = int(np.flatnonzero(np.asarray(rows.counts) > 0)[0])

@@ -59,7 +59,7 @@ def inverse_link_numpy(values, loss):
     return values + np.log(-np.expm1(-values))
 
 
-def loss_values_torch(linear, target, loss):
+def loss_values_torch(linear, target, loss, weights=None):
     """Mean loss per level (differentiable) and the output after the link.
 
     Parameters
@@ -68,6 +68,10 @@ def loss_values_torch(linear, target, loss):
         Linear predictor of each level's reconstruction.
     target : torch.Tensor of shape (batch, n_outputs)
     loss : {"mse", "poisson", "msle"}
+    weights : torch.Tensor of shape (batch, n_outputs), default=None
+        Weight of each entry (masked-unit training scores the hidden entries
+        only): the loss is the weighted mean. None weighs every entry
+        equally.
 
     Returns
     -------
@@ -78,17 +82,28 @@ def loss_values_torch(linear, target, loss):
     """
     import torch
 
-    size = target.numel()
+    if weights is None:
+        size = target.numel()
+
+        def total(entries):
+            return entries.sum(dim=(1, 2)) / size
+    else:
+        size = weights.sum().clamp_min(1.0)
+
+        def total(entries):
+            return (entries * weights).sum(dim=(1, 2)) / size
     if loss == "mse":
-        values = torch.linalg.vector_norm(linear - target, dim=(1, 2)).square() / size
-        return values, linear
+        if weights is None:
+            values = torch.linalg.vector_norm(linear - target, dim=(1, 2)).square() / size
+            return values, linear
+        return total((linear - target).square()), linear
     rate = torch.nn.functional.softplus(linear)
     if loss == "poisson":
         # unit deviance / 2: y log(y / mu) - (y - mu), zero at a perfect fit
         log_ratio = torch.xlogy(target, target) - torch.xlogy(target, rate + _EPS)
-        return (log_ratio - target + rate).sum(dim=(1, 2)) / size, rate
+        return total(log_ratio - target + rate), rate
     residual = torch.log1p(rate) - torch.log1p(target)
-    return residual.square().sum(dim=(1, 2)) / size, rate
+    return total(residual.square()), rate
 
 
 def loss_and_grad_torch(linear, target, loss):

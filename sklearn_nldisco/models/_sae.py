@@ -57,7 +57,10 @@ _PARAMETERS_DOC = """
         With ``"poisson"``/``"msle"`` the output bias starts at the inverse
         link of the mean counts instead.
     batch_size : int, default=1024
-        Samples per optimiser step (capped at the number of training rows).
+        Samples per optimiser step. ``fit`` caps it at a tenth of the
+        training rows (rounded up), so that an epoch takes at least 10
+        steps on small recordings; ``partial_fit`` caps it at the rows of
+        the chunk.
     learning_rate : float, default=1e-2
         Adam step size, after a linear warm-up and before the final decay.
     max_iter : int, default=200
@@ -94,6 +97,20 @@ _PARAMETERS_DOC = """
         worth of training samples (so the window follows the data size).
         Short windows start the revival early and leave fewer latents dead
         at the end of training.
+    mask_fraction : float, default=0.0
+        Masked-unit training (experimental): in every training step each
+        input entry is hidden from the encoder with this probability (set
+        to the encoder's centre; kept entries are scaled by
+        ``1 / (1 - mask_fraction)``), and the autoencoder's loss is scored
+        on the hidden entries only, so that each unit is trained to be
+        predicted from the other units. The transcoder's loss stays over all
+        outputs (input dropout). Inference never masks. Masked steps run
+        through torch autograd, not the fused CPU step. Measured effect
+        (see "Models" in the documentation): on M1 at k = 8 it raised the
+        structure explained from 0.031 to 0.093, but on independent units
+        it lowered held-out explained variance only from 0.65 to 0.53, so it
+        does not stop latents from copying single units; 0 (the default)
+        is the behaviour of earlier releases.
     sparse_output : bool, default=False
         Return ``scipy.sparse`` CSR codes from ``transform``.
     code_refit : {"auto", "none", "nnls", "pursuit"}, default="auto"

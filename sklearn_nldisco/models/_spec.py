@@ -186,6 +186,10 @@ def check_device(device):
     return str(resolve_device(device))
 
 
+# ``fit`` caps the batch so that an epoch over few rows still takes this many steps
+MIN_STEPS_PER_EPOCH = 10
+
+
 @dataclass(frozen=True)
 class TrainingSpec:
     """Every setting of a training run, resolved and checked.
@@ -222,6 +226,7 @@ class TrainingSpec:
     aux_k: int
     aux_coef: float
     dead_window: float
+    mask_fraction: float
     device: str
     verbose: int
     dead_window_rows: float = 0.0
@@ -250,6 +255,16 @@ class TrainingSpec:
     def counts_loss(self):
         """The target stays in counts (non-negative, unscaled)."""
         return self.loss in NONNEGATIVE_LOSSES
+
+    def with_batch_for(self, n_train):
+        """The spec with ``batch_size`` capped so that an epoch has enough steps.
+
+        A fit over ``n_train`` rows takes at least ``MIN_STEPS_PER_EPOCH``
+        optimiser steps per epoch: with 1,200 training rows and
+        ``batch_size=1024`` an epoch would otherwise be one step.
+        """
+        adapted = max(1, -(-n_train // MIN_STEPS_PER_EPOCH))
+        return replace(self, batch_size=min(self.batch_size, adapted))
 
     def for_rows(self, n_train, *, has_validation):
         """The spec resolved against ``n_train`` training rows."""

@@ -114,7 +114,8 @@ class MatryoshkaTrainer:
         # On the CPU the sparse part of a step runs in compiled kernels on
         # NumPy views of the tensors; elsewhere in torch (the flag forces the
         # torch path on the CPU too, for tests).
-        self._compiled = device.type == "cpu" and spec.loss in CLOSED_FORM_LOSSES
+        self._compiled = (device.type == "cpu" and spec.loss in CLOSED_FORM_LOSSES
+                          and not spec.mask_fraction)
         self._level_sizes_array = np.asarray(self.level_sizes, dtype=np.int64)
         self._latent_indices = np.arange(self.n_latents, dtype=np.int64)
 
@@ -197,13 +198,17 @@ class MatryoshkaTrainer:
         return kernels.row_topk(pre, self._latent_indices, self.k)
 
     # --------------------------------------------------------------- one step
-    def step(self, x, y, lr):
-        """One optimiser step on a batch; returns the per-level mean losses."""
-        out = self.gradients(x, y)
+    def step(self, x, y, lr, keep=None):
+        """One optimiser step on a batch; returns the per-level mean losses.
+
+        ``keep`` (masked-unit training): a boolean tensor shaped like ``x``,
+        False where an input entry is hidden from the encoder.
+        """
+        out = self.gradients(x, y, keep)
         self._apply(out["grads"], lr, out.get("grad_norm"))
         return out["level_losses"], out["aux_loss"], out["n_active"]
 
-    def gradients(self, x, y):
+    def gradients(self, x, y, keep=None):
         """Losses and hand-written gradients of one batch (no parameter update).
 
         Returns a dict with ``grads`` (per parameter), ``level_losses``,
@@ -211,9 +216,9 @@ class MatryoshkaTrainer:
         the sparsity rule, and those used by the auxiliary loss); the CPU
         kernels also give ``grad_norm``, the norm of all the gradients.
         """
-        if self._use_kernels(x):
+        if keep is None and self._use_kernels(x):
             return self._gradients_kernels(x.contiguous(), y.contiguous())
-        return self._gradients_autograd(x, y)
+        return self._gradients_autograd(x, y, keep)
 
     def _gradients_kernels(self, x, y):
         """The step on the CPU: torch's encoder product, then compiled kernels."""
@@ -284,20 +289,33 @@ class MatryoshkaTrainer:
             "grad_norm": float(np.sqrt(squared_norm)),
         }
 
-    def _gradients_autograd(self, x, y):
+    def _gradients_autograd(self, x, y, keep=None):
         """The same step through torch autograd (any device, any loss).
 
         The selection (BatchTopK or top-k, and the dead latents of the
         auxiliary loss) is made without gradients; the loss of every level
         and the auxiliary loss are written densely and differentiated.
+
+        With ``keep`` (masked-unit training) the hidden input entries are
+        set to the encoder's centre and the kept ones scaled by
+        ``1 / (1 - mask_fraction)`` (so the encoder's input has the same
+        expectation as without masking); the autoencoder's loss is the mean
+        over the hidden entries only, so that each unit must be predicted
+        from the others. The transcoder's loss stays over every output.
         """
         spec = self.spec
         params = {name: tensor.detach().requires_grad_(True)
                   for name, tensor in self.params.items()}
         batch = x.shape[0]
+        weights = None
         with torch.enable_grad():
             bias = params["decoder_bias"] if self.tied else self.input_bias
-            pre = torch.addmm(params["encoder_bias"], x - bias, params["encoder_weight"])
+            centred = x - bias
+            if keep is not None:
+                centred = centred * (keep.to(centred.dtype) / (1.0 - spec.mask_fraction))
+                if spec.autoencoder:
+                    weights = (~keep).to(x.dtype)
+            pre = torch.addmm(params["encoder_bias"], centred, params["encoder_weight"])
         with torch.no_grad():
             rows, latents, _ = self.select(pre.detach())
             self.samples_since_fired += batch
@@ -322,7 +340,7 @@ class MatryoshkaTrainer:
             linear = torch.stack([
                 codes[:, :size] @ decoder_weight[:size] for size in self.level_sizes
             ]) + params["decoder_bias"]
-            level_losses, output = loss_values_torch(linear, y, spec.loss)
+            level_losses, output = loss_values_torch(linear, y, spec.loss, weights)
             total = (self.level_weights * level_losses).sum()
             aux_loss = 0.0
             if use_aux:
