@@ -44,7 +44,8 @@ TINY = ["--n-units", "12", "--n-trials", "30", "--n-latents", "16", "--k", "2",
         "--max-iter", "5", "--seeds", "2", "--n-permutations", "20"]
 METRIC_KEYS = {"source", "split", "n_units", "n_trials", "n_bins_train", "n_bins_held_out",
                "seeds", "models", "seed_agreement", "n_stable_latents",
-               "n_selective_latents", "selectivity_variables", "timings", "versions"}
+               "n_selective_latents", "selectivity_variables", "evaluation", "timings",
+               "versions"}
 FIGURES = ["decoder_weights", "l0", "latent_frequency", "unit_r2", "training_curves"]
 
 
@@ -85,6 +86,7 @@ def test_run_writes_every_artefact(tiny_run):
     assert len(metrics["seed_agreement"]["mean_cosine_per_level"]) == 3
     assert set(metrics["n_selective_latents"]) == set(metrics["models"])
     assert metrics["timings"]["total_s"] > 0
+    assert metrics["timings"]["evaluate_s"] > 0
 
     for name in ("msae_seed0", "msae_seed1", "pca", "nmf"):
         model = joblib.load(tiny_run / f"{name}.joblib")
@@ -113,6 +115,72 @@ def test_run_writes_every_artefact(tiny_run):
     assert config["n_latents"] == 16 and config["max_iter"] == 5 and config["seeds"] == 2
 
 
+def test_every_explained_variance_has_its_controls(tiny_run):
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    evaluation = metrics["evaluation"]
+    assert set(evaluation) == {"structure_control", "co_smoothing", "single_unit_dominance"}
+    assert evaluation["structure_control"]["models"] == list(metrics["models"])
+    assert evaluation["structure_control"]["random_state"] == {"train": 0, "held_out": 1000}
+    co_smoothing = evaluation["co_smoothing"]
+    # the default run smooths; co-smoothing scores the counts before smoothing
+    assert co_smoothing["input"] == "binned spike counts before smoothing"
+    assert co_smoothing["held_out"] == 0.25 and co_smoothing["random_state"] == 0
+    assert len(co_smoothing["held_out_units"]) == 3  # a quarter of 12 units
+    assert co_smoothing["models"] == ["msae_seed0", "pca", "nmf"]
+    assert np.isfinite(co_smoothing["smoothing_baseline"]["bits_per_spike"])
+    assert co_smoothing["smoothing_baseline"]["sigma_bins"] == 1.0
+    assert evaluation["single_unit_dominance"]["threshold"] == 0.8
+
+    for name, model in metrics["models"].items():
+        assert -1 < model["explained_variance_shifted"] <= 1
+        assert model["structure_explained"] == pytest.approx(
+            model["explained_variance"] - model["explained_variance_shifted"])
+        bits = model["co_smoothing_bits_per_spike"]
+        if name in co_smoothing["models"]:
+            assert np.isfinite(bits) and abs(bits) < 1
+        else:
+            assert bits is None  # the later seeds are not co-smoothed
+        assert 1 / 12 <= model["single_unit_dominance_median"] <= 1
+        assert 0 <= model["single_unit_fraction"] <= 1
+        assert model["single_unit_fraction_selective"] is None or (
+            0 <= model["single_unit_fraction_selective"] <= 1)
+    msae = metrics["models"]["msae_seed0"]
+    shifted = msae["explained_variance_per_level_shifted"]
+    assert len(shifted) == len(msae["explained_variance_per_level"])
+    assert shifted[-1] == pytest.approx(msae["explained_variance_shifted"])
+    np.testing.assert_allclose(
+        msae["structure_explained_per_level"],
+        np.subtract(msae["explained_variance_per_level"], shifted))
+
+
+def test_controls_are_the_evaluation_functions(tiny_run, one_torch_thread):
+    # the PCA baseline's numbers, recomputed from the public functions
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import make_pipeline
+
+    from sklearn_nldisco.evaluation import GaussianSmoother, co_smoothing, shift_units
+    from sklearn_nldisco.models import explained_variance
+
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    settings = resolve(tomllib.loads((tiny_run / "config.toml").read_text()), {})
+    data = split(bin_spikes(load(settings), settings), settings["seed"], "simulated")
+    train = shift_units(data.X_train, random_state=0)
+    test = shift_units(data.X_test, random_state=1000)
+    pca = PCA(n_components=2, random_state=0).fit(train)
+    pca_metrics = metrics["models"]["pca"]
+    assert pca_metrics["explained_variance_shifted"] == pytest.approx(
+        explained_variance(test, pca.inverse_transform(pca.transform(test))))
+    result = co_smoothing(make_pipeline(GaussianSmoother(1.0), PCA(n_components=2)),
+                          data.counts_train, data.counts_test, held_out=0.25, random_state=0)
+    assert result.held_out_units.tolist() == metrics["evaluation"]["co_smoothing"][
+        "held_out_units"]
+    assert pca_metrics["co_smoothing_bits_per_spike"] == pytest.approx(result.bits_per_spike)
+    reference = co_smoothing(GaussianSmoother(1.0), data.counts_train, data.counts_test,
+                             held_out=0.25, random_state=0)
+    assert metrics["evaluation"]["co_smoothing"]["smoothing_baseline"][
+        "bits_per_spike"] == pytest.approx(reference.bits_per_spike)
+
+
 def test_config_file_repeats_the_run(tiny_run, tmp_path, capsys):
     out = tmp_path / "again"
     assert main(["run", "--config", str(tiny_run / "config.toml"), "--out", str(out),
@@ -130,14 +198,20 @@ def test_progress_on_stderr_and_quiet(tmp_path, capsys, one_torch_thread):
     # stdout says only where the report is
     assert captured.out == f"report: {tmp_path / 'loud' / 'report.html'} (open it in a browser)\n"
     for step in ("loaded", "binning", "MSAE seed 0", "baselines", "selectivity",
-                 "writing", "done"):
+                 "unit-shifted control", "co-smoothing", "structure explained",
+                 "smoothing baseline", "writing", "done"):
         assert step in captured.err
-    if hasattr(MatryoshkaSAE(), "set_callbacks"):  # epochs are reported while fitting
-        assert "MSAE seed 0: epoch 1\n" in captured.err
-    assert main(["run", "--out", str(tmp_path / "quiet"), *args, "--quiet"]) == 0
+    if hasattr(MatryoshkaSAE(), "set_callbacks"):
+        # epochs are reported while fitting, for the run's fits only (not the controls')
+        assert captured.err.count("MSAE seed 0: epoch 1\n") == 1
+    assert main(["run", "--out", str(tmp_path / "quiet"), *args, "--quiet",
+                 "--smooth-sigma", "0"]) == 0
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
     metrics = json.loads((tmp_path / "quiet" / "metrics.json").read_text())
+    co_smoothing = metrics["evaluation"]["co_smoothing"]
+    assert co_smoothing["input"] == "binned spike counts (the run does not smooth)"
+    assert co_smoothing["model_input"] == "the held-in counts"
     assert metrics["seed_agreement"] is None  # one seed: nothing to compare
     assert metrics["models"]["msae_seed0"]["level_sizes"] == [4, 8]
 
@@ -164,11 +238,22 @@ def test_stages_pass_their_outputs_on(monkeypatch, one_torch_thread):
     loaded = load(settings)
     assert loaded.source == "simulated reaching session" and loaded.recording.n_units == 12
     binned = bin_spikes(loaded, settings)
-    assert binned.X.shape == (len(binned.metadata), 12)
+    assert binned.X.shape == binned.counts.shape == (len(binned.metadata), 12)
+    # the activity is smoothed as SpikeBinner smooths; the counts are kept as they are
+    from sklearn_nldisco.preprocessing import SpikeBinner
+
+    smoothing = SpikeBinner(**binner_parameters(settings), intervals=loaded.recording.trials)
+    np.testing.assert_array_equal(binned.X, smoothing.fit_transform(loaded.recording))
+    np.testing.assert_array_equal(
+        binned.counts, smoothing.set_params(smooth_sigma=None).fit_transform(loaded.recording))
     data = split(binned, settings["seed"], loaded.source)
     assert len(data.X_train) + len(data.X_test) == (binned.metadata["trial_id"] >= 0).sum()
     rows = binned.metadata.index.get_indexer(data.metadata_test.index)
     np.testing.assert_array_equal(data.X_test, binned.X[rows])
+    np.testing.assert_array_equal(data.counts_test, binned.counts[rows])
+    unsmoothed = bin_spikes(loaded, {**settings, "smooth_sigma": 0.0})
+    assert unsmoothed.counts is None
+    np.testing.assert_array_equal(unsmoothed.X, binned.counts)
     assert list(data.metadata_scored.index) == list(range(len(data.X_test)))
 
     # the MSAE fits on one thread (n_threads), the fitted models keep no limit

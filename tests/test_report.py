@@ -69,7 +69,19 @@ def _hostile_inputs():
                                          "explained_variance": 0.5,
                                          "explained_variance_per_level": [0.5],
                                          "l0": 1.5, "l0_per_level": [1.5],
-                                         "dead_fraction": 0.0, "n_epochs": 3}},
+                                         "dead_fraction": 0.0, "n_epochs": 3,
+                                         "explained_variance_shifted": 0.375,
+                                         "structure_explained": 0.125,
+                                         "explained_variance_per_level_shifted": [0.375],
+                                         "structure_explained_per_level": [0.125],
+                                         "co_smoothing_bits_per_spike": 0.0625,
+                                         "single_unit_dominance_median": 0.25,
+                                         "single_unit_fraction": 0.0,
+                                         "single_unit_fraction_selective": None}},
+               "evaluation": {"co_smoothing": {
+                   "held_out": 0.25, "models": ["msae_seed0"],
+                   "smoothing_baseline": {"sigma_bins": 1.0, "bits_per_spike": 0.03125}},
+                   "single_unit_dominance": {"threshold": 0.8}},
                "seed_agreement": None, "versions": {"x": HOSTILE}}
 
     class Model:
@@ -102,8 +114,43 @@ def test_run_writes_a_self_contained_report(report_run):
     assert all(src.startswith("data:image/png;base64,") for src in images)
     metrics = json.loads((report_run / "metrics.json").read_text())
     for name in metrics["models"]:
-        assert f"<td>{name}</td>" in text
+        assert text.count(f"<tr><td>{name}</td>") == 2  # reconstruction and structure
     assert "Seed agreement" in text
+
+
+def _summary_rows(text, table):
+    body = re.search(rf'<table class="grid" id="{table}">.*?<tbody>\n(.*?)</tbody>', text,
+                     re.S).group(1)
+    return [re.findall(r"<td>(.*?)</td>", row) for row in re.findall(r"<tr.*?</tr>", body)]
+
+
+def test_every_explained_variance_beside_its_control(report_run):
+    text = (report_run / "report.html").read_text(encoding="utf-8")
+    metrics = json.loads((report_run / "metrics.json").read_text())
+    header = re.search(r'id="summary-models"><thead><tr>(.*?)</tr>', text).group(1)
+    columns = re.findall(r"<th>(.*?)</th>", header)
+    ev_columns = [i for i, name in enumerate(columns)
+                  if name == "explained variance" or name.startswith("EV level")]
+    assert len(ev_columns) == 4  # overall and three levels
+    for i in ev_columns:  # every EV column is followed by its unit-shifted control
+        assert "shifted" in columns[i + 1]
+    rows = _summary_rows(text, "summary-models")
+    assert [row[0] for row in rows] == list(metrics["models"])
+    for row in rows:
+        model = metrics["models"][row[0]]
+        assert row[columns.index("EV unit-shifted")] == f"{model['explained_variance_shifted']:.3f}"
+        assert row[columns.index("structure explained")] == (
+            f"{model['structure_explained']:.3f}")
+        for i in ev_columns:
+            assert (row[i] == "–") == (row[i + 1] == "–")  # never an EV alone
+    structure = _summary_rows(text, "summary-structure")
+    assert [row[0] for row in structure[:-1]] == list(metrics["models"])
+    for row in structure[:-1]:
+        bits = metrics["models"][row[0]]["co_smoothing_bits_per_spike"]
+        assert row[1] == ("–" if bits is None else f"{bits:.3f}")
+    reference = metrics["evaluation"]["co_smoothing"]["smoothing_baseline"]
+    assert structure[-1][0] == "smoothing alone (σ = 1.0 bin)"
+    assert structure[-1][1] == f"{reference['bits_per_spike']:.3f}"
 
 
 def test_embedded_data_matches_selectivity_csv(report_run):
@@ -175,10 +222,27 @@ def test_summary_numbers(hostile_report):
     text = hostile_report.read_text(encoding="utf-8")
     row = re.search(r'<table class="grid" id="summary-models">.*?<tbody>\n(<tr>.*?</tr>)',
                     text, re.S).group(1)
-    assert row == ("<tr><td>msae_seed0</td><td>3</td><td>0.500</td><td>1.50</td>"
-                   "<td>0.500 <small>(3)</small></td><td>1.50</td>"
+    assert row == ("<tr><td>msae_seed0</td><td>3</td><td>0.500</td><td>0.375</td>"
+                   "<td>0.125</td><td>1.50</td>"
+                   "<td>0.500 <small>(3)</small></td><td>0.375</td><td>1.50</td>"
                    "<td>0.000</td><td>3</td><td>–</td></tr>")
+    assert _summary_rows(text, "summary-structure") == [
+        ["msae_seed0", "0.062", "0.250", "0.000", "–"],
+        ["smoothing alone (σ = 1.0 bin)", "0.031", "–", "–", "–"]]
     assert "<p>One seed: no seed agreement.</p>" in text
+
+
+def test_summary_without_controls(tmp_path):
+    # metrics of a run without the evaluation: dashes, not errors
+    inputs = _hostile_inputs()
+    model = inputs["metrics"]["models"]["msae_seed0"]
+    for key in [key for key in model if "shifted" in key or "structure" in key
+                or "co_smoothing" in key or "single_unit" in key]:
+        del model[key]
+    del inputs["metrics"]["evaluation"]
+    text = write_report(tmp_path, **inputs).read_text(encoding="utf-8")
+    assert _summary_rows(text, "summary-models")[0][2:5] == ["0.500", "–", "–"]
+    assert _summary_rows(text, "summary-structure") == [["msae_seed0", "–", "–", "–", "–"]]
     assert "q &lt; 0.05 or among the 3 most selective rows of its latent" in text
 
 

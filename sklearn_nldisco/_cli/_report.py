@@ -223,26 +223,45 @@ def _facts(metrics):
 
 
 def _summary(metrics):
-    """What the summary section shows, from ``metrics``; the template formats it."""
+    """What the summary section shows, from ``metrics``; the template formats it.
+
+    Every explained variance comes with its unit-shifted control (None,
+    shown as a dash, where ``metrics`` has none).
+    """
     selective = metrics.get("n_selective_latents", {})
     models = []
     for name, model in metrics.get("models", {}).items():
         sizes = model.get("level_sizes", [])
+        shifted = model.get("explained_variance_per_level_shifted") or [None] * len(sizes)
         models.append({
             "name": name, "components": model.get("n_latents", model.get("n_components")),
-            "explained_variance": model.get("explained_variance"), "l0": model.get("l0"),
+            "explained_variance": model.get("explained_variance"),
+            "explained_variance_shifted": model.get("explained_variance_shifted"),
+            "structure_explained": model.get("structure_explained"),
+            "l0": model.get("l0"),
             "levels": [{"size": int(size),
                         "explained_variance": model["explained_variance_per_level"][level],
+                        "explained_variance_shifted": shifted[level],
                         "l0": model["l0_per_level"][level]}
                        for level, size in enumerate(sizes)],
             "dead_fraction": model.get("dead_fraction"), "n_epochs": model.get("n_epochs"),
-            "n_selective_latents": selective.get(name)})
+            "n_selective_latents": selective.get(name),
+            "co_smoothing": model.get("co_smoothing_bits_per_spike"),
+            "dominance_median": model.get("single_unit_dominance_median"),
+            "single_unit_fraction": model.get("single_unit_fraction"),
+            "single_unit_fraction_selective": model.get("single_unit_fraction_selective")})
     agreement = metrics.get("seed_agreement")
     if agreement:
         agreement = list(zip(agreement.get("mean_cosine_per_level", []),
                              agreement.get("fraction_above_0.9_per_level", [])))
+    evaluation = metrics.get("evaluation", {})
+    co_smoothing = evaluation.get("co_smoothing", {})
     return {"facts": _facts(metrics), "models": models, "agreement": agreement,
-            "n_levels": max((len(model["levels"]) for model in models), default=0)}
+            "n_levels": max((len(model["levels"]) for model in models), default=0),
+            "co_smoothing": co_smoothing,
+            "smoothing_baseline": co_smoothing.get("smoothing_baseline"),
+            "single_unit_threshold": evaluation.get("single_unit_dominance", {}).get(
+                "threshold")}
 
 
 def write_report(out_dir, *, metrics, selectivity, figures, codes, X, metadata,

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from ._config import UsageError
+from ._evaluate import evaluate
 from ._progress import Progress, Timings
 from ._stages import (
     bin_spikes,
@@ -58,7 +59,12 @@ def run(settings, out):
         baselines = fit_baselines(data.X_train, settings["k"], settings["seed"])
     with timings("score_s"):
         scores = score(loaded, data, msae, baselines, settings, progress)
-    metrics = {**scores.metrics, "versions": versions()}
+    with timings("evaluate_s"):
+        evaluation = evaluate(data, msae, baselines, scores, settings, progress)
+    metrics = {**scores.metrics,
+               "models": {name: {**values, **evaluation.models[name]}
+                          for name, values in scores.metrics["models"].items()},
+               "evaluation": evaluation.metrics, "versions": versions()}
     with timings("write_s"):
         progress(f"writing models, tables and figures to {out}")
         artefacts = write(out, settings=settings, loaded=loaded, data=data, msae=msae,

@@ -39,10 +39,16 @@ class Loaded:
 
 @dataclass(frozen=True)
 class Binned:
-    """Binned activity (n_bins, n_units) and ``bin_metadata`` of the bins."""
+    """Binned activity (n_bins, n_units) and ``bin_metadata`` of the bins.
+
+    ``X`` is what the models see (smoothed within trials when
+    ``smooth_sigma`` is set); ``counts`` are the spike counts before
+    smoothing, or None when ``X`` is not smoothed (``X`` is then the counts).
+    """
 
     X: np.ndarray
     metadata: pd.DataFrame
+    counts: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -51,13 +57,17 @@ class Split:
 
     ``metadata_test`` keeps the ``bin_metadata`` index of the held-out bins
     (the bin labels of the saved activations); ``metadata_scored`` is the
-    same rows numbered from 0, in the order of ``X_test``.
+    same rows numbered from 0, in the order of ``X_test``. ``counts_train``
+    and ``counts_test`` are the same bins' spike counts before smoothing
+    (``X_train`` and ``X_test`` themselves when nothing was smoothed).
     """
 
     X_train: np.ndarray
     X_test: np.ndarray
     metadata_test: pd.DataFrame
     how: str
+    counts_train: np.ndarray
+    counts_test: np.ndarray
 
     @property
     def metadata_scored(self):
@@ -139,16 +149,28 @@ def load(settings):
 
 
 def bin_spikes(loaded, settings):
-    """Bin the spikes inside the trials and align the behaviour to the bins."""
-    from ..preprocessing import SpikeBinner, bin_metadata
+    """Bin the spikes inside the trials and align the behaviour to the bins.
 
-    binner = SpikeBinner(**binner_parameters(settings), intervals=loaded.recording.trials)
+    The counts are kept before smoothing too: co-smoothing scores predicted
+    rates against spike counts, not against smoothed activity.
+    """
+    from ..preprocessing import SpikeBinner, bin_metadata
+    from ..preprocessing._binning import smooth_within_intervals
+
+    parameters = binner_parameters(settings)
+    smooth_sigma = parameters.pop("smooth_sigma")
+    binner = SpikeBinner(**parameters, intervals=loaded.recording.trials)
     try:
-        X = np.asarray(binner.fit_transform(loaded.recording), dtype=np.float64)
+        counts = np.asarray(binner.fit_transform(loaded.recording), dtype=np.float64)
         metadata = bin_metadata(binner, loaded.recording)
     except ValueError as error:
         raise UsageError(f"could not bin {loaded.source}: {error}") from None
-    return Binned(X, metadata)
+    if smooth_sigma is None:
+        return Binned(counts, metadata)
+    # what SpikeBinner(smooth_sigma=...) does, on a copy
+    X = smooth_within_intervals(counts.copy(), binner.interval_ids_,
+                                smooth_sigma / binner.bin_size_)
+    return Binned(X, metadata, counts)
 
 
 def split(binned, seed, source):
@@ -163,7 +185,9 @@ def split(binned, seed, source):
     if train.sum() < 2 or held_out.sum() < 2:
         raise UsageError(f"too few bins to split {source} into training and held-out trials "
                          f"({train.sum()} and {held_out.sum()})")
-    return Split(binned.X[train], binned.X[held_out], binned.metadata.loc[held_out], how)
+    counts = binned.X if binned.counts is None else binned.counts
+    return Split(binned.X[train], binned.X[held_out], binned.metadata.loc[held_out], how,
+                 counts[train], counts[held_out])
 
 
 def split_trials(metadata, seed):
