@@ -57,8 +57,10 @@ class GaussianSmoother(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X):
-        """The smoothed rows, shape ``(n_samples, n_features)``."""
-        check_is_fitted(self, "n_features_in_")
+        """The smoothed rows, shape ``(n_samples, n_features)``.
+
+        Needs no ``fit``; after one, ``X`` must have the fitted number of columns.
+        """
         X = validate_data(self, X, dtype=np.float64, reset=False)
         if self.sigma == 0:
             return X.copy()
