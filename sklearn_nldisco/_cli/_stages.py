@@ -154,8 +154,7 @@ def bin_spikes(loaded, settings):
     The counts are kept before smoothing too: co-smoothing scores predicted
     rates against spike counts, not against smoothed activity.
     """
-    from ..preprocessing import SpikeBinner, bin_metadata
-    from ..preprocessing._binning import smooth_within_intervals
+    from ..preprocessing import SpikeBinner, bin_metadata, smooth_within_intervals
 
     parameters = binner_parameters(settings)
     smooth_sigma = parameters.pop("smooth_sigma")
