@@ -217,13 +217,18 @@ def test_top_units_table_skips_never_active_latent():
     assert table["latent"].tolist() == [0, 0, 0]
 
 
+# Decoder and activity rankings of a latent's units agree less under masked
+# training (measured: Spearman 0.26-0.62 with mask_fraction=0.25, 0.75-0.78
+# without): a masked latent's decoder row predicts its units from the others
+# rather than copying the ones that drive it.
 @pytest.mark.usefixtures("one_torch_thread")
-def test_matryoshka_sae_latent_matches_planted_feature():
+@pytest.mark.parametrize("mask_fraction, min_agreement", [(0.0, 0.5), (0.25, 0.2)])
+def test_matryoshka_sae_latent_matches_planted_feature(mask_fraction, min_agreement):
     from sklearn_nldisco.models import MatryoshkaSAE
 
     X, _, _, loaded = planted(n_bins=2000)
     model = MatryoshkaSAE(n_latents=16, k=2, max_iter=50, random_state=0,
-                          device="cpu").fit(X)
+                          mask_fraction=mask_fraction, device="cpu").fit(X)
     codes = model.transform(X)
     best = {}
     for latent in range(16):
@@ -242,7 +247,7 @@ def test_matryoshka_sae_latent_matches_planted_feature():
     assert len(recovered) >= 3
     for feature in recovered:
         agreement = best[feature][1]
-        assert agreement["spearman_decoder_activity"] > 0.5
+        assert agreement["spearman_decoder_activity"] > min_agreement
 
 
 def test_errors():

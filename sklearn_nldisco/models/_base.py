@@ -204,7 +204,7 @@ class _BaseMatryoshka(
         aux_k=None,
         aux_coef=0.25,
         dead_window=0.1,
-        mask_fraction=0.0,
+        mask_fraction=0.25,
         sparse_output=False,
         code_refit="auto",
         device="auto",
@@ -387,9 +387,13 @@ class _BaseMatryoshka(
 
     def _code_refit_mode(self):
         """``code_refit`` resolved: ``"auto"`` is ``"nnls"`` for the
-        squared-error autoencoder, where a refit is defined, else ``"none"``."""
+        squared-error autoencoder trained without masking, where a refit is
+        defined, else ``"none"`` (a masked model predicts each unit from the
+        others; refitting its codes to the unit itself would undo that)."""
         if self.code_refit == "auto":
-            return "nnls" if self._is_autoencoder and self.loss == "mse" else "none"
+            masked = bool(getattr(self, "mask_fraction", 0.0))
+            return ("nnls" if self._is_autoencoder and self.loss == "mse" and not masked
+                    else "none")
         return self.code_refit
 
     def _validate_for_coding(self, X):

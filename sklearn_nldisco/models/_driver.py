@@ -44,7 +44,7 @@ def initial_parameters(spec, X_train, Y_train, rng):
     """Random unit dictionary, tied encoder, biases from the training rows."""
     n_latents = spec.n_latents
     decoder_weight = random_unit_rows(n_latents, Y_train.shape[1], rng)
-    if spec.autoencoder:
+    if spec.autoencoder and not spec.mask_fraction:
         encoder_weight = decoder_weight.T.copy()
     else:
         encoder_weight = random_unit_rows(n_latents, X_train.shape[1], rng).T.copy()
