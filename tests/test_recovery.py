@@ -188,7 +188,21 @@ def test_pipeline_recovers_planted_features_and_pca_does_not():
         return feature_recovery(truth.feature_loadings, decoder, results,
                                 truth.planted_conditions, feature_names=truth.feature_names)
 
-    sae = MatryoshkaSAE(n_latents=128, k=4, level_sizes=(4, 16, 128), random_state=0)
+    # with the defaults (masked-unit training): every planted feature has a
+    # latent significant for its own condition (measured: 12 of 12; decoder
+    # cosine 0.87-0.99 for ten of them, 0.53 for the speed gain "fast")
+    masked = MatryoshkaSAE(n_latents=128, k=4, level_sizes=(4, 16, 128), random_state=0)
+    masked.fit(counts[:split])
+    masked_table = recovery(masked.components_ * masked.target_scale_,
+                            masked.transform(counts[split:]))
+    right = (masked_table["q"] < 0.05) & (
+        masked_table["top_condition"].astype(str) == masked_table["condition"].astype(str))
+    assert right.mean() >= 0.9, masked_table.to_string()
+    assert masked_table["recovered"].mean() >= 0.75, masked_table.to_string()
+
+    # without masking the decoder rows match the planted loadings closely
+    sae = MatryoshkaSAE(n_latents=128, k=4, level_sizes=(4, 16, 128), mask_fraction=0.0,
+                        random_state=0)
     sae.fit(counts[:split])
     table = recovery(sae.components_ * sae.target_scale_, sae.transform(counts[split:]))
     assert table["recovered"].mean() >= 0.9, table.to_string()
