@@ -87,7 +87,7 @@ def simulated():
 
 def section_selective(datasets):
     print("\n4. Selective latents (SelectivityScorer defaults, test block; MSAE k=8, seed 0)")
-    print(f"{'data':<10}{'model':<34}{'selective':>10}{'single-unit':>12}"
+    print(f"{'data':<10}{'model':<34}{'pairs q<0.05':>13}{'selective':>10}{'single-unit':>12}"
           f"{'shifted labels: selective':>27}")
     for data_name, (counts, metadata) in datasets.items():
         split = int(0.8 * len(counts))
@@ -105,8 +105,9 @@ def section_selective(datasets):
             null = scorer.score_latents(codes, shifted)
             n_null = np.unique(null.loc[scorer.selective(null), "latent"]).size
             fraction = single_unit_fraction(model, latents=latents) if latents.size else np.nan
-            print(f"{data_name:<10}{name:<34}{latents.size:>10}{fraction:>12.2f}{n_null:>27}",
-                  flush=True)
+            n_pairs = int((results["q"] < 0.05).sum())
+            print(f"{data_name:<10}{name:<34}{n_pairs:>13}{latents.size:>10}{fraction:>12.2f}"
+                  f"{n_null:>27}", flush=True)
 
 
 def section_structure(train, test, ks):
