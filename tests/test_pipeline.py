@@ -304,18 +304,18 @@ def _interrupt_on_call(monkeypatch, call_number):
 def test_keyboard_interrupt_keeps_completed_epochs(Estimator, monkeypatch):
     X = _counts()
     args = (X,) if Estimator is MatryoshkaSAE else (X, X[:, :4])
-    # 200 rows and batches of 100: two steps an epoch, so call 7 is in epoch 4
+    # 200 rows and batches of 20: ten steps an epoch, so call 37 is in epoch 4
     model = Estimator(
-        n_latents=16, k=2, batch_size=100, max_iter=10, early_stopping=False,
+        n_latents=16, k=2, batch_size=20, max_iter=10, early_stopping=False,
         random_state=0,
     )
-    calls = _interrupt_on_call(monkeypatch, 7)
+    calls = _interrupt_on_call(monkeypatch, 37)
     with pytest.warns(UserWarning, match=r"interrupted during epoch 4"):
         model.fit(*args)
-    assert calls["n"] == 7
+    assert calls["n"] == 37
     assert model.n_iter_ == 3
     assert model.best_iter_ == 3
-    assert model.n_steps_ == 6
+    assert model.n_steps_ == 36  # the steps taken before the interrupted one
     assert model.stop_reason_ == "interrupted"
     assert model.history_["train_loss"].shape == (3, len(model.level_sizes_))
     codes = model.transform(X)
@@ -326,9 +326,9 @@ def test_keyboard_interrupt_keeps_completed_epochs(Estimator, monkeypatch):
 
 def test_keyboard_interrupt_with_early_stopping_keeps_best_epoch(monkeypatch):
     X = _counts()
-    # 180 training rows (20 held out) and batches of 90: two steps an epoch
-    model = MatryoshkaSAE(n_latents=16, k=2, batch_size=90, max_iter=10, random_state=0)
-    _interrupt_on_call(monkeypatch, 7)
+    # 180 training rows (20 held out) and batches of 18: ten steps an epoch
+    model = MatryoshkaSAE(n_latents=16, k=2, batch_size=18, max_iter=10, random_state=0)
+    _interrupt_on_call(monkeypatch, 37)
     with pytest.warns(UserWarning, match="interrupted"):
         model.fit(X)
     assert model.stop_reason_ == "interrupted"
