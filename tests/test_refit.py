@@ -63,8 +63,12 @@ def test_refit_raises_explained_variance_and_is_consistent(planted):
 def test_auto_refits_only_the_squared_error_autoencoder():
     rng = np.random.RandomState(1)
     X = rng.poisson(2.0, size=(300, 8)).astype(float)
-    sae = MatryoshkaSAE(n_latents=16, k=2, max_iter=2, random_state=0).fit(X)
+    sae = MatryoshkaSAE(n_latents=16, k=2, max_iter=2, mask_fraction=0.0,
+                        random_state=0).fit(X)
     assert sae._code_refit_mode() == "nnls"
+    # masked training predicts each unit from the others: no refit to the unit
+    masked = MatryoshkaSAE(n_latents=16, k=2, max_iter=2, random_state=0).fit(X)
+    assert masked.mask_fraction > 0 and masked._code_refit_mode() == "none"
     poisson = MatryoshkaSAE(n_latents=16, k=2, max_iter=2, loss="poisson", random_state=0)
     assert poisson.fit(X)._code_refit_mode() == "none"
     transcoder = MatryoshkaTranscoder(n_latents=16, k=2, max_iter=2, random_state=0)
