@@ -266,3 +266,16 @@ def test_seeded_fit_does_not_depend_on_global_state():
     torch.manual_seed(456)
     second = MatryoshkaSAE(random_state=3, **FAST).fit(X)
     assert np.array_equal(first.components_, second.components_)
+
+
+def test_model_pickled_before_masked_training_loads_unmasked():
+    X = np.random.default_rng(0).poisson(2.0, size=(300, 8)).astype(float)
+    model = MatryoshkaSAE(n_latents=16, k=2, max_iter=2, mask_fraction=0.0,
+                          random_state=0).fit(X)
+    state = pickle.loads(pickle.dumps(model)).__getstate__()
+    del state["mask_fraction"]  # what a model of an earlier release holds
+    old = MatryoshkaSAE.__new__(MatryoshkaSAE)
+    old.__setstate__(state)
+    assert old.get_params()["mask_fraction"] == 0.0
+    assert old._code_refit_mode() == "nnls"
+    np.testing.assert_array_equal(old.transform(X), model.transform(X))

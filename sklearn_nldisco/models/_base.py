@@ -391,9 +391,8 @@ class _BaseMatryoshka(
         defined, else ``"none"`` (a masked model predicts each unit from the
         others; refitting its codes to the unit itself would undo that)."""
         if self.code_refit == "auto":
-            masked = bool(getattr(self, "mask_fraction", 0.0))
-            return ("nnls" if self._is_autoencoder and self.loss == "mse" and not masked
-                    else "none")
+            refit = self._is_autoencoder and self.loss == "mse" and not self.mask_fraction
+            return "nnls" if refit else "none"
         return self.code_refit
 
     def _validate_for_coding(self, X):
@@ -499,6 +498,8 @@ class _BaseMatryoshka(
     def __setstate__(self, state):
         # models pickled before ``n_threads`` existed load with the default
         state.setdefault("n_threads", None)
+        # and models pickled before masked-unit training were trained without it
+        state.setdefault("mask_fraction", 0.0)
         super().__setstate__(state)
 
     def __sklearn_tags__(self):
