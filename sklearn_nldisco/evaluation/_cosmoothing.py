@@ -230,17 +230,17 @@ class CoSmoothing(BaseEstimator):
         -------
         bits : float
         """
-        rates = self.predict(X)
-        X = np.asarray(X, dtype=np.float64)
-        _check_counts(X)
-        return bits_per_spike(X[:, self.held_out_units_], rates)
+        return bits_per_spike(*self._held_out_counts_and_rates(X))
 
     def score_units(self, X):
         """Bits per spike of each held-out unit on its own, shape ``(n_held_out,)``."""
+        return bits_per_spike_per_unit(*self._held_out_counts_and_rates(X))
+
+    def _held_out_counts_and_rates(self, X):
         rates = self.predict(X)
         X = np.asarray(X, dtype=np.float64)
         _check_counts(X)
-        return bits_per_spike_per_unit(X[:, self.held_out_units_], rates)
+        return X[:, self.held_out_units_], rates
 
 
 def _check_counts(X):

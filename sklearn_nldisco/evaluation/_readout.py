@@ -49,12 +49,10 @@ def bits_per_spike(counts, rates, *, baseline_rates=None):
     >>> bits_per_spike(counts, np.array([[0.1], [2.0], [0.1], [2.0]])) > 0
     True
     """
-    counts, rates, baseline = _check_counts_rates(counts, rates, baseline_rates)
+    counts, gain = _log_likelihood_gain(counts, rates, baseline_rates)
     n_spikes = counts.sum()
     if n_spikes == 0:
         return float("nan")
-    gain = _poisson_log_likelihood(counts, rates) - _poisson_log_likelihood(
-        counts, np.broadcast_to(baseline, counts.shape))
     return float(gain.sum() / (n_spikes * np.log(2.0)))
 
 
@@ -64,12 +62,18 @@ def bits_per_spike_per_unit(counts, rates, *, baseline_rates=None):
     Parameters and baseline as for :func:`bits_per_spike`; returns an array
     of shape ``(n_units,)``.
     """
-    counts, rates, baseline = _check_counts_rates(counts, rates, baseline_rates)
-    gain = _poisson_log_likelihood(counts, rates) - _poisson_log_likelihood(
-        counts, np.broadcast_to(baseline, counts.shape))
+    counts, gain = _log_likelihood_gain(counts, rates, baseline_rates)
     n_spikes = counts.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n_spikes > 0, gain.sum(axis=0) / (n_spikes * np.log(2.0)), np.nan)
+
+
+def _log_likelihood_gain(counts, rates, baseline_rates):
+    """Checked counts, and the per-entry log-likelihood of ``rates`` minus the baseline's."""
+    counts, rates, baseline = _check_counts_rates(counts, rates, baseline_rates)
+    gain = _poisson_log_likelihood(counts, rates) - _poisson_log_likelihood(
+        counts, np.broadcast_to(baseline, counts.shape))
+    return counts, gain
 
 
 def _check_counts_rates(counts, rates, baseline_rates):
@@ -230,27 +234,27 @@ class PoissonReadout(RegressorMixin, BaseEstimator):
 
     def _choose_alphas(self, P, Y, alphas):
         """Per-output alpha with the best held-out log-likelihood over contiguous folds."""
-        n_samples = P.shape[0]
+        n_samples, n_outputs = P.shape[0], Y.shape[1]
         edges = np.linspace(0, n_samples, self.cv + 1).astype(int)
         held_out_ll = np.zeros((len(alphas), Y.shape[1]))
         for fold in range(self.cv):
             test = np.arange(edges[fold], edges[fold + 1])
             train = np.setdiff1d(np.arange(n_samples), test)
-            n_outputs = Y.shape[1]
+            P_train, Y_train, P_test, Y_test = P[train], Y[train], P[test], Y[test]
             V = np.zeros((P.shape[1], n_outputs))
-            b = np.log(np.maximum(Y[train].mean(axis=0), _MIN_RATE))
+            b = np.log(np.maximum(Y_train.mean(axis=0), _MIN_RATE))
             best = np.full(n_outputs, -np.inf)
             active = np.ones(n_outputs, dtype=bool)
             for a, alpha in enumerate(alphas):  # strongest first, warm-started
                 # a unit whose held-out likelihood fell is past its best
                 # alpha on this fold; weaker penalties are not fitted for it
                 columns = np.flatnonzero(active)
-                V_a, b_a = _fit_glm(P[train], Y[train][:, columns], np.full(columns.size, alpha),
+                V_a, b_a = _fit_glm(P_train, Y_train[:, columns], np.full(columns.size, alpha),
                                     max_iter=self.max_iter, tol=self.tol,
                                     start=(V[:, columns], b[columns]))
                 V[:, columns], b[columns] = V_a, b_a
                 fold_ll = _poisson_log_likelihood(
-                    Y[test][:, columns], _rates(P[test], V_a, b_a)).sum(axis=0)
+                    Y_test[:, columns], _rates(P_test, V_a, b_a)).sum(axis=0)
                 held_out_ll[a, ~active] = -np.inf
                 held_out_ll[a, columns] += fold_ll
                 falling = fold_ll < best[columns]

@@ -84,18 +84,17 @@ def loss_values_torch(linear, target, loss, weights=None):
 
     if weights is None:
         size = target.numel()
-
-        def total(entries):
-            return entries.sum(dim=(1, 2)) / size
+        if loss == "mse":
+            values = torch.linalg.vector_norm(linear - target, dim=(1, 2)).square() / size
+            return values, linear
     else:
         size = weights.sum().clamp_min(1.0)
 
-        def total(entries):
-            return (entries * weights).sum(dim=(1, 2)) / size
+    def total(entries):
+        weighted = entries if weights is None else entries * weights
+        return weighted.sum(dim=(1, 2)) / size
+
     if loss == "mse":
-        if weights is None:
-            values = torch.linalg.vector_norm(linear - target, dim=(1, 2)).square() / size
-            return values, linear
         return total((linear - target).square()), linear
     rate = torch.nn.functional.softplus(linear)
     if loss == "poisson":
