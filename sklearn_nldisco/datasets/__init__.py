@@ -1,4 +1,4 @@
-"""Recordings: NWB loading, DANDI download, and the simulated reaching session."""
+"""Recordings: NWB and Kilosort/Phy loading, DANDI download, and the simulated reaching session."""
 
 from ._fetch import DownloadError, fetch_mc_maze, get_data_home
 from ._mc_maze import (
@@ -8,6 +8,7 @@ from ._mc_maze import (
     MC_MAZE_TRIAL_COLUMNS,
 )
 from ._nwb import load_mc_maze, load_nwb, write_nwb
+from ._phy import load_phy
 from ._recording import BehaviourSeries, Recording
 from ._simulate import ReachingGroundTruth, make_reaching_session
 
@@ -24,6 +25,7 @@ __all__ = [
     "get_data_home",
     "load_mc_maze",
     "load_nwb",
+    "load_phy",
     "make_reaching_session",
     "write_nwb",
 ]

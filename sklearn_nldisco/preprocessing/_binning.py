@@ -460,11 +460,16 @@ def _as_spike_trains(X, name="X"):
     if isinstance(X, (str, bytes, Mapping)) or not hasattr(X, "__iter__"):
         raise ValueError(
             f"{name} is a {type(X).__name__}; expected a sequence of 1-D spike-time "
-            "arrays (one per unit), a long-form DataFrame, a pynwb Units table or "
-            "an object with spike_times and units attributes."
+            "arrays (one per unit), a long-form DataFrame, a pynwb Units table, a "
+            "pynapple TsGroup or an object with spike_times and units attributes."
         )
     trains = []
     for unit, times in enumerate(X):
+        pynapple_kind = _pynapple_class(times)
+        if pynapple_kind is not None:
+            # a Tsd's array is its values, not its times: read the timestamps
+            trains.append(_pynapple_spike_times(times, pynapple_kind, f"{name}[{unit}]"))
+            continue
         if isinstance(times, (str, bytes)):
             raise ValueError(
                 f"{name}[{unit}] is a {type(times).__name__}; expected a 1-D array "
@@ -522,6 +527,52 @@ def _from_nwb_units(units):
     return _SpikeTrains(trains, [str(unit_id) for unit_id in units.id[:]])
 
 
+def _pynapple_class(obj):
+    """Name of the pynapple class ``obj`` is an instance of, or None.
+
+    Read from the class hierarchy, so that pynapple is never imported here.
+    """
+    for cls in type(obj).__mro__:
+        module = cls.__module__
+        if module == "pynapple" or module.startswith("pynapple."):
+            return cls.__name__
+    return None
+
+
+def _pynapple_spike_times(obj, kind, name):
+    """Timestamps (s) of a pynapple ``Ts`` or ``Tsd`` as spike times; a Tsd's
+    values (e.g. amplitudes) are not used."""
+    if kind not in ("Ts", "Tsd"):
+        raise ValueError(
+            f"{name} is a pynapple {kind}; expected a Ts or Tsd of spike times "
+            "for one unit."
+        )
+    return np.asarray(obj.t, dtype=np.float64)
+
+
+def _from_pynapple(X, kind):
+    """A TsGroup gives one unit per key, named by the key; a Ts or Tsd one unit."""
+    if kind == "TsGroup":
+        keys = list(X.keys())
+        trains = [
+            _pynapple_spike_times(X[key], _pynapple_class(X[key]), f"X[{key!r}]")
+            for key in keys
+        ]
+        return _SpikeTrains(trains, [str(key) for key in keys])
+    if kind in ("Ts", "Tsd"):
+        return _SpikeTrains([_pynapple_spike_times(X, kind, "X")], None)
+    if kind == "IntervalSet":
+        raise ValueError(
+            "X is a pynapple IntervalSet, which holds time intervals, not spikes; "
+            "expected it as SpikeBinner(intervals=...), and spike times (a TsGroup, "
+            "Ts or Tsd) as X."
+        )
+    raise ValueError(
+        f"X is a pynapple {kind}; expected a TsGroup (one unit per key), or a Ts "
+        "or Tsd (one unit) whose timestamps are spike times in seconds."
+    )
+
+
 def _spike_trains(X, unit_column, time_column):
     """Per-unit spike times and unit names from any accepted input."""
     nwb = sys.modules.get("pynwb.misc")  # a Units table means pynwb is loaded
@@ -529,6 +580,9 @@ def _spike_trains(X, unit_column, time_column):
         return _from_nwb_units(X)
     if isinstance(X, pd.DataFrame):
         return _from_long_form(X, unit_column, time_column)
+    pynapple_kind = _pynapple_class(X)
+    if pynapple_kind is not None:
+        return _from_pynapple(X, pynapple_kind)
     if hasattr(X, "spike_times") and isinstance(getattr(X, "units", None), pd.DataFrame):
         trains = _as_spike_trains(X.spike_times, "X.spike_times")
         if len(trains) != len(X.units):
@@ -578,7 +632,8 @@ class SpikeBinner(TransformerMixin, BaseEstimator):
     intervals : array-like of shape (n_intervals, 2) or DataFrame, default=None
         ``[start, stop)`` intervals (s), e.g. trials, each binned from its own
         start; a DataFrame needs ``start_time`` and ``stop_time`` columns
-        (an NWB trials table). They may come in any order (bins are laid out
+        (an NWB trials table); a pynapple ``IntervalSet`` gives its start and
+        end columns. They may come in any order (bins are laid out
         in time order, ``interval_ids_`` gives each bin's row) and may touch
         but not overlap. Cannot be combined with ``t_start``/``t_stop``.
     smooth_sigma : float, default=None
@@ -619,8 +674,8 @@ class SpikeBinner(TransformerMixin, BaseEstimator):
         Number of units.
     feature_names_in_ : ndarray of str
         Unit names, when ``X`` carries them: sorted unit labels of a
-        long-form DataFrame, ids of a pynwb Units table, or the index of
-        ``X.units``.
+        long-form DataFrame, ids of a pynwb Units table, keys of a pynapple
+        ``TsGroup``, or the index of ``X.units``.
 
     See Also
     --------
@@ -636,6 +691,14 @@ class SpikeBinner(TransformerMixin, BaseEstimator):
     pynwb ``Units`` table; or an object with ``spike_times`` (list of arrays)
     and ``units`` (DataFrame indexed by unit id) attributes, such as
     :class:`sklearn_nldisco.datasets.Recording`.
+
+    pynapple objects need no conversion (pynapple is not imported unless
+    one is passed): a ``TsGroup`` gives one unit per key, named by the key;
+    a ``Ts`` or ``Tsd``, alone or in a list, one unit whose timestamps are
+    its spike times (a Tsd's values are not used). Their ``time_support`` is
+    not the grid; to bin exactly the support, pass it as ``intervals``
+    (pynapple's default support ends at the last spike, which then falls in
+    a trailing partial bin and is dropped).
 
     Interval ``[a, b)`` holds the bins whose right edge is at or before
     ``b``, i.e. ``floor((b - a) / bin_size)`` bins up to rounding, decided
