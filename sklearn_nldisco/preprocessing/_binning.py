@@ -606,6 +606,26 @@ def _finite_interval(argument, start, stop):
         )
 
 
+_UNIT_SPLIT_HINT = (
+    " Cross-validation (GridSearchCV, cross_validate) over spike trains splits "
+    "neurons, not time: each fold is fitted on some units and scored on others. "
+    "Pass a SpikeEpochs as X (trials or time blocks as samples, e.g. "
+    "SpikeEpochs.from_recording(recording)) to split time instead."
+)
+
+
+def _as_epochs(X):
+    """``X`` when it is a SpikeEpochs, else None."""
+    from ._epochs import SpikeEpochs  # _epochs builds on this module
+
+    return X if isinstance(X, SpikeEpochs) else None
+
+
+def _epoch_trains(epochs):
+    names = None if epochs.unit_names is None else list(epochs.unit_names)
+    return _SpikeTrains(list(epochs.spike_times), names)
+
+
 class SpikeBinner(TransformerMixin, BaseEstimator):
     """Bin spike trains into spike counts (time bins x units).
 
@@ -794,7 +814,7 @@ class SpikeBinner(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : sequence of array-like, DataFrame, pynwb Units or Recording
+        X : SpikeEpochs, sequence of array-like, DataFrame, pynwb Units or Recording
             Spike times in seconds; see Notes for the accepted forms.
         y : Ignored
 
@@ -802,7 +822,11 @@ class SpikeBinner(TransformerMixin, BaseEstimator):
         -------
         self : SpikeBinner
         """
-        self._fit_trains(_spike_trains(X, self.unit_column, self.time_column))
+        epochs = _as_epochs(X)
+        if epochs is not None:
+            self._fit_trains(_epoch_trains(epochs), epochs)
+        else:
+            self._fit_trains(_spike_trains(X, self.unit_column, self.time_column))
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -813,7 +837,7 @@ class SpikeBinner(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : sequence of array-like, DataFrame, pynwb Units or Recording
+        X : SpikeEpochs, sequence of array-like, DataFrame, pynwb Units or Recording
             Spike times in seconds; see Notes for the accepted forms.
         y : Ignored
 
@@ -822,18 +846,25 @@ class SpikeBinner(TransformerMixin, BaseEstimator):
         counts : ndarray of shape (n_bins, n_units)
             A DataFrame with ``set_output(transform="pandas")``.
         """
-        trains = _spike_trains(X, self.unit_column, self.time_column)
-        self._fit_trains(trains)
+        epochs = _as_epochs(X)
+        if epochs is not None:
+            trains = _epoch_trains(epochs)
+            self._fit_trains(trains, epochs)
+        else:
+            trains = _spike_trains(X, self.unit_column, self.time_column)
+            self._fit_trains(trains)
         return self._transform_trains(trains, check_finite=False)
 
     def transform(self, X):
-        """Count spikes in the fitted bins.
+        """Count spikes in the fitted bins, or in the bins of the given epochs.
 
         Parameters
         ----------
-        X : sequence of array-like, DataFrame, pynwb Units or Recording
-            Spike times in seconds of the fitted units (same number, and the
-            same names when both carry names).
+        X : SpikeEpochs, sequence of array-like, DataFrame, pynwb Units or Recording
+            Spike times in seconds of the fitted units (see Notes for what
+            is checked). A ``SpikeEpochs`` (when the binner was fitted on
+            one) is binned on a grid of its own epochs, which becomes
+            ``bin_edges_`` and ``interval_ids_``.
 
         Returns
         -------
@@ -842,7 +873,87 @@ class SpikeBinner(TransformerMixin, BaseEstimator):
             DataFrame with ``set_output(transform="pandas")``.
         """
         check_is_fitted(self)
+        epochs = _as_epochs(X)
+        fitted_on_epochs = getattr(self, "_fitted_on_epochs", False)
+        if fitted_on_epochs and epochs is None:
+            raise ValueError(
+                f"X is a {type(X).__name__}, but SpikeBinner was fitted on SpikeEpochs; "
+                "expected SpikeEpochs of the same units."
+            )
+        if epochs is not None and not fitted_on_epochs:
+            raise ValueError(
+                "X is a SpikeEpochs, but SpikeBinner was fitted on spike trains, with "
+                "a grid fixed at fit; fit it on SpikeEpochs too (each call then bins "
+                "the epochs it is given)."
+            )
+        if epochs is not None:
+            return self._transform_trains(_epoch_trains(epochs), epochs=epochs)
         return self._transform_trains(_spike_trains(X, self.unit_column, self.time_column))
+
+    def transform_metadata(self, X):
+        """What is known about each bin that ``transform(X)`` returns, one row per bin.
+
+        The scorers of a grid search use it to label the bins of a test
+        fold: each bin gets the metadata row of its epoch.
+
+        Parameters
+        ----------
+        X : SpikeEpochs
+            The epochs, as passed to ``transform``.
+
+        Returns
+        -------
+        metadata : DataFrame of shape (n_bins, n_columns)
+            Index 0 .. n_bins - 1, rows in the order of ``transform(X)``,
+            with columns ``bin_start``, ``bin_stop`` (s), ``interval_id``
+            (the row of ``X.intervals`` the bin belongs to, as in
+            ``interval_ids_``), ``epoch_id`` (from ``X.epoch_ids``),
+            ``time_in_epoch`` (left edge of the bin minus the start of its
+            epoch, s), then every column of ``X.metadata`` (none when it is
+            None). Does not change the binner.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import pandas as pd
+        >>> from sklearn_nldisco.preprocessing import SpikeBinner, SpikeEpochs
+        >>> epochs = SpikeEpochs([np.array([0.1, 2.3])], [[0.0, 0.2], [2.0, 2.4]],
+        ...                      metadata=pd.DataFrame({"target": ["left", "right"]}))
+        >>> binner = SpikeBinner(bin_size=0.1).fit(epochs)
+        >>> binner.transform_metadata(epochs[1:])
+           bin_start  bin_stop  interval_id  epoch_id  time_in_epoch target
+        0        2.0       2.1            0         1            0.0  right
+        1        2.1       2.2            0         1            0.1  right
+        2        2.2       2.3            0         1            0.2  right
+        3        2.3       2.4            0         1            0.3  right
+        """
+        check_is_fitted(self)
+        epochs = _as_epochs(X)
+        if epochs is None:
+            raise TypeError(
+                f"X is a {type(X).__name__}; transform_metadata expects a SpikeEpochs "
+                "(spike trains alone carry no per-bin metadata; see bin_metadata)."
+            )
+        bin_edges, interval_ids = self._grid(epochs.intervals, self.bin_size_)
+        starts = epochs.intervals[interval_ids, 0]
+        table = pd.DataFrame({
+            "bin_start": bin_edges[:, 0],
+            "bin_stop": bin_edges[:, 1],
+            "interval_id": interval_ids,
+            "epoch_id": epochs.epoch_ids[interval_ids],
+            "time_in_epoch": edge_offsets(np.rint((bin_edges[:, 0] - starts) / self.bin_size_),
+                                          self.bin_size_),
+        })
+        if epochs.metadata is None:
+            return table
+        clash = sorted(set(table.columns) & set(epochs.metadata.columns))
+        if clash:
+            raise ValueError(
+                f"X.metadata has column(s) {clash}, which transform_metadata adds itself; "
+                "expected other column names."
+            )
+        rows = epochs.metadata.iloc[interval_ids].reset_index(drop=True)
+        return pd.concat([table, rows], axis=1)
 
     def get_feature_names_out(self, input_features=None):
         """Unit names of the output columns.
@@ -958,29 +1069,55 @@ class SpikeBinner(TransformerMixin, BaseEstimator):
         stop = start + edge_offsets(n_bins, self.bin_size)
         return np.array([[start, stop]], dtype=np.float64)
 
-    def _fit_trains(self, trains):
+    def _fit_trains(self, trains, epochs=None):
         if len(trains.times) == 0:
             raise ValueError("X has no units; expected spike times of at least one unit.")
         self._output_dtype()
         ranges = [_finite_range(times, unit) for unit, times in enumerate(trains.times)]
-        intervals = self._intervals_from(ranges)
-        bin_edges, interval_ids = make_bin_grid(intervals, self.bin_size)
-        if len(bin_edges) == 0:
-            raise ValueError(
-                f"no interval holds a full bin of bin_size={_number(self.bin_size)} s "
-                f"(intervals {intervals.tolist()}); expected a smaller bin_size or "
-                "longer intervals."
-            )
-        self.bin_edges_ = bin_edges
-        self.bin_centers_ = bin_edges.mean(axis=1)
-        self.interval_ids_ = interval_ids
-        self.intervals_ = intervals
+        if epochs is None:
+            intervals = self._intervals_from(ranges)
+        else:
+            given = {name: value for name, value in (("intervals", self.intervals),
+                     ("t_start", self.t_start), ("t_stop", self.t_stop)) if value is not None}
+            if given:
+                raise ValueError(
+                    f"X is a SpikeEpochs, which brings its own intervals, but "
+                    f"{', '.join(given)} {'was' if len(given) == 1 else 'were'} given; "
+                    "expected intervals=None, t_start=None and t_stop=None."
+                )
+            intervals = np.array(epochs.intervals)
+        self._set_grid(intervals, float(self.bin_size))
         self.bin_size_ = float(self.bin_size)
         self.n_features_in_ = len(trains.times)
         if trains.names is not None:
             self.feature_names_in_ = np.asarray(trains.names, dtype=object)
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
+        self._fitted_on_epochs = epochs is not None
+        # spike count, earliest and latest spike of each unit (NaN if silent),
+        # to recognise other units at transform (see _check_same_units)
+        self._unit_fingerprints = np.array(
+            [(len(times), *((np.nan, np.nan) if extent is None else extent))
+             for times, extent in zip(trains.times, ranges)], dtype=np.float64)
+
+    def _grid(self, intervals, bin_size):
+        if len(intervals) == 0:
+            raise ValueError("X has no epochs; expected at least one [start, stop) interval.")
+        bin_edges, interval_ids = make_bin_grid(intervals, bin_size)
+        if len(bin_edges) == 0:
+            raise ValueError(
+                f"no interval holds a full bin of bin_size={_number(bin_size)} s "
+                f"(intervals {intervals.tolist()}); expected a smaller bin_size or "
+                "longer intervals."
+            )
+        return bin_edges, interval_ids
+
+    def _set_grid(self, intervals, bin_size):
+        bin_edges, interval_ids = self._grid(intervals, bin_size)
+        self.bin_edges_ = bin_edges
+        self.bin_centers_ = bin_edges.mean(axis=1)
+        self.interval_ids_ = interval_ids
+        self.intervals_ = intervals
 
     def _aligned_times(self, trains):
         """The spike trains in the fitted unit order, checked against the fit."""
@@ -991,7 +1128,7 @@ class SpikeBinner(TransformerMixin, BaseEstimator):
             if unknown:
                 raise ValueError(
                     f"X has units {unknown} that were not seen in fit; expected units "
-                    f"among {fitted.tolist()}."
+                    f"among {fitted.tolist()}.{_UNIT_SPLIT_HINT}"
                 )
             aligned = [np.empty(0)] * len(fitted)
             for name, times in zip(trains.names, trains.times):
@@ -1000,17 +1137,53 @@ class SpikeBinner(TransformerMixin, BaseEstimator):
         if len(trains.times) != self.n_features_in_:
             raise ValueError(
                 f"X has {len(trains.times)} units, but SpikeBinner was fitted with "
-                f"{self.n_features_in_} units; expected the same units."
+                f"{self.n_features_in_} units; expected the same units.{_UNIT_SPLIT_HINT}"
             )
-        if fitted is not None and trains.names is not None and list(fitted) != trains.names:
-            raise ValueError(
-                f"X has units {trains.names} but SpikeBinner was fitted with units "
-                f"{fitted.tolist()}; expected the same units in the same order."
-            )
+        if fitted is not None and trains.names is not None:
+            if list(fitted) != list(trains.names):
+                raise ValueError(
+                    f"X has units {list(trains.names)} but SpikeBinner was fitted with "
+                    f"units {fitted.tolist()}; expected the same units in the same "
+                    f"order.{_UNIT_SPLIT_HINT}"
+                )
+        else:
+            self._check_same_units(trains.times)
         return trains.times
 
-    def _transform_trains(self, trains, check_finite=True):
+    def _check_same_units(self, times):
+        """Unnamed units: raise when none matches its fitted unit's fingerprint.
+
+        A unit matches when its spike count, earliest and latest spike equal
+        those of the fitted unit at the same position. Units silent in fit
+        or in ``X`` are not compared; fewer than two compared units check
+        nothing (one unit's new spikes on the fitted grid are a normal use).
+        The scan stops at the first match, so the same data costs one unit.
+        """
+        fingerprints = getattr(self, "_unit_fingerprints", None)
+        if fingerprints is None:  # fitted before fingerprints were kept
+            return
+        n_compared = 0
+        for unit, unit_times in enumerate(times):
+            if fingerprints[unit, 0] == 0 or len(unit_times) == 0:
+                continue
+            earliest, latest = _finite_range(unit_times, unit)
+            if (len(unit_times), earliest, latest) == tuple(fingerprints[unit]):
+                return
+            n_compared += 1
+        if n_compared >= 2:
+            raise ValueError(
+                f"X holds other units than SpikeBinner was fitted with: none of its "
+                f"{n_compared} units with spikes has the spike count, earliest and latest "
+                f"spike of the fitted unit at its position.{_UNIT_SPLIT_HINT} To bin "
+                "new spikes of the same units on the fitted grid, name the units (a "
+                "long-form DataFrame, or an object with spike_times and units); names "
+                "are then compared instead."
+            )
+
+    def _transform_trains(self, trains, check_finite=True, epochs=None):
         times = self._aligned_times(trains)
+        if epochs is not None:
+            self._set_grid(np.array(epochs.intervals), self.bin_size_)
         counts, n_dropped = bin_spike_trains(
             times, self.bin_edges_, self.interval_ids_, self.bin_size_,
             dtype=self._output_dtype(), n_jobs=self.n_jobs, check_finite=check_finite,
