@@ -51,7 +51,10 @@ def build_parser():
         "Options not given take their value from --config, else their default.")
     run.add_argument("nwb_file", nargs="?", metavar="NWB_FILE", default=argparse.SUPPRESS,
                      help="NWB file with units and trials (default: the simulated session)")
-    run.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    run.add_argument("--out", required=True, metavar="DIR",
+                     help="output folder: new or empty, or an earlier run with --overwrite")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace an earlier run in --out as a whole")
     run.add_argument("--config", metavar="FILE.toml",
                      help="TOML file of settings; command-line options override it")
 
@@ -100,10 +103,10 @@ def _run(args):
     from ._cli._run import run
 
     given = {name: value for name, value in vars(args).items()
-             if name not in ("command", "out", "config")}
+             if name not in ("command", "out", "config", "overwrite")}
     file_settings = read_config(args.config) if args.config else {}
     settings = resolve(file_settings, given)
-    artefacts = run(settings, args.out)
+    artefacts = run(settings, args.out, overwrite=args.overwrite)
     if not settings["quiet"]:
         print(f"report: {artefacts['report']} (open it in a browser)")
     return artefacts

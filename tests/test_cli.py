@@ -7,9 +7,12 @@ command is tested against the local fake DANDI archive of test_fetch.py
 
 import dataclasses
 import json
+import os
+import shutil
 import subprocess
 import sys
 import threading
+import time
 import tomllib
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -220,7 +223,7 @@ def test_command_line_overrides_config_file(tmp_path, monkeypatch):
     config = tmp_path / "settings.toml"
     config.write_text('k = 3\nn_latents = 32\nloss = "poisson"\nlevels = [8, 32]\n')
     seen = {}
-    def fake_run(settings, out):
+    def fake_run(settings, out, overwrite=False):
         seen.update(settings)
         return {"report": Path(out) / "report.html"}
 
@@ -288,7 +291,8 @@ def test_missing_and_invalid_files(tmp_path, capsys):
     assert "nope.nwb" in line
     text = tmp_path / "notes.nwb"
     text.write_text("not an NWB file")
-    assert "notes.nwb" in _error_line(capsys, ["run", str(text), "--out", str(tmp_path)])
+    assert "notes.nwb" in _error_line(capsys, ["run", str(text), "--out",
+                                               str(tmp_path / "out")])
 
 
 def test_nwb_without_units(tmp_path, capsys):
@@ -415,3 +419,230 @@ def test_module_entry_point_help():
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     assert "run" in result.stdout and "fetch" in result.stdout
+
+
+# --- the output folder: new or replaced as a whole, one run at a time -------
+
+def _listing(folder):
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def _no_leftovers(parent, *names):
+    # nothing but the named entries: no staging folder, no lock, no old run
+    assert sorted(path.name for path in parent.iterdir()) == sorted(names)
+
+
+def _fake_analysis(files=("metrics.json", "report.html"), then=None):
+    """A stand-in for the stages that writes ``files`` into the staging folder."""
+    def analyse(settings, staging, out, progress, timings):
+        artefacts = {}
+        for name in files:
+            (staging / name).write_text(f"{name} of this run\n")
+            artefacts[name.split(".")[0]] = staging / name
+        if then is not None:
+            then(staging, out)
+        timings["total_s"] = 0.0
+        return artefacts
+    return analyse
+
+
+@pytest.fixture
+def earlier_run(tiny_run, tmp_path):
+    """A copy of a finished run, with a stale model of an earlier, larger run."""
+    out = tmp_path / "out"
+    shutil.copytree(tiny_run, out)
+    joblib.dump(MatryoshkaSAE(), out / "msae_seed7.joblib")
+    return out
+
+
+def _no_computation(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("the run started computing")
+    monkeypatch.setattr("sklearn_nldisco._cli._run.load", fail)
+
+
+def test_earlier_run_refused_without_overwrite(earlier_run, capsys, monkeypatch):
+    before = _listing(earlier_run)
+    _no_computation(monkeypatch)
+    line = _error_line(capsys, ["run", "--out", str(earlier_run), "--quiet"])
+    assert line == (f"nldisco: error: --out {earlier_run} holds an earlier run; pass "
+                    "--overwrite to replace it as a whole, or choose another folder")
+    assert _listing(earlier_run) == before
+    _no_leftovers(earlier_run.parent, "out")
+
+
+def test_overwrite_replaces_the_earlier_run_as_a_whole(earlier_run, one_torch_thread):
+    assert main(["run", "--out", str(earlier_run), "--overwrite", *TINY, "--seeds", "1",
+                 "--quiet"]) == 0
+    names = {path.name for path in earlier_run.iterdir()}
+    assert "msae_seed7.joblib" not in names and "msae_seed1.joblib" not in names  # stale
+    assert {"msae_seed0.joblib", "metrics.json", "report.html"} <= names
+    metrics = json.loads((earlier_run / "metrics.json").read_text())
+    assert metrics["seeds"] == [0]
+    assert set(metrics["models"]) == {"msae_seed0", "pca", "nmf"}
+    assert load_activations(earlier_run / "activations.npz", run="msae_seed0").codes.shape[1] \
+        == 16
+    _no_leftovers(earlier_run.parent, "out")
+
+
+@pytest.mark.parametrize("content", ["notes.txt", "metrics.json+notes.txt", "file"])
+def test_other_content_is_never_deleted(tmp_path, capsys, monkeypatch, content):
+    _no_computation(monkeypatch)
+    out = tmp_path / "out"
+    if content == "file":
+        out.write_text("mine")
+        expected = "exists and is not a folder"
+    else:
+        out.mkdir()
+        for name in content.split("+"):
+            (out / name).write_text("mine")
+        expected = "other content than a run"
+    before = out.read_bytes() if content == "file" else _listing(out)
+    for flags in ([], ["--overwrite"]):
+        line = _error_line(capsys, ["run", "--out", str(out), "--quiet", *flags])
+        assert expected in line
+    assert (out.read_bytes() if content == "file" else _listing(out)) == before
+    _no_leftovers(tmp_path, "out")
+
+
+def test_new_and_empty_folders(tmp_path, monkeypatch):
+    from sklearn_nldisco._cli._run import run
+
+    monkeypatch.setattr("sklearn_nldisco._cli._run._analyse", _fake_analysis())
+    settings = resolve({}, {"quiet": True})
+    (tmp_path / "empty").mkdir()
+    for name in ("empty", "new/nested"):
+        artefacts = run(settings, tmp_path / name)
+        assert artefacts == {"metrics": tmp_path / name / "metrics.json",
+                             "report": tmp_path / name / "report.html"}
+        assert _listing(tmp_path / name) == {"metrics.json": b"metrics.json of this run\n",
+                                             "report.html": b"report.html of this run\n"}
+    _no_leftovers(tmp_path, "empty", "new")
+
+
+def test_interrupt_leaves_the_folder_as_it_was(earlier_run, tmp_path, monkeypatch):
+    from sklearn_nldisco._cli._run import run
+
+    def interrupt(staging, out):
+        assert staging.parent == out.parent and staging != out
+        assert (staging / "metrics.json").exists() and not (out / "report.html").is_symlink()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("sklearn_nldisco._cli._run._analyse", _fake_analysis(then=interrupt))
+    settings = resolve({}, {"quiet": True})
+    with pytest.raises(KeyboardInterrupt):
+        run(settings, tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+    before = _listing(earlier_run)
+    with pytest.raises(KeyboardInterrupt):
+        run(settings, earlier_run, overwrite=True)
+    assert _listing(earlier_run) == before  # the earlier run, untouched
+    _no_leftovers(tmp_path, "out")
+
+
+@pytest.mark.slow
+def test_interrupt_while_writing_a_real_run(earlier_run, monkeypatch, one_torch_thread):
+    # the models and activations are written when the report's writer is interrupted
+    def interrupt(out_dir, **kwargs):
+        assert (out_dir / "activations.npz").exists()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("sklearn_nldisco._cli._stages.write_report", interrupt)
+    before = _listing(earlier_run)
+    with pytest.raises(KeyboardInterrupt):
+        main(["run", "--out", str(earlier_run), "--overwrite", *TINY, "--seeds", "1",
+              "--quiet"])
+    assert _listing(earlier_run) == before
+    _no_leftovers(earlier_run.parent, "out")
+
+
+def test_concurrent_run_into_the_same_folder_is_refused(tmp_path, capsys, monkeypatch):
+    from sklearn_nldisco._cli._run import run
+
+    out, inner = tmp_path / "out", {}
+
+    def second_run(staging, out):
+        with pytest.raises(SystemExit) as raised:
+            main(["run", "--out", str(out), "--overwrite", "--quiet"])
+        inner["code"], inner["err"] = raised.value.code, capsys.readouterr().err
+
+    monkeypatch.setattr("sklearn_nldisco._cli._run._analyse", _fake_analysis(then=second_run))
+    run(resolve({}, {"quiet": True}), out)
+    assert inner["code"] == 2
+    assert inner["err"] == (
+        f"nldisco: error: another run (process {os.getpid()}) is writing to {out}; wait for "
+        f"it to finish, or remove {tmp_path / '.out.lock'} if no run is active\n")
+    assert _listing(out) == {"metrics.json": b"metrics.json of this run\n",
+                             "report.html": b"report.html of this run\n"}
+    _no_leftovers(tmp_path, "out")
+
+
+FIRST_RUN = """
+import sys, time
+from pathlib import Path
+import sklearn_nldisco._cli._run as run_module
+from sklearn_nldisco.cli import main
+
+def analyse(settings, staging, out, progress, timings):
+    (staging / "metrics.json").write_text("first")
+    Path(sys.argv[2]).write_text("started")
+    deadline = time.monotonic() + 60
+    while not Path(sys.argv[3]).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    timings["total_s"] = 0.0
+    return {"metrics": staging / "metrics.json", "report": staging / "metrics.json"}
+
+run_module._analyse = analyse
+main(["run", "--out", sys.argv[1], "--quiet"])
+"""
+
+
+def test_concurrent_processes(tmp_path):
+    # two processes: the second fails at once with one line; the first's run is whole
+    out, started, release = tmp_path / "out", tmp_path / "started", tmp_path / "release"
+    first = subprocess.Popen([sys.executable, "-c", FIRST_RUN, str(out), str(started),
+                              str(release)], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists():
+            assert first.poll() is None, first.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        second = subprocess.run([sys.executable, "-m", "sklearn_nldisco", "run", "--out",
+                                 str(out), "--quiet"], capture_output=True, text=True,
+                                timeout=120)
+    finally:
+        release.write_text("")
+        first.wait(timeout=60)
+    assert second.returncode == 2
+    assert second.stderr == (f"nldisco: error: another run (process {first.pid}) is writing "
+                             f"to {out}; wait for it to finish, or remove "
+                             f"{tmp_path / '.out.lock'} if no run is active\n")
+    assert first.returncode == 0, first.stderr.read()
+    assert _listing(out) == {"metrics.json": b"first"}
+    _no_leftovers(tmp_path, "out", "started", "release")
+
+
+def test_lock_of_a_dead_run_is_taken_over(tmp_path, monkeypatch):
+    from sklearn_nldisco._cli._run import run
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    (tmp_path / ".out.lock").write_text(dead.stdout)
+    monkeypatch.setattr("sklearn_nldisco._cli._run._analyse", _fake_analysis())
+    run(resolve({}, {"quiet": True}), tmp_path / "out")
+    assert (tmp_path / "out" / "metrics.json").exists()
+    _no_leftovers(tmp_path, "out")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, "permissions do not bind the superuser")
+def test_unwritable_parent_is_refused_before_computing(tmp_path, capsys, monkeypatch):
+    _no_computation(monkeypatch)
+    parent = tmp_path / "read_only"
+    parent.mkdir()
+    parent.chmod(0o500)
+    try:
+        line = _error_line(capsys, ["run", "--out", str(parent / "out"), "--quiet"])
+    finally:
+        parent.chmod(0o700)
+    assert "not writable" in line or "Permission denied" in line

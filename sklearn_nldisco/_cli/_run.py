@@ -1,9 +1,7 @@
 """``nldisco run``: the stages of the command in turn, timed, with progress lines."""
 
-from pathlib import Path
-
-from ._config import UsageError
 from ._evaluate import evaluate
+from ._output import OutputFolder
 from ._progress import Progress, Timings
 from ._stages import (
     bin_spikes,
@@ -18,7 +16,7 @@ from ._stages import (
 )
 
 
-def run(settings, out):
+def run(settings, out, overwrite=False):
     """Run the whole analysis and write its artefacts to ``out``.
 
     Parameters
@@ -26,7 +24,13 @@ def run(settings, out):
     settings : dict
         Resolved settings (see ``_config.resolve``).
     out : path-like
-        Output folder, created if needed; files of the same names are replaced.
+        Output folder: missing or empty, or a previous run to replace as a
+        whole with ``overwrite``. Everything is written into a hidden
+        staging folder beside it, renamed into place at the end
+        (``_output.OutputFolder``); a run that stops early leaves ``out``
+        as it was.
+    overwrite : bool, default=False
+        Replace a previous run in ``out``.
 
     Returns
     -------
@@ -34,10 +38,24 @@ def run(settings, out):
         Every file written, by role (``"metrics"``, ``"selectivity"``,
         ``"config"``, ``"activations"``, ``"model:msae_seed0"``,
         ``"figure:decoder_weights"``, ``"figure:feature_card_latent3"`` ...),
-        in the order written (``"report"`` is ``report.html``).
+        in the order written (``"report"`` is ``report.html``), in ``out``.
+
+    Raises
+    ------
+    UsageError
+        Before any computation, if ``out`` cannot be used (see
+        ``OutputFolder``); later, for a user mistake found by a stage.
     """
     progress, timings = Progress(settings["quiet"]), Timings()
-    out = _output_folder(out)
+    with OutputFolder(out, overwrite=overwrite) as folder:
+        artefacts = _analyse(settings, folder.staging, folder.out, progress, timings)
+        out = folder.commit()
+    progress(f"done in {timings['total_s']:.1f} s: {len(artefacts)} files in {out}")
+    return {role: out / path.name for role, path in artefacts.items()}
+
+
+def _analyse(settings, staging, out, progress, timings):
+    """Every stage, writing into ``staging``; ``out`` is only named in progress lines."""
     with timings("load_s"):  # no progress line before: a user mistake here is the only line
         loaded = load(settings)
     progress(f"loaded {loaded.source} in {timings['load_s']:.1f} s: "
@@ -67,19 +85,9 @@ def run(settings, out):
                "evaluation": evaluation.metrics, "versions": versions()}
     with timings("write_s"):
         progress(f"writing models, tables and figures to {out}")
-        artefacts = write(out, settings=settings, loaded=loaded, data=data, msae=msae,
+        artefacts = write(staging, settings=settings, loaded=loaded, data=data, msae=msae,
                           baselines=baselines, scores=scores, metrics=metrics)
     timings["total_s"] = progress.elapsed()
     metrics["timings"] = {name: round(value, 3) for name, value in timings.items()}
-    artefacts["metrics"] = write_metrics(out / "metrics.json", metrics)
-    progress(f"done in {timings['total_s']:.1f} s: {len(artefacts)} files in {out}")
+    artefacts["metrics"] = write_metrics(staging / "metrics.json", metrics)
     return artefacts
-
-
-def _output_folder(out):
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UsageError(f"cannot create the output folder {out}: {error}") from None
-    return out
