@@ -36,7 +36,7 @@ class BehaviourSeries:
             )
 
 
-@dataclass
+@dataclass(repr=False)
 class Recording:
     """Spikes, trials and behaviour of one session.
 
@@ -89,3 +89,20 @@ class Recording:
     def unit_ids(self):
         """Unit ids, in the order of ``spike_times``."""
         return self.units.index.to_numpy()
+
+    def __repr__(self):
+        # one line whatever the size: the arrays are summarised, never printed
+        trains = [np.asarray(times) for times in self.spike_times]
+        n_spikes = sum(times.size for times in trains)
+        starts = [times.min() for times in trains if times.size]
+        stops = [times.max() for times in trains if times.size]
+        if self.trials is not None and {"start_time", "stop_time"} <= set(self.trials.columns):
+            starts.append(self.trials["start_time"].min())
+            stops.append(self.trials["stop_time"].max())
+        span = "None"
+        if starts and np.isfinite(np.nanmin(starts)):
+            span = f"({float(np.nanmin(starts)):.6g}, {float(np.nanmax(stops)):.6g})"
+        n_trials = None if self.trials is None else len(self.trials)
+        return (f"Recording(session_id={self.session_id!r}, n_units={self.n_units}, "
+                f"n_spikes={n_spikes}, n_trials={n_trials}, "
+                f"behaviour={list(self.behaviour)}, span_s={span})")
