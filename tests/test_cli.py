@@ -635,7 +635,8 @@ def test_lock_of_a_dead_run_is_taken_over(tmp_path, monkeypatch):
     _no_leftovers(tmp_path, "out")
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, "permissions do not bind the superuser")
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="permissions do not bind the superuser")
 def test_unwritable_parent_is_refused_before_computing(tmp_path, capsys, monkeypatch):
     _no_computation(monkeypatch)
     parent = tmp_path / "read_only"
