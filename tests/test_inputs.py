@@ -342,7 +342,8 @@ def test_pynapple_tsd_list_counts_like_arrays(nap, trains):
 def test_pynapple_interval_set_as_intervals(nap, trains):
     arrays = [trains[key] for key in sorted(trains)]
     starts, ends = [0.2, 1.0, 2.5], [0.75, 1.9, 3.0]
-    epochs = nap.IntervalSet(start=starts, end=ends)
+    # metadata columns are not intervals
+    epochs = nap.IntervalSet(start=starts, end=ends, metadata={"condition": [1.0, 2.0, 3.0]})
     expected = SpikeBinner(0.1, intervals=np.c_[starts, ends])
     binner = SpikeBinner(0.1, intervals=epochs)
     counts = binner.fit_transform(arrays)
@@ -363,6 +364,20 @@ def test_pynapple_time_support_as_intervals(nap, trains):
         counts, SpikeBinner(0.1, intervals=[[0.0, 1.0], [2.0, 3.0]]).fit_transform(arrays)
     )
     assert counts.sum() == sum(len(times) for times in arrays)
+
+
+def test_pynapple_tsgroup_in_spike_epochs(nap, trains):
+    from sklearn_nldisco.preprocessing import SpikeEpochs
+
+    group = nap.TsGroup({key: nap.Ts(times) for key, times in trains.items()})
+    intervals = [[0.0, 1.0], [1.0, 2.0], [2.0, 3.0]]
+    epochs = SpikeEpochs(group, intervals)
+    assert epochs.unit_names.tolist() == ["2", "4", "11"]
+    plain = SpikeEpochs([trains[key] for key in sorted(trains)], intervals)
+    np.testing.assert_array_equal(
+        SpikeBinner(0.1).fit_transform(epochs[[0, 2]]),
+        SpikeBinner(0.1).fit_transform(plain[[0, 2]]),
+    )
 
 
 def test_pynapple_unsupported_objects(nap, trains):

@@ -1021,6 +1021,8 @@ class SpikeBinner(TransformerMixin, BaseEstimator):
                         f"expected start_time and stop_time, got {list(intervals.columns)}."
                     )
                 intervals = intervals[["start_time", "stop_time"]]
+            elif _pynapple_class(intervals) == "IntervalSet":
+                intervals = intervals.values  # start and end, without metadata
             try:
                 intervals = np.asarray(intervals, dtype=np.float64)
             except (TypeError, ValueError) as error:
