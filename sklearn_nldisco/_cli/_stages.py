@@ -31,10 +31,15 @@ N_FEATURE_CARDS = 4
 
 @dataclass(frozen=True)
 class Loaded:
-    """A recording and where it came from (a path, or the simulated session)."""
+    """A recording and where it came from (a path, or the simulated session).
+
+    ``ground_truth`` is the simulated session's ``ReachingGroundTruth``
+    (None for a file): the report shows how well each model finds it.
+    """
 
     recording: object
     source: str
+    ground_truth: object = None
 
 
 @dataclass(frozen=True)
@@ -130,10 +135,10 @@ def load(settings):
     from ..datasets import load_nwb, make_reaching_session
 
     if settings["nwb_file"] is None:
-        recording, _ = make_reaching_session(
+        recording, truth = make_reaching_session(
             n_units=settings["n_units"], n_trials=settings["n_trials"],
             random_state=settings["seed"])
-        return Loaded(recording, "simulated reaching session")
+        return Loaded(recording, "simulated reaching session", truth)
     path = Path(settings["nwb_file"])
     try:
         recording = load_nwb(path)
