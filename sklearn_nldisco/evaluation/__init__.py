@@ -11,13 +11,16 @@ data. The functions here measure what a model found about the population:
   the same metric on data whose units were shifted in time independently,
   and the difference;
 - single-unit dominance (:func:`single_unit_dominance`,
-  :func:`single_unit_fraction`): whether latents write to one unit.
+  :func:`single_unit_fraction`): whether latents write to one unit;
+- reconstruction (:func:`explained_variance_scorer`): held-out explained
+  variance of any model that reconstructs its input, as a scorer.
 """
 
 from ._control import held_out_explained_variance, reconstruct, shift_units, structure_control
 from ._cosmoothing import CoSmoothing, GaussianSmoother, co_smoothing, co_smoothing_scorer
 from ._dominance import single_unit_dominance, single_unit_fraction
 from ._readout import PoissonReadout, bits_per_spike, bits_per_spike_per_unit
+from ._scorers import explained_variance_scorer
 
 __all__ = [
     # co-smoothing
@@ -28,6 +31,8 @@ __all__ = [
     "bits_per_spike_per_unit",
     "co_smoothing",
     "co_smoothing_scorer",
+    # reconstruction
+    "explained_variance_scorer",
     # structure control
     "held_out_explained_variance",
     "reconstruct",

@@ -282,11 +282,18 @@ def co_smoothing_scorer(estimator, X, y=None):
     """A scorer (``scoring=co_smoothing_scorer``) for a fitted :class:`CoSmoothing`.
 
     Equivalent to ``estimator.score(X)``; given for symmetry with
-    scikit-learn's named scorers.
+    scikit-learn's named scorers. ``estimator`` may also be a Pipeline whose
+    last step is a ``CoSmoothing``, for example
+    ``make_pipeline(SpikeBinner(), CoSmoothing(model))`` given
+    :class:`~sklearn_nldisco.preprocessing.SpikeEpochs`: the steps before it
+    transform ``X`` (bin the test epochs) first.
     """
-    if not isinstance(estimator, CoSmoothing):
+    steps = getattr(estimator, "steps", None)
+    final = estimator if steps is None else steps[-1][1]
+    if not isinstance(final, CoSmoothing):
         raise TypeError(
-            "co_smoothing_scorer scores a fitted CoSmoothing (wrap the model: "
-            f"CoSmoothing(model)); got {type(estimator).__name__}."
+            "co_smoothing_scorer scores a fitted CoSmoothing, or a Pipeline ending in "
+            f"one (wrap the model: CoSmoothing(model)); got {type(estimator).__name__}"
+            f"{'' if steps is None else ' ending in ' + type(final).__name__}."
         )
-    return estimator.score(X)
+    return float(estimator.score(X))

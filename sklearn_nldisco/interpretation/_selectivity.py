@@ -21,10 +21,12 @@ from ._selectivity_kernels import (
     observed_active_counts,
 )
 from ..models import check_level_sizes
+from ..preprocessing import SpikeEpochs
 from ._validation import _check_activity_threshold, _check_n_top
 
 # Columns of ``bin_metadata`` that describe the bins rather than the behaviour.
-_BOOKKEEPING_COLUMNS = ("bin_start", "bin_stop", "interval_id", "trial_id", "split", "event")
+_BOOKKEEPING_COLUMNS = ("bin_start", "bin_stop", "interval_id", "epoch_id", "trial_id", "split",
+                        "event")
 
 # Sequential stopping (Besag and Clifford 1991): a pair stops drawing once
 # this many null draws have matched or exceeded its observed count; its
@@ -63,6 +65,10 @@ class SelectivityScorer(BaseEstimator):
     The same object is a scikit-learn scorer: ``scorer(estimator, X, y)``
     with ``y`` the per-bin metadata returns the fraction of selective
     latents, so that a grid search can select models by interpretability.
+    With :class:`~sklearn_nldisco.preprocessing.SpikeEpochs` as ``X`` and a
+    Pipeline that starts with a ``SpikeBinner``, ``y`` is not needed: the
+    test fold's per-bin metadata comes from the binner's
+    ``transform_metadata``.
 
     **Active.** For non-negative codes (sparse autoencoders, NMF) a latent is
     active where its value exceeds ``activity_threshold`` (0: non-zero). A
@@ -154,8 +160,8 @@ class SelectivityScorer(BaseEstimator):
     ----------
     variables : sequence of str, default=None
         Metadata columns to test. None tests every column but ``bin_start``,
-        ``bin_stop``, ``interval_id``, ``trial_id``, ``split``, ``event`` and
-        ``trial_column``.
+        ``bin_stop``, ``interval_id``, ``epoch_id``, ``trial_id``, ``split``,
+        ``event`` and ``trial_column``.
     angle_variables : sequence of str, default=("direction_deg",)
         Columns that hold angles in degrees.
     n_bins : int or dict of str to int, default=10
@@ -479,25 +485,36 @@ class SelectivityScorer(BaseEstimator):
         Parameters
         ----------
         estimator : fitted transformer
-            Its ``transform(X)`` gives the latent activations.
-        X : array-like of shape (n_bins, n_features)
-        y : DataFrame of shape (n_bins, n_columns)
+            Its ``transform(X)`` gives the latent activations: a model, or a
+            Pipeline (its last step gives ``level_sizes_``).
+        X : array-like of shape (n_bins, n_features), or SpikeEpochs
+            Rows to code. A ``SpikeEpochs`` (the test fold's epochs) needs a
+            Pipeline whose first step is a fitted ``SpikeBinner``.
+        y : DataFrame of shape (n_bins, n_columns), or None
             Per-bin metadata, passed as ``y`` to ``fit`` / ``GridSearchCV``.
+            None with a ``SpikeEpochs`` ``X``: the binner's
+            ``transform_metadata(X)`` (the epochs' metadata on their bins,
+            with ``time_in_epoch``).
 
         Returns
         -------
         score : float
             See :meth:`score_from_results`; higher is better.
         """
+        if y is None and isinstance(X, SpikeEpochs):
+            y = _binned_metadata(estimator, X)
         if not isinstance(y, pd.DataFrame):
             raise TypeError(
                 "SelectivityScorer needs the per-bin metadata DataFrame as y (e.g. "
-                f"GridSearchCV(...).fit(X, metadata)); got {type(y).__name__}."
+                "GridSearchCV(...).fit(X, metadata)), or SpikeEpochs as X with a "
+                f"Pipeline that starts with a SpikeBinner; got y={type(y).__name__} and "
+                f"X={type(X).__name__}."
             )
         codes = estimator.transform(X)
         level_sizes = self.level_sizes
         if level_sizes is None:
-            level_sizes = getattr(estimator, "level_sizes_", None)
+            final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+            level_sizes = getattr(final, "level_sizes_", None)
         results = self.score_latents(codes, y, level_sizes=level_sizes)
         return self.score_from_results(results, codes.shape[1])
 
@@ -607,6 +624,19 @@ class SelectivityScorer(BaseEstimator):
                 - null_means[has_draws] ** 2
             null_stds[has_draws] = np.sqrt(np.maximum(variance, 0.0))
         return exceedances, n_draws, null_means, null_stds
+
+
+def _binned_metadata(estimator, epochs):
+    """Per-bin metadata of ``epochs`` from the binner that starts ``estimator``."""
+    steps = getattr(estimator, "steps", None)
+    first = estimator if steps is None else steps[0][1]
+    if not hasattr(first, "transform_metadata"):
+        raise TypeError(
+            "X is a SpikeEpochs, so the per-bin metadata comes from the SpikeBinner that "
+            "starts the Pipeline; expected a Pipeline whose first step is a SpikeBinner, "
+            f"got {type(estimator).__name__}"
+            f"{'' if steps is None else ' starting with ' + type(first).__name__}.")
+    return first.transform_metadata(epochs)
 
 
 class _CircularNull:

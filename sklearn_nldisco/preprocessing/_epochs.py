@@ -47,10 +47,13 @@ class SpikeEpochs:
         start``, not overlapping (touching is allowed), in any order. A
         DataFrame needs ``start_time`` and ``stop_time`` columns (a trial
         table); it is then also the default ``metadata``. None: contiguous
-        blocks of ``block_duration`` seconds from the earliest spike to
-        past the latest one (the last block is full length).
+        blocks of ``block_duration`` seconds, ``[i * block_duration, (i + 1)
+        * block_duration)``, from the one holding the earliest spike to the
+        one holding the latest.
     block_duration : float, default=None
-        Length (s) of each block when ``intervals`` is None; only then.
+        Length (s) of each block when ``intervals`` is None; only then. A
+        multiple of the binner's ``bin_size`` fills each block with whole
+        bins.
     unit_names : sequence of str, default=None
         One name per unit; None keeps the names ``spike_times`` carries,
         if any.
@@ -322,15 +325,20 @@ def _blocks(trains, block_duration):
     if not spiking:
         raise ValueError(
             "spike_times has no spikes, so blocks cannot span them; pass intervals.")
-    start = min(times.min() for times in spiking)
+    earliest = min(times.min() for times in spiking)
     latest = max(times.max() for times in spiking)
-    if not (np.isfinite(start) and np.isfinite(latest)):
+    if not (np.isfinite(earliest) and np.isfinite(latest)):
         raise ValueError("spike_times contain NaN or infinite times; expected finite seconds.")
-    # enough full blocks that the latest spike falls inside the last one
-    n_blocks = int(np.floor((latest - start) / block_duration)) + 1
-    edges = start + edge_offsets(np.arange(n_blocks + 2), block_duration)
-    n_blocks += int(edges[n_blocks] <= latest)
-    return np.column_stack([edges[:n_blocks], edges[1:n_blocks + 1]])
+    # Edges at whole multiples of block_duration from time 0, each rounded
+    # once, as the binner's edges are: a block of whole bins then ends on the
+    # edge of its last bin (blocks started at the first spike could miss it
+    # by a rounding step and lose that bin).
+    first = int(np.floor(earliest / block_duration)) - 1
+    last = int(np.floor(latest / block_duration)) + 2
+    edges = edge_offsets(np.arange(first, last + 1), block_duration)
+    edges = edges[np.searchsorted(edges, earliest, side="right") - 1:]
+    edges = edges[: np.searchsorted(edges, latest, side="right") + 1]
+    return np.column_stack([edges[:-1], edges[1:]])
 
 
 def _check_unit_names(unit_names, n_units):
