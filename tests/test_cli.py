@@ -48,7 +48,7 @@ TINY = ["--n-units", "12", "--n-trials", "30", "--n-latents", "16", "--k", "2",
 METRIC_KEYS = {"source", "split", "n_units", "n_trials", "n_bins_train", "n_bins_held_out",
                "seeds", "models", "seed_agreement", "n_stable_latents",
                "n_selective_latents", "selectivity_variables", "evaluation", "timings",
-               "versions"}
+               "versions", "n_live_latents", "selective_fraction", "ground_truth"}
 FIGURES = ["decoder_weights", "l0", "latent_frequency", "unit_r2", "training_curves"]
 
 
@@ -182,6 +182,82 @@ def test_controls_are_the_evaluation_functions(tiny_run, one_torch_thread):
                              held_out=0.25, random_state=0)
     assert metrics["evaluation"]["co_smoothing"]["smoothing_baseline"][
         "bits_per_spike"] == pytest.approx(reference.bits_per_spike)
+
+
+def test_live_latents_and_selective_fraction(tiny_run):
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    for name in ("msae_seed0", "msae_seed1"):
+        model = joblib.load(tiny_run / f"{name}.joblib")
+        assert metrics["n_live_latents"][name] == 16 - len(model.dead_latents_)
+    assert metrics["n_live_latents"]["pca"] == metrics["n_live_latents"]["nmf"] == 2
+    for name, live in metrics["n_live_latents"].items():
+        assert metrics["selective_fraction"][name] == pytest.approx(
+            metrics["n_selective_latents"][name] / live)
+
+
+def test_ground_truth_is_the_best_matching_latent(tiny_run):
+    # recomputed from the saved activations and the simulation's own features
+    from sklearn_nldisco._cli._truth import COLUMNS
+
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    truth_metrics = metrics["ground_truth"]
+    settings = resolve(tomllib.loads((tiny_run / "config.toml").read_text()), {})
+    loaded = load(settings)
+    truth = loaded.ground_truth
+    assert truth_metrics["n_features"] == truth.n_features == 12
+    assert [f["feature"] for f in truth_metrics["features"]] == list(truth.feature_names)
+    assert set(truth_metrics["models"]) == set(metrics["models"])
+    data = split(bin_spikes(loaded, settings), settings["seed"], loaded.source)
+    metadata = data.metadata_scored
+    activity = truth.binned_activity(metadata[["bin_start", "bin_stop"]].to_numpy())
+    for name in ("msae_seed0", "msae_seed1"):
+        codes = load_activations(tiny_run / "activations.npz", run=name).codes
+        codes = np.asarray(codes.toarray() if hasattr(codes, "toarray") else codes)
+        model = truth_metrics["models"][name]
+        assert set(model["rows"][0]) == set(COLUMNS) - {"model"}
+        n_yes = 0
+        for f, row in enumerate(model["rows"]):
+            assert (row["feature"], (row["variable"], row["condition"])) == (
+                truth.feature_names[f], truth.planted_conditions[truth.feature_names[f]])
+            if np.ptp(activity[:, f]) == 0:  # silent in the held-out bins
+                assert row["correlation"] is None
+                continue
+            r = [np.corrcoef(activity[:, f], codes[:, j])[0, 1] if np.ptp(codes[:, j]) else -2
+                 for j in range(codes.shape[1])]
+            assert row["latent"] == int(np.argmax(r)) and row["sign"] == 1
+            assert row["correlation"] == pytest.approx(max(r))
+            n_yes += row["selective_for_planted"] is True
+            if row["selective_for_planted"]:
+                assert row["top_condition"] == row["condition"] and row["q"] < 0.05
+        assert model["n_selective_for_planted"] == n_yes
+        assert model["median_correlation"] == pytest.approx(np.median(
+            [row["correlation"] for row in model["rows"] if row["correlation"] is not None]))
+    assert (tiny_run / "report.html").read_text().count('class="truth-') == 12 * 4
+
+
+def test_best_matches_takes_either_sign():
+    from sklearn_nldisco._cli._truth import best_matches
+
+    rng = np.random.default_rng(0)
+    activity = np.maximum(rng.normal(size=(200, 3)), 0)
+    activity[:, 2] = 0.0  # a feature silent in these bins
+    codes = rng.normal(scale=0.1, size=(200, 4))
+    codes[:, 2] += 3 * activity[:, 0]
+    codes[:, 1] -= 2 * activity[:, 1]  # the negative half of a signed component
+    latent, sign, correlation = best_matches(activity, codes)
+    assert latent[:2].tolist() == [2, 1] and sign[:2].tolist() == [1, -1]
+    assert (correlation[:2] > 0.9).all() and np.isnan(correlation[2])
+    latent, sign, _ = best_matches(activity, np.maximum(codes, 0))  # unsigned: one sign
+    assert sign.tolist() == [1, 1, 1]
+
+
+def test_no_ground_truth_for_a_file(tmp_path):
+    recording, _ = make_reaching_session(n_units=4, n_trials=6, random_state=0)
+    path = tmp_path / "session.nwb"
+    write_nwb(recording, path)
+    settings = resolve({}, {"quiet": True})
+    assert load({**settings, "nwb_file": str(path)}).ground_truth is None
+    assert load(settings).ground_truth is not None
 
 
 def test_config_file_repeats_the_run(tiny_run, tmp_path, capsys):

@@ -82,7 +82,21 @@ def _hostile_inputs():
                    "held_out": 0.25, "models": ["msae_seed0"],
                    "smoothing_baseline": {"sigma_bins": 1.0, "bits_per_spike": 0.03125}},
                    "single_unit_dominance": {"threshold": 0.8}},
-               "seed_agreement": None, "versions": {"x": HOSTILE}}
+               "seed_agreement": None, "versions": {"x": HOSTILE},
+               "n_selective_latents": {"msae_seed0": 2}, "n_live_latents": {"msae_seed0": 3},
+               "ground_truth": {"n_features": 2, "features": [
+                   {"feature": HOSTILE, "variable": "phase", "condition": HOSTILE},
+                   {"feature": "silent", "variable": "phase", "condition": "rest"}],
+                   "models": {"msae_seed0": {
+                       "n_selective_for_planted": 1, "n_tested": 1, "median_correlation": 0.5,
+                       "rows": [{"feature": HOSTILE, "variable": "phase", "condition": HOSTILE,
+                                 "latent": 1, "sign": 1, "correlation": 0.75, "cosine": 0.5,
+                                 "top_condition": HOSTILE, "selectivity": 0.9, "q": 0.01,
+                                 "selective_for_planted": True},
+                                {"feature": "silent", "variable": "phase", "condition": "rest",
+                                 "latent": 0, "sign": 1, "correlation": None, "cosine": None,
+                                 "top_condition": None, "selectivity": None, "q": None,
+                                 "selective_for_planted": None}]}}}}
 
     class Model:
         components_ = decoder
@@ -225,7 +239,7 @@ def test_summary_numbers(hostile_report):
     assert row == ("<tr><td>msae_seed0</td><td>3</td><td>0.500</td><td>0.375</td>"
                    "<td>0.125</td><td>1.50</td>"
                    "<td>0.500 <small>(3)</small></td><td>0.375</td><td>1.50</td>"
-                   "<td>0.000</td><td>3</td><td>–</td></tr>")
+                   "<td>0.000</td><td>3</td><td>2</td><td>3</td><td>66.7</td></tr>")
     assert _summary_rows(text, "summary-structure") == [
         ["msae_seed0", "0.062", "0.250", "0.000", "–"],
         ["smoothing alone (σ = 1.0 bin)", "0.031", "–", "–", "–"]]
@@ -233,17 +247,120 @@ def test_summary_numbers(hostile_report):
 
 
 def test_summary_without_controls(tmp_path):
-    # metrics of a run without the evaluation: dashes, not errors
+    # metrics of a run without the evaluation nor ground truth: dashes, not errors
     inputs = _hostile_inputs()
     model = inputs["metrics"]["models"]["msae_seed0"]
     for key in [key for key in model if "shifted" in key or "structure" in key
                 or "co_smoothing" in key or "single_unit" in key]:
         del model[key]
-    del inputs["metrics"]["evaluation"]
+    for key in ("evaluation", "ground_truth", "n_live_latents", "n_selective_latents"):
+        del inputs["metrics"][key]
     text = write_report(tmp_path, **inputs).read_text(encoding="utf-8")
+    assert 'id="ground-truth"' not in text and "ground truth" not in text
+    assert _summary_rows(text, "summary-models")[0][-3:] == ["–", "–", "–"]
     assert _summary_rows(text, "summary-models")[0][2:5] == ["0.500", "–", "–"]
     assert _summary_rows(text, "summary-structure") == [["msae_seed0", "–", "–", "–", "–"]]
     assert "q &lt; 0.05 or among the 3 most selective rows of its latent" in text
+
+
+def _findings(text):
+    items = re.findall(r"<li><b>(.*?)</b>: (.*?)</li>",
+                       re.search(r'<ul id="findings">(.*?)</ul>', text, re.S).group(1))
+    return {name: html.unescape(sentence) for name, sentence in items}
+
+
+def test_a_sentence_per_model_with_normalised_counts(report_run):
+    text = (report_run / "report.html").read_text(encoding="utf-8")
+    metrics = json.loads((report_run / "metrics.json").read_text())
+    table = pd.read_csv(report_run / "selectivity.csv")
+    findings = _findings(text)
+    assert list(findings) == list(metrics["models"])
+    for name, sentence in findings.items():
+        model, live = metrics["models"][name], metrics["n_live_latents"][name]
+        size = model.get("n_latents", model.get("n_components"))
+        selective = table.loc[(table["model"] == name) & table["selective"]]
+        n_selective = selective["latent"].nunique()
+        assert n_selective == metrics["n_selective_latents"][name]
+        assert sentence.startswith(f"Of its {size} ")
+        if n_selective:
+            assert f"{n_selective} {'is' if n_selective == 1 else 'are'} selective " \
+                   f"({100 * n_selective / live:.0f} per 100 live)" in sentence
+            for variable, count in selective.groupby("variable")["latent"].nunique().items():
+                assert f"{count} for {variable}" in sentence
+            if name.startswith("msae"):  # two seeds: how many are found by the other
+                stable = selective.loc[selective["stable"] == True, "latent"].nunique()  # noqa: E712
+                assert f"{stable} of the {n_selective} " in sentence
+        else:
+            assert "none is selective" in sentence
+        assert f"It explains {model['explained_variance']:.2f} of the held-out variance" \
+            in sentence
+        truth = metrics["ground_truth"]["models"][name]
+        assert (f"Of the {truth['n_tested']} planted features with held-out bins, "
+                f"{truth['n_selective_for_planted']} are matched") in sentence
+    # the model table puts the count beside the live latents and the count per 100
+    header = re.search(r'id="summary-models"><thead><tr>(.*?)</tr>', text).group(1)
+    columns = re.findall(r"<th>(.*?)</th>", header)
+    for row in _summary_rows(text, "summary-models"):
+        name = row[0]
+        live, selective = metrics["n_live_latents"][name], metrics["n_selective_latents"][name]
+        assert row[columns.index("live latents")] == str(live)
+        assert row[columns.index("selective per 100 live")] == f"{100 * selective / live:.1f}"
+        assert metrics["selective_fraction"][name] == pytest.approx(selective / live)
+
+
+def test_ground_truth_of_the_simulation(report_run):
+    text = (report_run / "report.html").read_text(encoding="utf-8")
+    truth = json.loads((report_run / "metrics.json").read_text())["ground_truth"]
+    assert truth["n_features"] == 12
+    table = re.search(r'<table class="grid" id="ground-truth-table">(.*?)</table>', text,
+                      re.S).group(1)
+    header = re.findall(r"<th>(.*?)</th>", table)
+    assert header == ["feature", "planted condition", *truth["models"]]
+    rows = re.findall(r"<tr>\n?<td>(.*?)</td><td>(.*?)</td>", table)
+    assert [feature for feature, _ in rows] == [f["feature"] for f in truth["features"]]
+    assert [html.unescape(condition) for _, condition in rows] == [
+        f"{f['variable']} = {f['condition']}" for f in truth["features"]]
+    cells = re.findall(r'<td class="truth-(yes|no|untested)"', table)
+    assert len(cells) == 12 * len(truth["models"])
+    for model_index, (name, model) in enumerate(truth["models"].items()):
+        verdicts = cells[model_index::len(truth["models"])]
+        expected = ["untested" if row["correlation"] is None or
+                    row["selective_for_planted"] is None else
+                    ("yes" if row["selective_for_planted"] else "no") for row in model["rows"]]
+        assert verdicts == expected
+        assert model["n_selective_for_planted"] == verdicts.count("yes")
+        assert f"<td>{model['n_selective_for_planted']} of {model['n_tested']}</td>" in table
+
+
+def test_figures_are_titled(report_run):
+    from sklearn_nldisco._cli._report import FIGURE_TEXT
+
+    text = (report_run / "report.html").read_text(encoding="utf-8")
+    figures = re.findall(r'<figure( class="wide")?><figcaption><b>(.*?)</b>(.*?)</figcaption>'
+                         r'<img alt="(.*?)"', text)
+    stems = sorted(path.stem for path in report_run.glob("*.png"))
+    assert len(figures) == len(stems)
+    titles = [title for _, title, _, _ in figures]
+    assert all(title == alt for _, title, _, alt in figures)
+    assert {title for title, _ in FIGURE_TEXT.values()} <= set(titles)
+    cards = [stem.removeprefix("feature_card_latent") for stem in stems
+             if stem.startswith("feature_card")]
+    assert sorted(t for t in titles if t.startswith("Feature card")) == sorted(
+        f"Feature card: latent {latent}" for latent in cards)
+    for wide, title, description, _ in figures:
+        assert "_" not in title and ".png" not in title and description.strip()
+        assert bool(wide) == title.startswith("Feature card")
+    assert "max-width:480px" not in text
+
+
+def test_ground_truth_labels_are_escaped(hostile_report):
+    text = hostile_report.read_text(encoding="utf-8")
+    table = re.search(r'id="ground-truth-table">(.*?)</table>', text, re.S).group(1)
+    assert html.unescape(re.search(r"<td>(.*?)</td>", table).group(1)) == HOSTILE
+    assert "no held-out activity" in table and "<td>1 of 1</td>" in table
+    assert html.unescape(_findings(text)["msae_seed0"]).endswith(
+        "Of the 1 planted features with held-out bins, 1 are matched by a latent most "
+        "selective for the planted condition (median correlation 0.50).")
 
 
 def test_report_without_selectivity_rows(tmp_path):
@@ -346,6 +463,21 @@ def test_report_in_a_browser(browser, report_run, tmp_path):
     assert card.locator("svg rect").count() > 0
     assert "decoder weight" in card.text_content() and "Jaccard" in card.text_content()
     assert card.locator("table tr").count() >= 11  # top-10 tables with headers
+
+    # a click on a figure shows it at full size; a click closes it
+    viewer = page.locator("#viewer")
+    assert viewer.is_hidden()
+    figure = page.locator(".figures img").first
+    shown_width = figure.evaluate("img => img.getBoundingClientRect().width")
+    figure.click()
+    assert viewer.is_visible()
+    big = page.locator("#viewer-image")
+    assert big.get_attribute("src") == figure.get_attribute("src")
+    assert page.locator("#viewer-caption").text_content().startswith(
+        figure.get_attribute("alt"))
+    assert big.evaluate("img => img.getBoundingClientRect().width") > shown_width
+    viewer.click()
+    assert viewer.is_hidden()
 
     shot = tmp_path / "report.png"
     page.screenshot(path=str(shot))

@@ -29,6 +29,26 @@ N_TRACE_TRIALS = 3
 TABLE_COLUMNS = ["model", "latent", "sign", "variable", "condition", "selectivity", "effect",
                  "mean_during", "mean_outside", "frac_during", "frac_outside", "n_during",
                  "p", "q", "level", "selective", "stable"]
+# Title and one-line reading of each figure of the run; a feature card's
+# title names its latent.
+FIGURE_TEXT = {
+    "decoder_weights": ("Decoder weights",
+                        "How large the decoder weights are, and on how many units each latent "
+                        "writes (participation ratio), by level."),
+    "l0": ("Active latents per bin",
+           "How many latents are active in each held-out bin (L0)."),
+    "latent_frequency": ("How often each latent is active",
+                         "Fraction of the held-out bins in which each latent is active, per "
+                         "level; a latent that is never active is dead."),
+    "unit_r2": ("Reconstruction of each unit",
+                "Held-out R² of each unit's reconstruction, sorted."),
+    "training_curves": ("Training curves",
+                        "Loss on the training and validation bins and held-out explained "
+                        "variance over the epochs."),
+}
+FEATURE_CARD_TEXT = ("Feature card: latent {latent}",
+                     "Tuning of latent {latent} to each scored variable, its activation and "
+                     "its top units (one of the most selective latents).")
 
 
 def _plain(value):
@@ -106,6 +126,16 @@ def kept_rows(selectivity, alpha=KEEP_Q, top=TOP_ROWS_PER_LATENT):
 def _figure_uri(path):
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
     return f"data:image/png;base64,{data}"
+
+
+def _figure_text(name):
+    """Title and description of the figure ``name`` (a file stem of the run)."""
+    if name in FIGURE_TEXT:
+        return FIGURE_TEXT[name]
+    latent = name.removeprefix("feature_card_latent")
+    if latent != name and latent.isdigit():
+        return tuple(text.format(latent=latent) for text in FEATURE_CARD_TEXT)
+    return name.replace("_", " ").capitalize(), ""
 
 
 def _trace_trials(metadata, n_trials):
@@ -222,6 +252,103 @@ def _facts(metrics):
             ("selectivity variables", ", ".join(metrics.get("selectivity_variables", [])))]
 
 
+def _true(column):
+    """A boolean column with missing values as False."""
+    return column.astype("boolean").fillna(False).to_numpy(dtype=bool)
+
+
+def _count(n, word):
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _findings(metrics, selectivity):
+    """One plain sentence per model: what it found, how many, how stable, how it fits.
+
+    Parameters
+    ----------
+    metrics : dict
+        The content of ``metrics.json``.
+    selectivity : DataFrame
+        The table of ``selectivity.csv`` (``model``, ``latent``,
+        ``variable``, ``selective`` and ``stable`` are used).
+
+    Returns
+    -------
+    findings : list of (str, str)
+        Model name and its sentence (plain text; the template escapes it).
+    """
+    live = metrics.get("n_live_latents", {})
+    truth = (metrics.get("ground_truth") or {}).get("models", {})
+    selective_rows = (selectivity.loc[_true(selectivity["selective"])]
+                      if len(selectivity) and "selective" in selectivity else selectivity)
+    findings = []
+    for name, model in metrics.get("models", {}).items():
+        unit = "latent" if model.get("kind") == "msae" else "component"
+        size = model.get("n_latents", model.get("n_components"))
+        n_live = live.get(name)
+        rows = (selective_rows.loc[selective_rows["model"] == name]
+                if len(selective_rows) else selective_rows)
+        n_selective = int(rows["latent"].nunique()) if len(rows) else 0
+        if n_live is not None and n_live != size:
+            text = f"Of its {_count(size, unit)}, {n_live} are live; "
+        else:
+            text = f"Of its {_count(size, unit)}, "
+        if n_selective == 0:
+            text += "none is selective for a behavioural variable."
+        else:
+            per = rows.groupby("variable", sort=False)["latent"].nunique().sort_values(
+                ascending=False, kind="stable")
+            share = f" ({100 * n_selective / n_live:.0f} per 100 live)" if n_live else ""
+            text += (f"{n_selective} {'is' if n_selective == 1 else 'are'} selective{share}: "
+                     + ", ".join(f"{count} for {variable}" for variable, count in per.items())
+                     + ".")
+            stable = (rows.loc[_true(rows["stable"]), "latent"].nunique()
+                      if "stable" in rows and rows["stable"].notna().any() else None)
+            if stable is not None:
+                text += (f" {stable} of the {n_selective} "
+                         f"{'is' if stable == 1 else 'are'} found by every other seed.")
+        ev, shifted = model.get("explained_variance"), model.get("explained_variance_shifted")
+        if ev is not None:
+            text += f" It explains {ev:.2f} of the held-out variance"
+            if shifted is not None:
+                more = "more" if ev >= shifted else "less"
+                text += f", {abs(ev - shifted):.2f} {more} than of unit-shifted data"
+            text += "."
+        found = truth.get(name)
+        if found:
+            text += (f" Of the {found['n_tested']} planted features with held-out bins, "
+                     f"{found['n_selective_for_planted']} are matched by a latent most "
+                     "selective for the planted condition")
+            if found.get("median_correlation") is not None:
+                text += f" (median correlation {found['median_correlation']:.2f})"
+            text += "."
+        findings.append((name, text))
+    return findings
+
+
+def _ground_truth(metrics):
+    """Rows of the ground-truth table: one per planted feature, one cell per model."""
+    truth = metrics.get("ground_truth") or {}
+    if not truth.get("models"):
+        return None
+    models = list(truth["models"])
+    rows = []
+    for index, feature in enumerate(truth["features"]):
+        cells = []
+        for model in models:
+            row = truth["models"][model]["rows"][index]
+            verdict = row.get("selective_for_planted")
+            cells.append({
+                "latent": row["latent"], "sign": row["sign"],
+                "correlation": row.get("correlation"), "cosine": row.get("cosine"),
+                "top_condition": row.get("top_condition"), "q": row.get("q"),
+                "verdict": {True: "yes", False: "no", None: "untested"}[verdict]})
+        rows.append({**feature, "cells": cells})
+    totals = [(truth["models"][model]["n_selective_for_planted"],
+               truth["models"][model]["n_tested"]) for model in models]
+    return {"models": models, "rows": rows, "totals": totals}
+
+
 def _summary(metrics):
     """What the summary section shows, from ``metrics``; the template formats it.
 
@@ -229,6 +356,7 @@ def _summary(metrics):
     shown as a dash, where ``metrics`` has none).
     """
     selective = metrics.get("n_selective_latents", {})
+    live = metrics.get("n_live_latents", {})
     models = []
     for name, model in metrics.get("models", {}).items():
         sizes = model.get("level_sizes", [])
@@ -246,6 +374,10 @@ def _summary(metrics):
                        for level, size in enumerate(sizes)],
             "dead_fraction": model.get("dead_fraction"), "n_epochs": model.get("n_epochs"),
             "n_selective_latents": selective.get(name),
+            "n_live_latents": live.get(name),
+            "selective_per_100": (100 * selective[name] / live[name]
+                                  if live.get(name) and selective.get(name) is not None
+                                  else None),
             "co_smoothing": model.get("co_smoothing_bits_per_spike"),
             "dominance_median": model.get("single_unit_dominance_median"),
             "single_unit_fraction": model.get("single_unit_fraction"),
@@ -328,7 +460,12 @@ def write_report(out_dir, *, metrics, selectivity, figures, codes, X, metadata,
     page = _environment().get_template("report.html").render(
         title=f"nldisco report: {metrics.get('source', '')}",
         versions=[f"{name} {version}" for name, version in metrics.get("versions", {}).items()],
-        figures=[(name, _figure_uri(path)) for name, path in figures.items()],
+        # feature cards are wide: a row of their own
+        figures=[(*_figure_text(name), _figure_uri(path), name.startswith("feature_card"))
+                 for name, path in figures.items()],
+        figures_model=(metrics.get("seeds") or [None])[0],
+        findings=_findings(metrics, selectivity), ground_truth=_ground_truth(metrics),
+        ground_truth_skipped=(metrics.get("ground_truth") or {}).get("skipped"),
         keep_q=KEEP_Q, top_rows_per_latent=TOP_ROWS_PER_LATENT,
         data_json=embed_json(data),  # written unescaped: embed_json makes it safe
         **_summary(metrics))

@@ -14,6 +14,7 @@ from ._stages import (
     write,
     write_metrics,
 )
+from ._truth import recovery_metrics, recovery_table
 
 
 def run(settings, out, overwrite=False):
@@ -79,9 +80,25 @@ def _analyse(settings, staging, out, progress, timings):
         scores = score(loaded, data, msae, baselines, settings, progress)
     with timings("evaluate_s"):
         evaluation = evaluate(data, msae, baselines, scores, settings, progress)
+    ground_truth = None
+    if loaded.ground_truth is not None:
+        with timings("ground_truth_s"):
+            progress(f"matching latents to the {loaded.ground_truth.n_features} planted "
+                     "features of the simulation")
+            ground_truth = _ground_truth(loaded.ground_truth, data, msae, baselines, scores,
+                                         settings)
+    live = {**{name: model.n_latents - len(model.dead_latents_)
+               for name, model in msae.models.items()},
+            **{name: int(model.n_components_) for name, model in baselines.models.items()}}
+    selective = scores.metrics["n_selective_latents"]
     metrics = {**scores.metrics,
                "models": {name: {**values, **evaluation.models[name]}
                           for name, values in scores.metrics["models"].items()},
+               "n_live_latents": live,
+               # selective latents per live latent: comparable across model sizes
+               "selective_fraction": {name: selective[name] / live[name] if live[name] else None
+                                      for name in selective},
+               "ground_truth": ground_truth,
                "evaluation": evaluation.metrics, "versions": versions()}
     with timings("write_s"):
         progress(f"writing models, tables and figures to {out}")
@@ -91,3 +108,14 @@ def _analyse(settings, staging, out, progress, timings):
     metrics["timings"] = {name: round(value, 3) for name, value in timings.items()}
     artefacts["metrics"] = write_metrics(staging / "metrics.json", metrics)
     return artefacts
+
+
+def _ground_truth(truth, data, msae, baselines, scores, settings):
+    """The ``ground_truth`` entry of ``metrics.json`` (``_truth.recovery_metrics``)."""
+    try:
+        table = recovery_table(
+            truth, scores.codes, {**msae.models, **baselines.models}, data.metadata_scored,
+            n_permutations=settings["n_permutations"], random_state=settings["seed"])
+    except ValueError as error:  # binned without the labels the planted conditions need
+        return {"skipped": str(error)}
+    return recovery_metrics(table)

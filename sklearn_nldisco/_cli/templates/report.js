@@ -205,4 +205,19 @@ function showCard(key, variable, condition) {
   }
 }
 render();
+
+// figures: a click shows one at full size in a dialog; a click or Esc closes it
+const viewer = document.getElementById("viewer");
+if (viewer) {
+  const big = document.getElementById("viewer-image");
+  document.querySelectorAll(".figures figure").forEach(f => {
+    f.querySelector("img").addEventListener("click", () => {
+      big.src = f.querySelector("img").src;
+      big.alt = f.querySelector("img").alt;
+      document.getElementById("viewer-caption").textContent = f.querySelector("figcaption").textContent;
+      viewer.showModal();
+    });
+  });
+  viewer.addEventListener("click", () => viewer.close());
+}
 })();
