@@ -634,6 +634,8 @@ class SpikeBinner(TransformerMixin, BaseEstimator):
     the span of the spikes seen in ``fit``) or over each of several
     ``intervals`` (trials) separately. The grid is fixed at ``fit``;
     ``transform`` counts any spike data with the same units on that grid.
+    Given a :class:`SpikeEpochs` instead (epochs as samples, for
+    cross-validation over time), every call bins the epochs it is given.
 
     Edge ``i`` of an interval starting at ``a`` is ``a + i * bin_size``
     computed from the integer ``i`` and rounded once (see Notes), never by
@@ -683,7 +685,10 @@ class SpikeBinner(TransformerMixin, BaseEstimator):
         bin belongs to.
     intervals_ : ndarray of shape (n_intervals, 2)
         The intervals binned, in the order given; with ``t_stop=None`` the
-        stop is the right edge of the last bin.
+        stop is the right edge of the last bin. With a ``SpikeEpochs`` ``X``,
+        ``bin_edges_``, ``bin_centers_``, ``interval_ids_`` (rows of
+        ``X.intervals``) and ``intervals_`` describe the epochs of the last
+        call, ``fit``, ``transform`` or ``fit_transform``.
     bin_size_ : float
         The ``bin_size`` the grid was made with.
     n_spikes_dropped_ : int
@@ -699,6 +704,7 @@ class SpikeBinner(TransformerMixin, BaseEstimator):
 
     See Also
     --------
+    SpikeEpochs : Spike trains with epochs as samples, for cross-validation.
     sklearn_nldisco.datasets.Recording : A recording session, accepted as ``X``.
     scipy.ndimage.gaussian_filter1d : The smoothing filter.
 
@@ -739,6 +745,28 @@ class SpikeBinner(TransformerMixin, BaseEstimator):
     With ``set_output(transform="pandas")`` the counts come as a DataFrame
     with the unit names as columns and a RangeIndex over bins (match bins
     to times with ``bin_edges_``).
+
+    **Cross-validation.** scikit-learn splits ``X`` along its first axis,
+    which for every input above is units: ``GridSearchCV`` or
+    ``cross_validate`` over a list of spike trains fits each fold on some
+    neurons and scores it on others. A :class:`SpikeEpochs` has epochs
+    (trials or time blocks) as its first axis; with it as ``X``,
+    ``intervals``, ``t_start`` and ``t_stop`` must be None, and ``fit``,
+    ``transform`` and ``fit_transform`` each bin the epochs they are given,
+    every one from its own start, with all units: a test fold is binned on
+    its own epochs, in time order (:meth:`transform_metadata` labels those
+    bins). A binner fitted on ``SpikeEpochs`` transforms only
+    ``SpikeEpochs``, and one fitted on other inputs transforms none.
+
+    To catch a split along units, ``transform`` checks that ``X`` has the
+    fitted units: the same number; the same names in the same order when
+    both carry names (a long-form DataFrame may lack units, but not bring
+    unknown ones); and otherwise that at least one unit has the same spike
+    count, earliest and latest spike as the fitted unit at its position
+    (units silent in either are skipped; with fewer than two units left to
+    compare nothing is checked, so one unit's new spikes can be binned on
+    the fitted grid). New spikes of the same units, all changed (a
+    jittered copy), must therefore carry unit names.
 
     The estimator checks of scikit-learn feed 2-D numeric arrays, which are
     not spike trains, so the estimator declares that it does not take them.
