@@ -1,20 +1,26 @@
 """The settings of ``nldisco run``: defaults, checks, and the TOML file that repeats a run."""
 
 import argparse
+import math
 import tomllib
 from pathlib import Path
 
 from sklearn.utils._param_validation import InvalidParameterError, validate_parameter_constraints
 
 # name -> (default, kind). ``None`` as default means "chosen by the model"
-# (levels) or "the built-in simulated session" (nwb_file); such keys are left
-# out of the written file.
+# (levels), "the built-in simulated session" (nwb_file) or "chosen from the
+# recording" (events, variables, block_duration); such keys are left out of
+# the written file.
 SETTINGS = {
     "nwb_file": (None, "path"),
     "n_units": (100, "int"),
     "n_trials": (300, "int"),
     "bin_size": (0.05, "float"),
     "smooth_sigma": (0.05, "float"),
+    "events": (None, "str_list"),
+    "variables": (None, "str_list"),
+    "block_duration": (None, "float"),
+    "place_grid": (5, "int"),
     "n_latents": (64, "int"),
     "k": (4, "int"),
     "levels": (None, "int_list"),
@@ -100,9 +106,14 @@ def _coerce(name, value, where):
         isinstance(item, int) and not isinstance(item, bool) for item in value
     ):
         return tuple(value)
+    if kind == "str_list" and isinstance(value, list) and all(
+        isinstance(item, str) and item for item in value
+    ):
+        return tuple(value)
     expected = {"int": "an integer", "float": "a number", "str": "a string",
                 "path": "a string", "bool": "true or false",
-                "int_list": "a list of integers"}[kind]
+                "int_list": "a list of integers",
+                "str_list": "a list of names (strings)"}[kind]
     raise UsageError(f"{where} must be {expected}; got {value!r}")
 
 
@@ -114,6 +125,16 @@ def parse_levels(text):
         raise argparse.ArgumentTypeError(
             f"must be comma-separated integers such as 16,32,64; got {text!r}"
         ) from None
+
+
+def parse_names(text):
+    """``"cue_time,reward_time"`` -> ``("cue_time", "reward_time")``; for ``--events`` and
+    ``--variables``."""
+    names = tuple(part.strip() for part in text.split(","))
+    if not all(names):
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated names such as cue_time,reward_time; got {text!r}")
+    return names
 
 
 def resolve(file_settings, command_line):
@@ -154,7 +175,7 @@ def binner_parameters(settings):
 
 
 def _check(settings):
-    for name in ("n_units", "n_trials", "seeds", "n_permutations"):
+    for name in ("n_units", "n_trials", "seeds", "n_permutations", "place_grid"):
         if settings[name] < 1:
             raise UsageError(f"{_option(name)} must be >= 1; got {settings[name]}")
     if settings["n_trials"] < 5:
@@ -163,6 +184,16 @@ def _check(settings):
         raise UsageError(f"--n-jobs must be a positive int or -1; got {settings['n_jobs']}")
     if settings["seed"] < 0:
         raise UsageError(f"--seed must be >= 0; got {settings['seed']}")
+    if settings["place_grid"] < 2:
+        raise UsageError(f"--place-grid must be >= 2; got {settings['place_grid']}")
+    block_duration = settings["block_duration"]
+    if block_duration is not None and not (block_duration > 0 and math.isfinite(block_duration)):
+        raise UsageError(f"--block-duration must be a number of seconds > 0; "
+                         f"got {block_duration}")
+    for name, word in (("events", "none"), ("variables", "all")):
+        names = settings[name]
+        if names is not None and word in names and len(names) > 1:
+            raise UsageError(f"{_option(name)}: {word!r} stands alone; got {','.join(names)}")
 
     from ..models import MatryoshkaSAE, check_device, check_levels
     from ..preprocessing import SpikeBinner
@@ -215,6 +246,16 @@ def _toml_value(value):
     return f'"{escaped}"'
 
 
+# What a setting left unset (None) means, for the comments of the written file.
+_UNSET = {
+    "nwb_file": "the built-in simulated session",
+    "levels": "(n_latents // 4, n_latents // 2, n_latents), those >= k",
+    "events": "the MC_Maze events the trials have, else none",
+    "variables": "the MC_Maze selection on an MC_Maze-shaped file, else everything found",
+    "block_duration": "without trials, a tenth of the recording",
+}
+
+
 def write_config(settings, path):
     """Write the resolved settings as TOML that :func:`read_config` reads back.
 
@@ -230,9 +271,7 @@ def write_config(settings, path):
     for name in SETTINGS:
         value = settings[name]
         if value is None:
-            default = ("the built-in simulated session" if name == "nwb_file"
-                       else "(n_latents // 4, n_latents // 2, n_latents), those >= k")
-            lines.append(f"# {name}: not set, {default}")
+            lines.append(f"# {name}: not set, {_UNSET[name]}")
             continue
         if name == "nwb_file":
             value = str(Path(value).resolve())

@@ -5,6 +5,7 @@ Each stage is a function of what it needs that returns what it makes;
 ``UsageError``.
 """
 
+import dataclasses
 import json
 import platform
 import warnings
@@ -18,10 +19,24 @@ import pandas as pd
 from ._config import UsageError, binner_parameters, model_parameters, write_config
 from ._progress import EpochProgress
 from ._report import write_report
+from ._variables import (
+    Variables,
+    build_metadata,
+    catalogue,
+    check_variable_names,
+    choose_events,
+    choose_variables,
+    has_trials,
+    is_mc_maze_shaped,
+    scorable_variables,
+    split_blocks,
+    time_blocks,
+)
 
-# Behavioural variables scored for selectivity, those present in the metadata:
-# labels that vary within a trial are tested against circular shifts, labels
-# fixed for a whole trial against permuted trials.
+# Behavioural variables scored for selectivity when the binned data carry no
+# choice of their own (see _variables): labels that vary within a trial are
+# tested against circular shifts, labels fixed for a whole trial against
+# permuted trials.
 SELECTIVITY_VARIABLES = ("phase", "trial_type", "speed", "direction_deg")
 TRIAL_LEVEL_VARIABLES = ("trial_type",)
 # Held-out trial labels of a ``split`` column.
@@ -54,11 +69,18 @@ class Binned:
     X: np.ndarray
     metadata: pd.DataFrame
     counts: np.ndarray | None = None
+    variables: Variables | None = None
+    block_duration: float | None = None
+
+    @property
+    def in_blocks(self):
+        """Whether the bins are time blocks of a recording without trials."""
+        return self.block_duration is not None
 
 
 @dataclass(frozen=True)
 class Split:
-    """Training and held-out bins, by whole trials, and how they were chosen.
+    """Training and held-out bins, by whole trials (or time blocks), and how they were chosen.
 
     ``metadata_test`` keeps the ``bin_metadata`` index of the held-out bins
     (the bin labels of the saved activations); ``metadata_scored`` is the
@@ -73,6 +95,7 @@ class Split:
     how: str
     counts_train: np.ndarray
     counts_test: np.ndarray
+    variables: Variables | None = None
 
     @property
     def metadata_scored(self):
@@ -127,10 +150,16 @@ class Scores:
 def load(settings):
     """The recording of the run: the NWB file, or the built-in simulated session.
 
+    A file without a trials table (or with an empty one) is binned whole,
+    in time blocks: its recording gets an empty trials table. The blocks,
+    the events (``--events``) and the names of ``--variables`` are checked
+    here, before any binning.
+
     Raises
     ------
     UsageError
-        If the file is missing, is not NWB, has no units with spikes or no trials.
+        If the file is missing, is not NWB, has no units, has a single trial,
+        or lacks the event columns asked for.
     """
     from ..datasets import load_nwb, make_reaching_session
 
@@ -146,52 +175,85 @@ def load(settings):
         raise UsageError(str(error)) from None
     if recording.n_units == 0:
         raise UsageError(f"{path} has no units (no spike times to analyse)")
-    if recording.trials is None or len(recording.trials) < 2:
+    if not has_trials(recording):
+        time_blocks(recording, settings["bin_size"], settings["block_duration"], str(path))
+        recording = dataclasses.replace(recording, trials=pd.DataFrame(
+            {"start_time": [], "stop_time": []}, index=pd.Index([], name="trial_id")))
+    elif len(recording.trials) < 2:
         raise UsageError(
-            f"{path} has no trials table with at least two trials; the run bins "
-            "inside trials and holds out whole trials")
+            f"{path} has a single trial; the run holds out whole trials (a file without a "
+            "trials table is binned whole and split in time blocks)")
+    events = choose_events(recording, settings["events"], str(path))
+    check_variable_names(settings["variables"], catalogue(recording, events), str(path))
     return Loaded(recording, str(path))
 
 
 def bin_spikes(loaded, settings):
-    """Bin the spikes inside the trials and align the behaviour to the bins.
+    """Bin the spikes inside the trials (or time blocks) and align the behaviour to the bins.
 
-    The counts are kept before smoothing too: co-smoothing scores predicted
-    rates against spike counts, not against smoothed activity.
+    Without trials the recording is cut into contiguous blocks
+    (``time_blocks``), each binned and smoothed on its own. The metadata
+    hold every variable found (``build_metadata``); ``variables`` is the
+    choice to score, checked here, before any fitting. The counts are kept
+    before smoothing too: co-smoothing scores predicted rates against spike
+    counts, not against smoothed activity.
     """
-    from ..preprocessing import SpikeBinner, bin_metadata, smooth_within_intervals
+    from ..preprocessing import SpikeBinner, smooth_within_intervals
 
+    recording = loaded.recording
     parameters = binner_parameters(settings)
     smooth_sigma = parameters.pop("smooth_sigma")
-    binner = SpikeBinner(**parameters, intervals=loaded.recording.trials)
+    events = choose_events(recording, settings["events"], loaded.source)
+    if has_trials(recording):
+        intervals, block_duration = recording.trials, None
+    else:
+        intervals, block_duration = time_blocks(
+            recording, settings["bin_size"], settings["block_duration"], loaded.source)
+    binner = SpikeBinner(**parameters, intervals=intervals)
+    offered = catalogue(recording, events)
+    check_variable_names(settings["variables"], offered, loaded.source)
     try:
-        counts = np.asarray(binner.fit_transform(loaded.recording), dtype=np.float64)
-        metadata = bin_metadata(binner, loaded.recording)
+        counts = np.asarray(binner.fit_transform(recording), dtype=np.float64)
+        metadata = build_metadata(binner, recording, events, offered, settings["place_grid"])
     except ValueError as error:
         raise UsageError(f"could not bin {loaded.source}: {error}") from None
+    variables = choose_variables(metadata, offered.found, settings["variables"],
+                                 is_mc_maze_shaped(recording, settings["events"]),
+                                 loaded.source)
     if smooth_sigma is None:
-        return Binned(counts, metadata)
+        return Binned(counts, metadata, None, variables, block_duration)
     # what SpikeBinner(smooth_sigma=...) does, on a copy
     X = smooth_within_intervals(counts.copy(), binner.interval_ids_,
                                 smooth_sigma / binner.bin_size_)
-    return Binned(X, metadata, counts)
+    return Binned(X, metadata, counts, variables, block_duration)
 
 
 def split(binned, seed, source):
-    """Hold out whole trials; see :func:`split_trials`.
+    """Hold out whole trials (:func:`split_trials`), or time blocks without trials.
+
+    Without trials every fifth block is held out, the first of them chosen
+    among the first five by ``seed`` (``split_blocks``).
 
     Raises
     ------
     UsageError
         If either side has fewer than two bins.
     """
-    train, held_out, how = split_trials(binned.metadata, seed)
+    if binned.in_blocks:
+        train, held_out, blocks = split_blocks(binned.metadata, seed)
+        n_blocks = binned.metadata["interval_id"].nunique()
+        how = (f"every fifth time block held out: blocks {', '.join(map(str, blocks))} of "
+               f"{n_blocks} contiguous blocks of {binned.block_duration:g} s")
+        unit = "blocks"
+    else:
+        train, held_out, how = split_trials(binned.metadata, seed)
+        unit = "trials"
     if train.sum() < 2 or held_out.sum() < 2:
-        raise UsageError(f"too few bins to split {source} into training and held-out trials "
+        raise UsageError(f"too few bins to split {source} into training and held-out {unit} "
                          f"({train.sum()} and {held_out.sum()})")
     counts = binned.X if binned.counts is None else binned.counts
     return Split(binned.X[train], binned.X[held_out], binned.metadata.loc[held_out], how,
-                 counts[train], counts[held_out])
+                 counts[train], counts[held_out], binned.variables)
 
 
 def split_trials(metadata, seed):
@@ -274,7 +336,7 @@ def score(loaded, data, msae, baselines, settings, progress):
     codes.update(baselines.transform(data.X_test))
     metrics = {"source": loaded.source, "split": data.how,
                "n_units": int(loaded.recording.n_units),
-               "n_trials": int(len(loaded.recording.trials)),
+               "n_trials": int(len(loaded.recording.trials)),  # 0: time blocks
                "n_bins_train": int(len(data.X_train)), "n_bins_held_out": int(len(data.X_test)),
                "seeds": msae.seeds,
                "models": {**reconstruction_metrics(msae, data.X_test, codes),
@@ -289,7 +351,7 @@ def score(loaded, data, msae, baselines, settings, progress):
 
     progress(f"scoring selectivity of {len(codes)} models on the held-out bins")
     selectivity, variables = selectivity_table(
-        codes, msae, stable_tables, data.metadata_scored, settings)
+        codes, msae, stable_tables, data.metadata_scored, settings, data.variables)
     metrics["n_selective_latents"] = {
         name: int(selectivity.loc[(selectivity["model"] == name)
                                   & selectivity["selective"].astype(bool), "latent"].nunique())
@@ -363,8 +425,17 @@ def seed_agreement(msae):
     return agreement, stable_tables
 
 
-def selectivity_table(codes, msae, stable_tables, metadata, settings):
+def selectivity_table(codes, msae, stable_tables, metadata, settings, choice=None):
     """The rows of ``selectivity.csv``: every model's latents against the behaviour.
+
+    Parameters
+    ----------
+    choice : Variables or None
+        The variables to score (``bin_spikes``); None: those of
+        ``SELECTIVITY_VARIABLES`` in the metadata. Those with fewer than two
+        conditions on the held-out bins are left out. Trial-level variables
+        are tested against permuted trials when at least two held-out trials
+        have them, otherwise, like the rest, against circular shifts.
 
     Returns
     -------
@@ -376,12 +447,16 @@ def selectivity_table(codes, msae, stable_tables, metadata, settings):
     """
     from ..interpretation import SelectivityScorer
 
-    variables = [name for name in SELECTIVITY_VARIABLES
-                 if name in metadata and metadata[name].notna().any()]
-    within_trial = [name for name in variables if name not in TRIAL_LEVEL_VARIABLES]
-    trial_level = [name for name in variables if name in TRIAL_LEVEL_VARIABLES]
+    if choice is None:
+        choice = Variables(SELECTIVITY_VARIABLES, TRIAL_LEVEL_VARIABLES)
+    variables = scorable_variables(
+        metadata, [name for name in choice.names if name in metadata], choice.angles)
+    trial_level = [name for name in variables if name in choice.trial_level]
+    if "trial_id" in metadata and metadata.loc[metadata["trial_id"] >= 0, "trial_id"].nunique() < 2:
+        trial_level = []  # the trial null permutes held-out trials: it needs two
+    within_trial = [name for name in variables if name not in trial_level]
     scorers = [
-        SelectivityScorer(variables=names, null=null,
+        SelectivityScorer(variables=names, null=null, angle_variables=choice.angles,
                           n_permutations=settings["n_permutations"],
                           random_state=settings["seed"])
         for names, null in ((within_trial, "circular"), (trial_level, "trial")) if names
@@ -441,7 +516,9 @@ def write(out, *, settings, loaded, data, msae, baselines, scores, metrics):
     metadata = data.metadata_scored
     write_figures(msae.runs[0], scores.codes[msae.first], data.X_test, metadata,
                   scores.selectivity.loc[scores.selectivity["model"] == msae.first],
-                  metrics["selectivity_variables"], out, record)
+                  metrics["selectivity_variables"], out, record,
+                  angle_variables=(data.variables.angles if data.variables is not None
+                                   else ("direction_deg",)))
     write_config(settings, record("config", out / "config.toml"))
     units = getattr(loaded.recording, "units", None)
     write_report(
@@ -455,7 +532,8 @@ def write(out, *, settings, loaded, data, msae, baselines, scores, metrics):
     return artefacts
 
 
-def write_figures(model, codes, X_test, metadata, selectivity, variables, out, record):
+def write_figures(model, codes, X_test, metadata, selectivity, variables, out, record,
+                  angle_variables=("direction_deg",)):
     """The diagnostics figures of one MSAE run, and feature cards of its top latents."""
     from ..interpretation import (
         plot_decoder_weights,
@@ -480,7 +558,8 @@ def write_figures(model, codes, X_test, metadata, selectivity, variables, out, r
         for latent in chosen:
             figures[f"feature_card_latent{int(latent)}"] = (
                 lambda latent=int(latent): plot_feature_card(
-                    latent, codes, metadata, variables=variables, components=model))
+                    latent, codes, metadata, variables=variables, components=model,
+                    angle_variables=angle_variables))
     for name, make in figures.items():
         figure = make()
         # 110 dpi: sharp at the report's full width and when enlarged there

@@ -26,6 +26,12 @@ _BEHAVIOUR_MODULE = "behavior"
 # Columns that refer to other objects in the file rather than hold metadata.
 _UNIT_COLUMNS_SKIPPED = ("spike_times", "electrodes", "waveform_mean", "waveform_sd", "waveforms")
 _TRIAL_COLUMNS_SKIPPED = ("timeseries",)
+# Containers of the NWB behaviour types whose series are read from acquisition.
+_BEHAVIOUR_CONTAINERS = ("Position", "CompassDirection", "BehavioralTimeSeries",
+                         "BehavioralEvents", "EyeTracking", "PupilTracking")
+# Where a SpatialSeries is a position: in a Position container, or placed
+# directly in the behaviour module (the MC_Maze layout) or in acquisition.
+_POSITION_PARENTS = ("Position", "ProcessingModule", "NWBFile")
 
 
 def load_nwb(path, *, behaviour=None, require=()):
@@ -82,10 +88,17 @@ def load_nwb(path, *, behaviour=None, require=()):
     -----
     Series are looked for directly in ``processing["behavior"]`` (the
     MC_Maze layout) and inside its containers (``Position``,
-    ``BehavioralTimeSeries`` ...). A series sampled at a fixed rate gets
+    ``BehavioralTimeSeries`` ...), then in ``acquisition``: a
+    ``SpatialSeries`` there and the series inside behaviour containers,
+    not other series (raw recordings live there too). Each series' ``kind``
+    says what the file makes of it: ``"position"`` for a ``SpatialSeries``
+    in a ``Position`` container or placed directly in the module or in
+    acquisition, ``"direction"`` inside ``CompassDirection``, ``"signal"``
+    otherwise. A series sampled at a fixed rate gets
     ``starting_time + arange(n) / rate`` as timestamps. Where two containers
     hold series of the same name, the second is keyed
-    ``"<container>/<series>"``. The trials ``timeseries`` column and the
+    ``"<container>/<series>"`` (``"acquisition/<series>"`` or
+    ``"acquisition/<container>/<series>"`` in acquisition). The trials ``timeseries`` column and the
     units ``electrodes`` and waveform columns are references into the file
     and are not read.
 
@@ -305,21 +318,50 @@ def _as_names(names, argument):
 
 
 def _find_behaviour_series(nwbfile):
-    """Every TimeSeries in processing["behavior"], by name, in the order the file lists them."""
-    from pynwb import TimeSeries
+    """Every behavioural TimeSeries, by name, in the order the file lists them.
 
-    if _BEHAVIOUR_MODULE not in nwbfile.processing:
-        return {}
+    In ``processing["behavior"]``: every series, directly there or inside
+    a container. In ``acquisition``: a ``SpatialSeries`` placed directly
+    there and the series inside behaviour containers (``Position``,
+    ``CompassDirection``, ``BehavioralTimeSeries`` ...), but no other
+    series: raw recordings (``ElectricalSeries``) live there too.
+    """
+    from pynwb import TimeSeries
+    from pynwb.behavior import SpatialSeries
+
     found = {}
-    for name, interface in nwbfile.processing[_BEHAVIOUR_MODULE].data_interfaces.items():
-        if isinstance(interface, TimeSeries):
-            found[name] = interface
-            continue
-        for child in getattr(interface, "children", ()):
-            if isinstance(child, TimeSeries):
-                key = child.name if child.name not in found else f"{name}/{child.name}"
-                found[key] = child
+
+    def add(series, prefix):
+        found[series.name if series.name not in found else f"{prefix}/{series.name}"] = series
+
+    if _BEHAVIOUR_MODULE in nwbfile.processing:
+        for name, interface in nwbfile.processing[_BEHAVIOUR_MODULE].data_interfaces.items():
+            if isinstance(interface, TimeSeries):
+                add(interface, name)
+                continue
+            for child in getattr(interface, "children", ()):
+                if isinstance(child, TimeSeries):
+                    add(child, name)
+    for name, interface in nwbfile.acquisition.items():
+        if isinstance(interface, SpatialSeries):
+            add(interface, "acquisition")
+        elif getattr(interface, "neurodata_type", None) in _BEHAVIOUR_CONTAINERS:
+            for child in interface.children:
+                if isinstance(child, TimeSeries):
+                    add(child, f"acquisition/{name}")
     return found
+
+
+def _series_kind(series):
+    """``"position"``, ``"direction"`` or ``"signal"``, from the series' type and container."""
+    from pynwb.behavior import SpatialSeries
+
+    container = getattr(series.parent, "neurodata_type", None)
+    if container == "CompassDirection":
+        return "direction"
+    if isinstance(series, SpatialSeries) and container in _POSITION_PARENTS:
+        return "position"
+    return "signal"
 
 
 def _check_fields(nwbfile, series, required, path):
@@ -415,7 +457,8 @@ def _read_behaviour(series, names):
             if key not in timestamps_read:
                 timestamps_read[key] = np.asarray(stored[:], dtype=np.float64)
             timestamps = timestamps_read[key]
-        behaviour[name] = BehaviourSeries(timestamps=timestamps, data=data, unit=interface.unit)
+        behaviour[name] = BehaviourSeries(timestamps=timestamps, data=data, unit=interface.unit,
+                                          kind=_series_kind(interface))
     return behaviour
 
 

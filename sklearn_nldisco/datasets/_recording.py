@@ -18,11 +18,18 @@ class BehaviourSeries:
         The samples; a 1-D signal is stored with one channel.
     unit : str, default="unknown"
         Physical unit of ``data`` (e.g. ``"mm"``, ``"mm/s"``).
+    kind : {"position", "direction", "signal"} or None, default=None
+        What the signal is, as far as the file says: ``"position"`` (an NWB
+        ``SpatialSeries`` in a ``Position`` container or directly in the
+        behaviour module), ``"direction"`` (in a ``CompassDirection``
+        container: angles), ``"signal"`` (anything else). None: not known;
+        ``nldisco run`` then takes a name ending in ``_pos`` as a position.
     """
 
     timestamps: np.ndarray
     data: np.ndarray
     unit: str = "unknown"
+    kind: str | None = None
 
     def __post_init__(self):
         self.timestamps = np.asarray(self.timestamps, dtype=np.float64)
