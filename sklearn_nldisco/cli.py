@@ -11,7 +11,14 @@ The reference is ``docs/cli.md``.
 import argparse
 import sys
 
-from ._cli._config import DEFAULTS, UsageError, parse_levels, read_config, resolve
+from ._cli._config import (
+    DEFAULTS,
+    UsageError,
+    parse_levels,
+    parse_names,
+    read_config,
+    resolve,
+)
 
 PROG = "nldisco"
 
@@ -50,7 +57,8 @@ def build_parser():
         "to --out. Without NWB_FILE the built-in simulated reaching session is used. "
         "Options not given take their value from --config, else their default.")
     run.add_argument("nwb_file", nargs="?", metavar="NWB_FILE", default=argparse.SUPPRESS,
-                     help="NWB file with units and trials (default: the simulated session)")
+                     help="NWB file with units, trials optional (default: the simulated "
+                     "session)")
     run.add_argument("--out", required=True, metavar="DIR",
                      help="output folder: new or empty, or an earlier run with --overwrite")
     run.add_argument("--overwrite", action="store_true",
@@ -58,9 +66,10 @@ def build_parser():
     run.add_argument("--config", metavar="FILE.toml",
                      help="TOML file of settings; command-line options override it")
 
-    def option(name, type, help, metavar=None, **kwargs):
+    def option(name, type, help, metavar=None, shown=None, **kwargs):
         default = DEFAULTS[name.removeprefix("--").replace("-", "_")]
-        shown = "chosen by the model" if default is None else default
+        if shown is None:
+            shown = "chosen by the model" if default is None else default
         run.add_argument(name, type=type, default=argparse.SUPPRESS, metavar=metavar,
                          help=f"{help} (default: {shown})", **kwargs)
 
@@ -69,6 +78,13 @@ def build_parser():
     option("--bin-size", float, "bin width in seconds", "S")
     option("--smooth-sigma", float, "Gaussian smoothing of the counts in seconds, 0 for none",
            "S")
+    option("--events", parse_names, "trial columns of event times, each starting a task "
+           "phase; 'none' for no phases", "A,B", shown="the MC_Maze events present, else none")
+    option("--variables", parse_names, "metadata variables to score; 'all' for everything "
+           "found", "A,B", shown="everything found; the MC_Maze selection on MC_Maze data")
+    option("--block-duration", float, "without trials: seconds per time block (every fifth "
+           "block held out)", "S", shown="a tenth of the recording")
+    option("--place-grid", int, "cells per axis of the place grid of a position", "N")
     option("--n-latents", int, "MSAE dictionary size", "N")
     option("--k", int, "active latents per bin (and PCA/NMF components)", "K")
     option("--levels", parse_levels, "comma-separated nested level sizes ending at n_latents",
