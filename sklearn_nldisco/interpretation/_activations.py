@@ -48,10 +48,32 @@ Within a run the triplets are in row-major order without repeated
 (and ``-0.0``) are dropped, as a dense input's zeros are, so the loaded matrix
 is the canonical CSR form of the saved one (sorted indices, no duplicates, no
 explicit zeros). Repeated entries of a COO input are summed first, as
-:mod:`scipy.sparse` does on conversion.
+:mod:`scipy.sparse` does on conversion. ``n_latents`` is at most
+``2**31 - 1``.
+
+Damaged and hostile files
+-------------------------
+:func:`load_activations` reads every member's ``.npy`` header (dtype and
+shape) before any array data, and checks that each declared size agrees with
+the size the zip directory records for the member, that this size is no more
+than its compressed bytes can expand to (deflate expands at most about
+1,032 times), and that the members agree with each other (one entry per run,
+``sum(n_bins)`` labels, ``nnz`` of each triplet array). Only then are the
+arrays read, so memory use is bounded by what the file can hold, and a small
+file that declares huge arrays is refused before anything of the declared
+size is allocated. A truncated or corrupted archive (a bad zip directory,
+deflate stream or CRC) is reported as ``ValueError``, as is any value that
+points outside its range: a ``run`` position with no run, a ``bin`` position
+past its run's bins, a ``latent`` position past ``n_latents``.
 """
 
+import math
+import os
+import struct
+import zipfile
+import zlib
 from collections.abc import Hashable, Mapping
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from numbers import Integral
 
@@ -64,6 +86,25 @@ FORMAT_VERSION = 1
 
 # Kinds of NumPy dtype allowed for values and for bin labels.
 _VALUE_KINDS = "biuf"
+# Column indices of the loaded CSR matrix fit in int32.
+_MAX_LATENTS = np.iinfo(np.int32).max
+# Deflate expands data at most about 1,032 times; the slack covers headers.
+_MAX_DEFLATE_RATIO = 1100
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+# What zipfile, zlib and numpy.lib.format raise for a damaged archive.
+_DAMAGE_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    ValueError,
+    KeyError,
+    NotImplementedError,
+    RuntimeError,
+    struct.error,
+    OverflowError,
+)
 _LABEL_KINDS = "iufU"
 
 # Expected kind and number of dimensions of every member of a version 1 file.
@@ -310,6 +351,11 @@ default=None
 
     matrices = [_canonical_csr(c, f"codes of run {r!r}") for r, c in zip(runs, per_run_codes)]
     n_latents = matrices[0].shape[1]
+    if n_latents > _MAX_LATENTS:
+        raise ValueError(
+            f"codes must have at most {_MAX_LATENTS} latents (columns); got "
+            f"{n_latents}."
+        )
     value_dtype = matrices[0].dtype
     for r, matrix in zip(runs, matrices):
         if matrix.shape[1] != n_latents:
@@ -394,40 +440,32 @@ def load_activations(path, *, run=None):
     ------
     ValueError
         If the file is not an activations file, has another format version,
-        is inconsistent, holds pickled data, or lacks ``run`` (the message
-        lists the runs it holds).
+        is truncated or damaged (a bad zip directory, compressed stream or
+        checksum), is inconsistent (members that disagree in length, a
+        ``run``, ``bin`` or ``latent`` position outside its range, sizes
+        larger than the file can hold, more than ``2**31 - 1`` latents),
+        holds pickled data, or lacks ``run`` (the message lists the runs it
+        holds). The message names the file.
+    OSError
+        If the file cannot be opened (``FileNotFoundError`` for a missing
+        file).
 
     See Also
     --------
     save_activations : Write activations to a file.
     Activations.align : Metadata rows in the order of the codes.
-    """
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise ValueError(f"{path!r} is not an activations file: {exc}") from exc
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(
-            f"{path!r} is not an activations file: it holds a single array, "
-            "not an .npz archive."
-        )
-    with archive:
-        members = _read_members(archive, path)
 
+    Notes
+    -----
+    Every size the file declares is checked against the others and against
+    what the file's compressed bytes can hold before any array data is read,
+    so a small hostile file is refused without a large allocation; the
+    memory needed is then bounded by the arrays the file really holds.
+    """
+    members = _read_members(path)
     runs = members["runs"]
-    n_runs = runs.size
     n_bins = members["n_bins"]
     n_latents = int(members["n_latents"])
-    if n_runs == 0 or n_bins.shape != (n_runs,) or (n_bins < 0).any() or n_latents < 0:
-        raise ValueError(f"{path!r} is corrupt: inconsistent runs, n_bins or n_latents.")
-    for key in ("bin_index_name", "bin_index_has_name"):
-        if members[key].shape != (n_runs,):
-            raise ValueError(f"{path!r} is corrupt: {key} must have one entry per run.")
-    if members["bin_index"].size != n_bins.sum():
-        raise ValueError(f"{path!r} is corrupt: bin_index length differs from sum(n_bins).")
-    nnz = members["value"].size
-    if any(members[key].shape != (nnz,) for key in ("bin", "latent", "run")):
-        raise ValueError(f"{path!r} is corrupt: bin, latent, value and run differ in length.")
 
     position = _run_position(runs, run, path)
     selected = members["run"] == position
@@ -435,12 +473,6 @@ def load_activations(path, *, run=None):
     latents = members["latent"][selected]
     values = members["value"][selected]
     n_rows = int(n_bins[position])
-    if rows.size and (rows.min() < 0 or rows.max() >= n_rows):
-        raise ValueError(f"{path!r} is corrupt: bin positions outside [0, {n_rows}).")
-    if latents.size and (latents.min() < 0 or latents.max() >= n_latents):
-        raise ValueError(f"{path!r} is corrupt: latent positions outside [0, {n_latents}).")
-    if values.dtype.kind == "f" and not np.isfinite(values).all():
-        raise ValueError(f"{path!r} is corrupt: values must be finite.")
     order = np.lexsort((latents, rows))
     rows, latents, values = rows[order], latents[order], values[order]
     if rows.size > 1 and ((np.diff(rows) == 0) & (np.diff(latents) == 0)).any():
@@ -459,11 +491,7 @@ def load_activations(path, *, run=None):
             f"{path!r} is corrupt: duplicate bin labels in run {runs[position].item()!r}."
         )
 
-    latent_names = None
-    if members["has_latent_names"]:
-        latent_names = members["latent_names"]
-        if latent_names.shape != (n_latents,):
-            raise ValueError(f"{path!r} is corrupt: latent_names must have n_latents entries.")
+    latent_names = members["latent_names"] if members["has_latent_names"] else None
     return Activations(
         codes=codes, bin_index=bin_index, latent_names=latent_names, run=runs[position].item()
     )
@@ -591,42 +619,237 @@ def _string_array(values, what):
     return np.array(items, dtype=str) if items else np.empty(0, dtype="<U1")
 
 
-def _read_members(archive, path):
-    """Every member of a version 1 file, checked for kind and dimensions."""
-    missing = [key for key in ("format", "format_version") if key not in archive.files]
+@contextmanager
+def _damage_is_value_error(path, what):
+    """Report an error of zipfile, zlib or numpy while reading as ValueError."""
+    try:
+        yield
+    except _DAMAGE_ERRORS as exc:
+        detail = " ".join(str(exc).split()) or "no detail"
+        raise ValueError(
+            f"{path!r} is damaged or truncated: cannot read {what} "
+            f"({type(exc).__name__}: {detail})."
+        ) from exc
+
+
+def _read_members(path):
+    """Every member of a version 1 file, checked before and after reading.
+
+    Headers first: each member's dtype and shape, and the sizes they imply,
+    are checked against the zip directory, the compressed size and each
+    other before any array data is read.
+    """
+    if hasattr(path, "read"):
+        opened = nullcontext(path)
+    else:
+        opened = open(os.fspath(path), "rb")
+    with opened as file:
+        with _damage_is_value_error(path, "the file"):
+            start = file.tell()
+            magic = file.read(len(_NPY_MAGIC))
+            file_size = file.seek(0, os.SEEK_END) - start
+            file.seek(start)
+        if magic.startswith(_NPY_MAGIC):
+            raise ValueError(
+                f"{path!r} is not an activations file: it holds a single array, "
+                "not an .npz archive."
+            )
+        if not magic.startswith(_ZIP_MAGICS):
+            raise ValueError(
+                f"{path!r} is not an activations file: it is not an .npz (zip) "
+                "archive."
+            )
+        with _damage_is_value_error(path, "the zip directory"):
+            archive = zipfile.ZipFile(file)
+        with archive:
+            return _read_archive(archive, path, file_size)
+
+
+def _read_archive(archive, path, file_size):
+    names = archive.namelist()
+    if len(set(names)) != len(names):
+        raise ValueError(f"{path!r} is corrupt: the archive repeats member names.")
+    missing = [key for key in ("format", "format_version") if f"{key}.npy" not in names]
     if missing:
         raise ValueError(
             f"{path!r} is not an activations file: it lacks the members {missing}."
         )
-    members = {}
-    for key, (kinds, ndim) in _MEMBERS.items():
-        if key not in archive.files:
+    headers = {}
+    for key in ("format", "format_version", *_MEMBERS):
+        if key in headers:
+            continue
+        if f"{key}.npy" not in names:
             raise ValueError(f"{path!r} is corrupt: it lacks the member {key!r}.")
-        try:
-            value = archive[key]
-        except ValueError as exc:
-            # numpy refuses object arrays when allow_pickle=False.
+        info = archive.getinfo(f"{key}.npy")
+        headers[key] = (info, _member_header(archive, info, key, path, file_size))
+        if key == "format_version":
+            # Identify the file before judging members a newer version may change.
+            _check_format(archive, headers, path)
+
+    def read(key):
+        info, _ = headers[key]
+        with _damage_is_value_error(path, f"member {key!r}"):
+            with archive.open(info) as stream:
+                return np.lib.format.read_array(stream, allow_pickle=False)
+
+    def shape(key):
+        return headers[key][1][1]
+
+    # Sizes declared by the headers, checked before reading anything large.
+    n_runs = shape("runs")[0]
+    n_bins_total = shape("bin_index")[0]
+    nnz = shape("value")[0]
+    if n_runs == 0:
+        raise ValueError(f"{path!r} is corrupt: it holds no runs.")
+    for key in ("n_bins", "bin_index_name", "bin_index_has_name"):
+        if shape(key) != (n_runs,):
             raise ValueError(
-                f"{path!r} is not a safe activations file: member {key!r} "
-                f"cannot be read without unpickling ({exc})."
-            ) from exc
-        if value.dtype.kind not in kinds or value.ndim != ndim:
-            raise ValueError(
-                f"{path!r} is corrupt: member {key!r} has dtype {value.dtype} and "
-                f"{value.ndim} dimensions; expected kind {kinds!r} and {ndim}."
+                f"{path!r} is corrupt: {key} has shape {shape(key)}; expected one "
+                f"entry per run ({n_runs})."
             )
-        members[key] = value
-        if key == "format" and value.item() != FORMAT_NAME:
+    for key in ("bin", "latent", "run"):
+        if shape(key) != (nnz,):
             raise ValueError(
-                f"{path!r} is not an activations file: format is {value.item()!r}, "
-                f"expected {FORMAT_NAME!r}."
+                f"{path!r} is corrupt: bin, latent, value and run differ in length "
+                f"({key} has {shape(key)[0]}, value has {nnz})."
             )
-        if key == "format_version" and value.item() != FORMAT_VERSION:
-            raise ValueError(
-                f"{path!r} has activations format version {value.item()}; this "
-                f"version of sklearn_nldisco reads version {FORMAT_VERSION}."
-            )
+    n_latents = int(read("n_latents"))
+    if not 0 <= n_latents <= _MAX_LATENTS:
+        raise ValueError(
+            f"{path!r} is corrupt: n_latents is {n_latents}; expected 0 to "
+            f"{_MAX_LATENTS}."
+        )
+    has_latent_names = bool(read("has_latent_names"))
+    expected = (n_latents,) if has_latent_names else (0,)
+    if shape("latent_names") != expected:
+        raise ValueError(
+            f"{path!r} is corrupt: latent_names has shape {shape('latent_names')}; "
+            f"expected {expected} (has_latent_names={has_latent_names})."
+        )
+    if nnz > n_bins_total * n_latents:
+        raise ValueError(
+            f"{path!r} is corrupt: {nnz} stored values, more than the "
+            f"{n_bins_total} bins times {n_latents} latents can hold."
+        )
+
+    members = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "n_latents": np.int64(n_latents),
+        "has_latent_names": np.bool_(has_latent_names),
+    }
+    for key in ("runs", "n_bins", "bin_index_name", "bin_index_has_name"):
+        members[key] = read(key)
+    runs, n_bins = members["runs"], members["n_bins"]
+    if np.unique(runs).size != n_runs:
+        raise ValueError(f"{path!r} is corrupt: repeated run labels {runs.tolist()}.")
+    if (n_bins < 0).any() or (n_bins > n_bins_total).any():
+        raise ValueError(
+            f"{path!r} is corrupt: n_bins must lie in [0, {n_bins_total}] (the "
+            f"length of bin_index); got {_preview(n_bins.tolist())}."
+        )
+    # Every entry is at most n_bins_total, so this sum cannot overflow int64
+    # unless the file has absurdly many runs, which Python integers handle.
+    if n_runs * n_bins_total < 2**63:
+        declared_total = int(n_bins.sum())
+    else:
+        declared_total = sum(int(count) for count in n_bins)
+    if declared_total != n_bins_total:
+        raise ValueError(
+            f"{path!r} is corrupt: bin_index has {n_bins_total} labels but "
+            f"sum(n_bins) is {declared_total}."
+        )
+
+    for key in ("bin_index", "latent_names", "run", "bin", "latent", "value"):
+        members[key] = read(key)
+    bin_index = members["bin_index"]
+    if bin_index.dtype.kind == "f" and not np.isfinite(bin_index).all():
+        raise ValueError(f"{path!r} is corrupt: bin labels must be finite.")
+    run_positions = members["run"]
+    if nnz and (run_positions.min() < 0 or run_positions.max() >= n_runs):
+        raise ValueError(
+            f"{path!r} is corrupt: run positions outside [0, {n_runs}) (the file "
+            f"holds {n_runs} runs)."
+        )
+    rows = members["bin"]
+    if nnz and (rows.min() < 0 or (rows >= n_bins[run_positions]).any()):
+        raise ValueError(
+            f"{path!r} is corrupt: bin positions outside [0, n_bins) of their run."
+        )
+    latents = members["latent"]
+    if nnz and (latents.min() < 0 or latents.max() >= n_latents):
+        raise ValueError(f"{path!r} is corrupt: latent positions outside [0, {n_latents}).")
+    values = members["value"]
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise ValueError(f"{path!r} is corrupt: values must be finite.")
     return members
+
+
+def _member_header(archive, info, key, path, file_size):
+    """Dtype and shape of one member, checked against the zip directory."""
+    if info.compress_type == zipfile.ZIP_STORED:
+        max_bytes = info.compress_size
+    elif info.compress_type == zipfile.ZIP_DEFLATED:
+        max_bytes = info.compress_size * _MAX_DEFLATE_RATIO
+    else:
+        raise ValueError(
+            f"{path!r} is not an activations file: member {key!r} uses zip "
+            f"compression method {info.compress_type}, not stored or deflate."
+        )
+    if info.compress_size > file_size or info.file_size > max_bytes:
+        raise ValueError(
+            f"{path!r} is corrupt: member {key!r} claims {info.file_size} bytes "
+            f"from {info.compress_size} compressed bytes in a file of {file_size}."
+        )
+    with _damage_is_value_error(path, f"the header of member {key!r}"):
+        with archive.open(info) as stream:
+            version = np.lib.format.read_magic(stream)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+            else:
+                raise ValueError(f"unsupported .npy format version {version}")
+            header_bytes = stream.tell()
+    if dtype.hasobject:
+        raise ValueError(
+            f"{path!r} is not a safe activations file: member {key!r} "
+            f"cannot be read without unpickling (dtype {dtype})."
+        )
+    kinds, ndim = _MEMBERS[key]
+    if dtype.kind not in kinds or len(shape) != ndim:
+        raise ValueError(
+            f"{path!r} is corrupt: member {key!r} has dtype {dtype} and "
+            f"{len(shape)} dimensions; expected kind {kinds!r} and {ndim}."
+        )
+    data_bytes = math.prod(shape) * dtype.itemsize
+    if header_bytes + data_bytes != info.file_size:
+        raise ValueError(
+            f"{path!r} is corrupt: member {key!r} declares shape {shape} of "
+            f"{dtype} ({data_bytes} bytes) but holds "
+            f"{info.file_size - header_bytes} bytes of data."
+        )
+    return dtype, shape
+
+
+def _check_format(archive, headers, path):
+    """Refuse a file of another format, or of another format version."""
+    values = {}
+    for key in ("format", "format_version"):
+        info, _ = headers[key]
+        with _damage_is_value_error(path, f"member {key!r}"):
+            with archive.open(info) as stream:
+                values[key] = np.lib.format.read_array(stream, allow_pickle=False).item()
+    if values["format"] != FORMAT_NAME:
+        raise ValueError(
+            f"{path!r} is not an activations file: format is {values['format']!r}, "
+            f"expected {FORMAT_NAME!r}."
+        )
+    if values["format_version"] != FORMAT_VERSION:
+        raise ValueError(
+            f"{path!r} has activations format version {values['format_version']}; "
+            f"this version of sklearn_nldisco reads version {FORMAT_VERSION}."
+        )
 
 
 def _run_position(runs, run, path):
