@@ -596,6 +596,22 @@ def test_new_and_empty_folders(tmp_path, monkeypatch):
     _no_leftovers(tmp_path, "empty", "new")
 
 
+def test_a_mount_point_is_replaced_in_place(earlier_run, monkeypatch):
+    # a mounted --out (a container's volume) cannot be renamed: its files are replaced
+    from sklearn_nldisco._cli._run import run
+
+    ismount = os.path.ismount
+    monkeypatch.setattr(os.path, "ismount",
+                        lambda path: Path(path) == earlier_run or ismount(path))
+    monkeypatch.setattr("sklearn_nldisco._cli._run._analyse", _fake_analysis())
+    inode = earlier_run.stat().st_ino
+    run(resolve({}, {"quiet": True}), earlier_run, overwrite=True)
+    assert earlier_run.stat().st_ino == inode
+    assert _listing(earlier_run) == {"metrics.json": b"metrics.json of this run\n",
+                                     "report.html": b"report.html of this run\n"}
+    _no_leftovers(earlier_run.parent, "out")
+
+
 def test_interrupt_leaves_the_folder_as_it_was(earlier_run, tmp_path, monkeypatch):
     from sklearn_nldisco._cli._run import run
 

@@ -193,7 +193,15 @@ class OutputFolder:
         out : pathlib.Path
         """
         out = self.out
-        if out.exists() and any(out.iterdir()):
+        if os.path.ismount(out):
+            # a mount point (a container's volume) cannot be renamed: its
+            # content is replaced in place, the earlier run's files first
+            for entry in out.iterdir():
+                entry.unlink()
+            for entry in sorted(self.staging.iterdir()):
+                shutil.move(entry, out / entry.name)
+            self.staging.rmdir()
+        elif out.exists() and any(out.iterdir()):
             old = out.parent / f".{out.name}.old-{os.getpid()}"
             shutil.rmtree(old, ignore_errors=True)
             os.rename(out, old)
