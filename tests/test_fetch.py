@@ -49,6 +49,11 @@ class FakeArchive:
         self.ignore_range = False
         self.fail_status = {}  # request path -> HTTP status to answer
         self.listed_paths = [ASSET_PATH + ".bak", ASSET_PATH]
+        self.endless_body = False  # stream bytes without end (up to a cap)
+        self.endless_sent = 0
+        # Endpoint ("dandiset", "listing", "asset") -> function rewriting the
+        # JSON document before it is sent.
+        self.rewrite = {}
         self.requests = []  # (path, Range header or None)
         self.lock = threading.Lock()
 
@@ -62,7 +67,10 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format, *args):
         pass
 
-    def _send_json(self, document):
+    def _send_json(self, document, endpoint=None):
+        rewrite = self.server.archive.rewrite.get(endpoint)
+        if rewrite is not None:
+            document = rewrite(document)
         body = json.dumps(document).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -87,7 +95,8 @@ class Handler(BaseHTTPRequestHandler):
                     "identifier": DANDISET,
                     "most_recent_published_version": {"version": PUBLISHED},
                     "draft_version": {"version": "draft"},
-                }
+                },
+                "dandiset",
             )
         elif url.path in (version_root + "assets/", draft_root + "assets/"):
             self._list_assets(url)
@@ -101,7 +110,8 @@ class Handler(BaseHTTPRequestHandler):
                     "path": ASSET_PATH,
                     "contentSize": archive.advertised_size,
                     "digest": archive.digest,
-                }
+                },
+                "asset",
             )
         elif url.path == f"/api/assets/{ASSET_ID}/download/":
             self.send_response(302)
@@ -130,7 +140,9 @@ class Handler(BaseHTTPRequestHandler):
             host, port = self.server.server_address
             next_query = urlencode({"path": prefix, "page": page + 1})
             next_url = f"http://{host}:{port}{url.path}?{next_query}"
-        self._send_json({"count": len(matches), "next": next_url, "results": results})
+        self._send_json(
+            {"count": len(matches), "next": next_url, "results": results}, "listing"
+        )
 
     def _send_blob(self):
         archive = self.server.archive
@@ -139,6 +151,9 @@ class Handler(BaseHTTPRequestHandler):
             cut = archive.cut_after.pop(0) if archive.cut_after else None
             stall_s = archive.stall_s.pop(0) if archive.stall_s else 0.0
         range_header = self.headers.get("Range")
+        if archive.endless_body:
+            self._send_endless(range_header)
+            return
         start = 0
         if range_header and not archive.ignore_range:
             start = int(range_header.removeprefix("bytes=").split("-")[0])
@@ -162,6 +177,29 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self.wfile.write(body)
+
+    def _send_endless(self, range_header):
+        # No Content-Length: the body ends when the connection closes, which
+        # here is after 20 MB, or when the client hangs up.
+        archive = self.server.archive
+        if range_header:
+            start = int(range_header.removeprefix("bytes=").split("-")[0])
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-*/*")
+        else:
+            start = 0
+            self.send_response(200)
+        self.end_headers()
+        # The asset's own bytes, then zeros without end.
+        chunks = [archive.content[start:]] + [bytes(64 * 1024)] * 320
+        try:
+            for chunk in chunks:
+                self.wfile.write(chunk)
+                with archive.lock:
+                    archive.endless_sent += len(chunk)
+        except OSError:
+            pass
+        self.close_connection = True
 
 
 @pytest.fixture
@@ -553,3 +591,159 @@ def test_dandi_etag_parts(tmp_path, monkeypatch):
     monkeypatch.setattr(_fetch, "_ETAG_PART_SIZE", 1)
     monkeypatch.setattr(_fetch, "_ETAG_MAX_PARTS", 1000)
     assert _dandi_etag(path).endswith("-834")  # parts of ceil(2500 / 1000) = 3 bytes
+
+
+# -- hostile servers: overlong bodies and invalid metadata --------------------
+
+
+class _WriteCounter:
+    """Counts the bytes the download code writes into ``.part`` files."""
+
+    def __init__(self):
+        self.written = 0
+
+    def open(self, path, mode="r", *args, **kwargs):
+        file = open(path, mode, *args, **kwargs)
+        if str(path).endswith(".part") and "b" in mode and mode[0] in "wa":
+            counter = self
+            write = file.write
+
+            def counted_write(data):
+                counter.written += len(data)
+                return write(data)
+
+            file.write = counted_write
+        return file
+
+
+@pytest.mark.parametrize("resume", [False, True], ids=["from-zero", "resumed"])
+def test_endless_body_is_cut_at_the_advertised_size(
+    api_url, archive, tmp_path, monkeypatch, resume
+):
+    archive.content = np.random.default_rng(7).bytes(1000)
+    archive.advertised_size = 1000
+    archive.digest = {"dandi:sha2-256": hashlib.sha256(archive.content).hexdigest()}
+    archive.endless_body = True
+    part = _part_path(tmp_path)
+    if resume:
+        part.parent.mkdir(parents=True)
+        part.write_bytes(archive.content[:400])
+    counter = _WriteCounter()
+    monkeypatch.setattr(_fetch, "open", counter.open, raising=False)
+
+    with pytest.raises(DownloadError, match="sent more than the advertised size"):
+        _fetch_small(api_url, tmp_path, n_retries=3)
+
+    # At most one byte past the advertised size reaches the disk.
+    assert counter.written <= 1001 - (400 if resume else 0)
+    assert len(archive.blob_requests()) == 1  # not retried
+    assert not part.exists()
+    assert not _expected_path(tmp_path).exists()
+
+
+_MISSING = object()
+
+
+def _with(key, value):
+    def rewrite(document):
+        document = dict(document)
+        if value is _MISSING:
+            del document[key]
+        else:
+            document[key] = value
+        return document
+
+    return rewrite
+
+
+@pytest.mark.parametrize(
+    "content_size",
+    [-1, -1000, 10**30, 6 * 1024**4, 299_999.5, 300_000.0, "300000", True, None, _MISSING],
+    ids=lambda value: "missing" if value is _MISSING else repr(value),
+)
+def test_invalid_content_size_is_refused_before_downloading(
+    api_url, archive, tmp_path, content_size
+):
+    archive.rewrite["asset"] = _with("contentSize", content_size)
+
+    with pytest.raises(DownloadError, match="Invalid metadata from .*contentSize") as excinfo:
+        _fetch_small(api_url, tmp_path)
+
+    assert f"/assets/{ASSET_ID}/" in str(excinfo.value)
+    assert archive.blob_requests() == []
+    assert not _part_path(tmp_path).exists()
+    assert not _expected_path(tmp_path).exists()
+
+
+@pytest.mark.parametrize(
+    "endpoint, rewrite, match",
+    [
+        ("dandiset", lambda doc: [doc], "the response must be a JSON object"),
+        (
+            "dandiset",
+            _with("most_recent_published_version", "0.220113.0408"),
+            "most_recent_published_version must be an object",
+        ),
+        (
+            "dandiset",
+            _with("most_recent_published_version", {"version": "../../admin"}),
+            "version must be a version string",
+        ),
+        ("listing", _with("results", _MISSING), "must have a list of objects 'results'"),
+        ("listing", _with("results", {"path": ASSET_PATH}), "list of objects"),
+        (
+            "listing",
+            _with("results", [{"path": ASSET_PATH}]),
+            "asset_id of .* must be an identifier",
+        ),
+        (
+            "listing",
+            _with("results", [{"path": ASSET_PATH, "asset_id": "../../evil"}]),
+            "asset_id of .* must be an identifier",
+        ),
+        ("listing", _with("next", 17), "'next' must be an http"),
+        ("asset", _with("digest", ["dandi:sha2-256"]), "digest must be an object"),
+        ("asset", _with("digest", {"dandi:sha2-256": "zz"}), "'dandi:sha2-256' is malformed"),
+        ("asset", _with("digest", {"dandi:dandi-etag": 12}), "'dandi:dandi-etag' is malformed"),
+    ],
+)
+def test_invalid_metadata_is_refused_before_downloading(
+    api_url, archive, tmp_path, endpoint, rewrite, match
+):
+    archive.rewrite[endpoint] = rewrite
+
+    with pytest.raises(DownloadError, match=f"Invalid metadata from http://.*{match}"):
+        _fetch_small(api_url, tmp_path)
+
+    assert archive.blob_requests() == []
+    assert not _part_path(tmp_path).exists()
+
+
+def test_disk_without_room_is_refused_before_downloading(
+    api_url, archive, tmp_path, monkeypatch
+):
+    usage = _fetch.shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(
+        _fetch.shutil, "disk_usage", lambda path: usage._replace(free=1000)
+    )
+
+    with pytest.raises(DownloadError, match="needs 300000 more bytes but .* has 1000 free"):
+        _fetch_small(api_url, tmp_path)
+    assert archive.blob_requests() == []
+    assert not _part_path(tmp_path).exists()
+
+
+def test_empty_asset(api_url, archive, tmp_path):
+    archive.content = b""
+    archive.advertised_size = 0
+    archive.digest = {"dandi:sha2-256": hashlib.sha256(b"").hexdigest()}
+
+    path = _fetch_small(api_url, tmp_path)
+
+    assert path.read_bytes() == b""
+    assert not _part_path(tmp_path).exists()
+
+
+def test_version_must_be_plain(tmp_path):
+    with pytest.raises(ValueError, match="version must be None"):
+        fetch_mc_maze(data_home=tmp_path, version="../../admin")

@@ -14,6 +14,8 @@ import http.client
 import json
 import math
 import os
+import re
+import shutil
 import sys
 import time
 import warnings
@@ -59,15 +61,24 @@ _SHA256_KEY = "dandi:sha2-256"
 _ETAG_KEY = "dandi:dandi-etag"
 _ETAG_PART_SIZE = 64 * 1024 * 1024
 _ETAG_MAX_PARTS = 10_000
+# The archive's storage holds objects of at most 5 TiB; a larger contentSize
+# is not a file it can serve.
+_MAX_ASSET_BYTES = 5 * 1024**4
+# Identifiers and versions are pasted into URLs, so they must be plain.
+_PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_SHA256_FORMAT = re.compile(r"[0-9a-fA-F]{64}")
+_ETAG_FORMAT = re.compile(r"[0-9a-fA-F]{32}-[0-9]+")
 
 
 class DownloadError(OSError):
     """A file could not be downloaded, or arrived damaged.
 
     Raised for HTTP errors, a connection that keeps failing after the allowed
-    retries, an asset missing from the archive, and a size or checksum that
-    differs from what the archive publishes. The message names the URL or
-    file, and what was expected and received.
+    retries, an asset missing from the archive, metadata that is missing or
+    invalid, a server that sends more than the advertised size, a disk
+    without room for the file, and a size or checksum that differs from what
+    the archive publishes. The message names the URL or file, and what was
+    expected and received.
 
     See Also
     --------
@@ -209,10 +220,16 @@ def fetch_mc_maze(
         If the file is not cached and ``download_if_missing`` is False.
     DownloadError
         If the archive answers with an HTTP error, the asset is not in the
-        dandiset, the connection keeps failing after ``n_retries`` retries,
-        or the downloaded file's size or checksum differs from the
-        archive's. A damaged download is deleted; an interrupted one is kept
-        as ``<name>.part`` and resumed by the next call.
+        dandiset, its metadata is missing or invalid (a ``contentSize`` that
+        is not an integer from 0 to 5 TiB, a malformed checksum, a response
+        that is not the expected JSON object), the cache's disk has no room
+        for the file, the connection keeps failing after ``n_retries``
+        retries, the server sends more bytes than ``contentSize``, or the
+        downloaded file's size or checksum differs from the archive's. A
+        damaged or overlong download is deleted (reading stops one byte past
+        the advertised size, so an endless body writes no more than that);
+        an interrupted one is kept as ``<name>.part`` and resumed by the next
+        call. Nothing is written before the metadata has been checked.
 
     See Also
     --------
@@ -254,10 +271,12 @@ def fetch_mc_maze(
         )
     if not (isinstance(timeout_s, (int, float)) and timeout_s > 0):
         raise ValueError(f"timeout_s must be a positive number; got {timeout_s!r}.")
-    if version is not None and not (isinstance(version, str) and version):
+    if version is not None and not (
+        isinstance(version, str) and _PLAIN_ID.fullmatch(version)
+    ):
         raise ValueError(
-            "version must be None, 'draft' or a published version string; "
-            f"got {version!r}."
+            "version must be None, 'draft' or a published version string "
+            f"(letters, digits, '.', '_', '-'); got {version!r}."
         )
     api_url = _check_api_url(api_url)
 
@@ -384,20 +403,36 @@ def _get_json(url, timeout_s, n_retries):
                 ) from exc
         _sleep_before_retry(attempt)
     try:
-        return json.loads(body)
+        document = json.loads(body)
     except ValueError as exc:
         raise DownloadError(f"{url} did not return JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise _metadata_error(url, "the response must be a JSON object", document)
+    return document
+
+
+def _metadata_error(url, what, value):
+    return DownloadError(f"Invalid metadata from {url}: {what}; got {value!r:.200}.")
 
 
 def _resolve_version(api_url, dandiset_id, version, timeout_s, n_retries):
     """The version to read: the given one, else the latest published, else draft."""
     if version is not None:
         return version
-    info = _get_json(f"{api_url}/dandisets/{dandiset_id}/", timeout_s, n_retries)
+    url = f"{api_url}/dandisets/{dandiset_id}/"
+    info = _get_json(url, timeout_s, n_retries)
     for key in ("most_recent_published_version", "draft_version"):
-        entry = info.get(key) or {}
-        if entry.get("version"):
-            return entry["version"]
+        entry = info.get(key)
+        if entry is None:
+            continue
+        if not isinstance(entry, dict):
+            raise _metadata_error(url, f"{key} must be an object or null", entry)
+        found = entry.get("version")
+        if found is None:
+            continue
+        if not (isinstance(found, str) and _PLAIN_ID.fullmatch(found)):
+            raise _metadata_error(url, f"{key}.version must be a version string", found)
+        return found
     return "draft"
 
 
@@ -410,11 +445,29 @@ def _resolve_asset(api_url, dandiset_id, asset_path, version, timeout_s, n_retri
     asset_id = None
     for _ in range(_MAX_LISTING_PAGES):
         page = _get_json(page_url, timeout_s, n_retries)
-        for entry in page.get("results", []):
+        results = page.get("results")
+        if not isinstance(results, list) or not all(
+            isinstance(entry, dict) for entry in results
+        ):
+            raise _metadata_error(
+                page_url, "the asset listing must have a list of objects 'results'",
+                results,
+            )
+        for entry in results:
             if entry.get("path") == asset_path:
-                asset_id = entry["asset_id"]
+                asset_id = entry.get("asset_id")
+                if not (isinstance(asset_id, str) and _PLAIN_ID.fullmatch(asset_id)):
+                    raise _metadata_error(
+                        page_url, f"the asset_id of {asset_path} must be an identifier",
+                        asset_id,
+                    )
                 break
-        page_url = page.get("next")
+        next_url = page.get("next")
+        if next_url is not None and not (
+            isinstance(next_url, str) and urlsplit(next_url).scheme in ("https", "http")
+        ):
+            raise _metadata_error(page_url, "'next' must be an http(s) URL or null", next_url)
+        page_url = next_url
         if asset_id is not None or not page_url:
             break
     if asset_id is None:
@@ -422,23 +475,47 @@ def _resolve_asset(api_url, dandiset_id, asset_path, version, timeout_s, n_retri
             f"No asset {asset_path!r} in dandiset {dandiset_id} version "
             f"{version} at {api_url}."
         )
-    info = _get_json(f"{version_url}/assets/{asset_id}/", timeout_s, n_retries)
-    try:
-        size_bytes = int(info["contentSize"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DownloadError(
-            f"The metadata of asset {asset_id} ({asset_path}) has no valid "
-            f"contentSize."
-        ) from exc
+    info_url = f"{version_url}/assets/{asset_id}/"
+    info = _get_json(info_url, timeout_s, n_retries)
     return {
         "dandiset_id": dandiset_id,
         "version": version,
         "asset_id": asset_id,
         "path": asset_path,
-        "size": size_bytes,
-        "digest": dict(info.get("digest") or {}),
+        "size": _checked_size(info_url, info),
+        "digest": _checked_digest(info_url, info),
         "download_url": f"{api_url}/assets/{asset_id}/download/",
     }
+
+
+def _checked_size(url, info):
+    """The asset's ``contentSize``: an integer from 0 to ``_MAX_ASSET_BYTES``."""
+    if "contentSize" not in info:
+        raise _metadata_error(url, "the asset has no contentSize", sorted(info))
+    size_bytes = info["contentSize"]
+    # JSON integers only: a float, string or boolean is not a byte count.
+    if not isinstance(size_bytes, int) or isinstance(size_bytes, bool):
+        raise _metadata_error(url, "contentSize must be an integer", size_bytes)
+    if not 0 <= size_bytes <= _MAX_ASSET_BYTES:
+        raise _metadata_error(
+            url, f"contentSize must be from 0 to {_MAX_ASSET_BYTES} bytes", size_bytes
+        )
+    return size_bytes
+
+
+def _checked_digest(url, info):
+    """The asset's digests; those this module compares must be well formed."""
+    digest = info.get("digest")
+    if digest is None:
+        return {}
+    if not isinstance(digest, dict):
+        raise _metadata_error(url, "digest must be an object", digest)
+    for key, pattern in ((_SHA256_KEY, _SHA256_FORMAT), (_ETAG_KEY, _ETAG_FORMAT)):
+        if key in digest and not (
+            isinstance(digest[key], str) and pattern.fullmatch(digest[key])
+        ):
+            raise _metadata_error(url, f"digest {key!r} is malformed", digest[key])
+    return dict(digest)
 
 
 def _dandi_etag(path):
@@ -512,6 +589,14 @@ def _download_verified(asset, local_path, *, n_retries, timeout_s, verbose):
     """Download, verify, then atomically move the file to ``local_path``."""
     local_path.parent.mkdir(parents=True, exist_ok=True)
     part_path = local_path.with_name(local_path.name + ".part")
+    have_bytes = part_path.stat().st_size if part_path.is_file() else 0
+    needed_bytes = asset["size"] - min(have_bytes, asset["size"])
+    free_bytes = shutil.disk_usage(local_path.parent).free
+    if needed_bytes > free_bytes:
+        raise DownloadError(
+            f"{asset['path']} needs {needed_bytes} more bytes but "
+            f"{local_path.parent} has {free_bytes} free."
+        )
     if verbose:
         print(
             f"Downloading {asset['path']} ({asset['size'] / 1e6:.1f} MB) from "
@@ -527,6 +612,8 @@ def _download_verified(asset, local_path, *, n_retries, timeout_s, verbose):
         timeout_s=timeout_s,
         verbose=verbose,
     )
+    # An empty asset needs no request; its (empty) file is verified all the same.
+    part_path.touch()
     problem = _verification_problem(part_path, asset)
     if problem is not None:
         part_path.unlink(missing_ok=True)
@@ -619,11 +706,13 @@ def _download_once(url, part_path, offset, size_bytes, timeout_s, verbose):
         received = offset
         next_report = 0.0
         with open(part_path, mode) as file:
-            while True:
+            # One byte past the advertised size is enough to know the body is
+            # too long; an endless body is cut there.
+            while received <= size_bytes:
                 try:
                     # read1 returns what has arrived, so the bytes received
                     # before a stall are kept when the read times out.
-                    chunk = response.read1(_CHUNK_SIZE)
+                    chunk = response.read1(min(_CHUNK_SIZE, size_bytes + 1 - received))
                 except _CONNECTION_ERRORS as exc:
                     raise _TransientError(f"{type(exc).__name__}: {exc}") from exc
                 if not chunk:
@@ -636,3 +725,10 @@ def _download_once(url, part_path, offset, size_bytes, timeout_s, verbose):
                         file=sys.stderr,
                     )
                     next_report = min(received / size_bytes, 1.0) + 0.1
+        if received > size_bytes:
+            part_path.unlink(missing_ok=True)
+            raise DownloadError(
+                f"{url} sent more than the advertised size (size: expected "
+                f"{size_bytes} bytes, got {received} or more); the partial file "
+                "was deleted."
+            )
