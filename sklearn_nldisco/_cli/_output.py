@@ -19,7 +19,7 @@ from ._config import UsageError
 # What a run writes: a folder holding metrics.json and only such names is a
 # previous run, which --overwrite may replace. Anything else is never deleted.
 RUN_FILES = re.compile(
-    r"(metrics\.json|config\.toml|report\.html|selectivity\.csv|ground_truth\.csv"
+    r"(metrics\.json|config\.toml|report\.html|selectivity\.csv"
     r"|activations\.npz|[A-Za-z0-9_]+\.joblib|[A-Za-z0-9_]+\.png)")
 
 
