@@ -265,12 +265,16 @@ def decode_levels(row_pointers, latents, values, level_sizes, decoder_weight,
     n_levels, batch, n_outputs = out.shape
     accumulated = np.empty(n_outputs, np.float32)
     for r in range(batch):
-        accumulated[:] = decoder_bias
+        # element loops, not slice copies: a slice copy compiles numba's
+        # shape-mismatch error message, seconds of the first run's time
+        for o in range(n_outputs):
+            accumulated[o] = decoder_bias[o]
         entry = row_pointers[r]
         for level in range(n_levels):
             entry = _accumulate_entries(row_pointers, latents, values, decoder_weight,
                                         r, level_sizes[level], entry, accumulated)
-            out[level, r, :] = accumulated
+            for o in range(n_outputs):
+                out[level, r, o] = accumulated[o]
 
 
 @njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
@@ -332,7 +336,8 @@ def _rows_pass(mse, grad_linear, target, factors, level_sizes, row_pointers, lat
                     squares += accumulated[o] * accumulated[o]
                 level_sums[level] += squares
             if with_deviation:
-                deviation[r, :] = accumulated
+                for o in range(n_outputs):
+                    deviation[r, o] = accumulated[o]
         else:
             for level in range(n_levels):
                 factor = factors[level]
@@ -386,7 +391,8 @@ def _aux_pass(aux_row_pointers, aux_latents, aux_values, deviation, aux_factor,
     for r in range(batch):
         start = aux_row_pointers[r]
         end = aux_row_pointers[r + 1]
-        error[:] = deviation[r]
+        for o in range(n_outputs):
+            error[o] = deviation[r, o]
         _accumulate_entries(aux_row_pointers, aux_latents, aux_values, decoder_weight,
                             r, decoder_weight.shape[0], start, error)
         squares = np.float32(0.0)
