@@ -4,10 +4,20 @@ Each latent's statistics only need the bins where it is active (or non-zero),
 so the kernels walk the columns of a CSC matrix. One thread computes one
 latent from start to end, and every latent sees the same null draws, so
 results never depend on the number of threads.
+
+The kernels are serial and release the GIL; ``_over_blocks`` runs them on
+contiguous blocks of latents in a few Python threads (as many as
+``numba.get_num_threads()``, so ``n_threads`` limits apply), which is how
+``prange`` split the latents too. Compiling a ``parallel=True`` kernel took
+about three times as long as the serial one, and the first run of the
+command paid for it (see ``benchmarks/bench_cold_start.py``).
 """
 
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 CIRCULAR = 0
 TRIAL = 1
@@ -25,7 +35,21 @@ def _selectivity(count_during, n_active_valid, n_during, n_valid):
     return frac_during / total
 
 
-@njit(parallel=True, cache=True)
+def _over_blocks(kernel, n_items, *args):
+    """Call ``kernel(start, stop, *args)`` on contiguous blocks of ``range(n_items)``,
+    one block per thread."""
+    n_threads = max(1, min(numba.get_num_threads(), n_items))
+    if n_threads == 1:
+        kernel(0, n_items, *args)
+        return
+    bounds = [n_items * block // n_threads for block in range(n_threads + 1)]
+    with ThreadPoolExecutor(n_threads) as pool:
+        futures = [pool.submit(kernel, bounds[block], bounds[block + 1], *args)
+                   for block in range(n_threads)]
+        for future in futures:
+            future.result()
+
+
 def observed_active_counts(indptr, indices, labels, condition_offset, n_conditions):
     """Active bins of each unit in each condition, and in each variable's valid bins.
 
@@ -46,10 +70,19 @@ def observed_active_counts(indptr, indices, labels, condition_offset, n_conditio
     active_valid : ndarray of shape (n_units, n_variables)
     """
     n_units = indptr.shape[0] - 1
-    n_variables = labels.shape[1]
     counts = np.zeros((n_units, n_conditions), dtype=np.int64)
-    active_valid = np.zeros((n_units, n_variables), dtype=np.int64)
-    for unit in prange(n_units):
+    active_valid = np.zeros((n_units, labels.shape[1]), dtype=np.int64)
+    _over_blocks(_observed_active_counts, n_units, indptr, indices, labels,
+                 condition_offset, counts, active_valid)
+    return counts, active_valid
+
+
+@njit(nogil=True, cache=True)
+def _observed_active_counts(unit_start, unit_stop, indptr, indices, labels,
+                            condition_offset, counts, active_valid):
+    """``observed_active_counts`` of the units ``unit_start:unit_stop``, in place."""
+    n_variables = labels.shape[1]
+    for unit in range(unit_start, unit_stop):
         for pointer in range(indptr[unit], indptr[unit + 1]):
             source = indices[pointer]
             for variable in range(n_variables):
@@ -57,10 +90,8 @@ def observed_active_counts(indptr, indices, labels, condition_offset, n_conditio
                 if label >= 0:
                     counts[unit, condition_offset[variable] + label] += 1
                     active_valid[unit, variable] += 1
-    return counts, active_valid
 
 
-@njit(parallel=True, cache=True)
 def null_exceedances(indptr, indices, units, labels, condition_variable, condition_offset,
                      condition_sizes, valid_sizes, observed, active_valid, null_mode,
                      coordinates, positions, null_labels, label_start, shifts,
@@ -136,10 +167,27 @@ def null_exceedances(indptr, indices, units, labels, condition_variable, conditi
     null_sums, null_sum_squares : ndarray of shape (n_units, n_conditions)
         Sum and sum of squares of the null selectivities; updated in place.
     """
+    _over_blocks(_null_exceedances, units.shape[0], indptr, indices, units, labels,
+                 condition_variable, condition_offset, condition_sizes, valid_sizes,
+                 observed, active_valid, null_mode, coordinates, positions, null_labels,
+                 label_start, shifts, permutations, trial_offset, trial_start,
+                 trial_length, first_draw, min_draws, max_draws, stop_exceedances,
+                 is_open, exceedances, n_draws, with_moments, null_sums, null_sum_squares)
+
+
+@njit(nogil=True, cache=True)
+def _null_exceedances(index_start, index_stop, indptr, indices, units, labels,
+                      condition_variable, condition_offset, condition_sizes, valid_sizes,
+                      observed, active_valid, null_mode, coordinates, positions,
+                      null_labels, label_start, shifts, permutations, trial_offset,
+                      trial_start, trial_length, first_draw, min_draws, max_draws,
+                      stop_exceedances, is_open, exceedances, n_draws, with_moments,
+                      null_sums, null_sum_squares):
+    """``null_exceedances`` of ``units[index_start:index_stop]``, in place."""
     n_variables = labels.shape[1]
     n_conditions = condition_variable.shape[0]
     n_chunk = max(shifts.shape[0], permutations.shape[0])
-    for index in prange(units.shape[0]):
+    for index in range(index_start, index_stop):
         unit = units[index]
         start = indptr[unit]
         n_active = indptr[unit + 1] - start
@@ -220,7 +268,6 @@ def null_exceedances(indptr, indices, units, labels, condition_variable, conditi
                 break
 
 
-@njit(parallel=True, cache=True)
 def magnitude_rank_sums(indptr, indices, values, labels, condition_offset, n_conditions):
     """Per condition: non-zero bins, their rank sum among non-zero bins, their sum.
 
@@ -234,12 +281,22 @@ def magnitude_rank_sums(indptr, indices, values, labels, condition_offset, n_con
     nonzero_valid : ndarray of shape (n_units, n_variables)
     """
     n_units = indptr.shape[0] - 1
-    n_variables = labels.shape[1]
     nonzero_counts = np.zeros((n_units, n_conditions), dtype=np.int64)
     rank_sums = np.zeros((n_units, n_conditions), dtype=np.float64)
     value_sums = np.zeros((n_units, n_conditions), dtype=np.float64)
-    nonzero_valid = np.zeros((n_units, n_variables), dtype=np.int64)
-    for unit in prange(n_units):
+    nonzero_valid = np.zeros((n_units, labels.shape[1]), dtype=np.int64)
+    _over_blocks(_magnitude_rank_sums, n_units, indptr, indices, values, labels,
+                 condition_offset, nonzero_counts, rank_sums, value_sums, nonzero_valid)
+    return nonzero_counts, rank_sums, value_sums, nonzero_valid
+
+
+@njit(nogil=True, cache=True)
+def _magnitude_rank_sums(unit_start, unit_stop, indptr, indices, values, labels,
+                         condition_offset, nonzero_counts, rank_sums, value_sums,
+                         nonzero_valid):
+    """``magnitude_rank_sums`` of the units ``unit_start:unit_stop``, in place."""
+    n_variables = labels.shape[1]
+    for unit in range(unit_start, unit_stop):
         start = indptr[unit]
         stop = indptr[unit + 1]
         unit_values = values[start:stop]
@@ -275,4 +332,3 @@ def magnitude_rank_sums(indptr, indices, values, labels, condition_offset, n_con
             group_start = group_stop
         for variable in range(n_variables):
             nonzero_valid[unit, variable] = ranks_so_far[variable]
-    return nonzero_counts, rank_sums, value_sums, nonzero_valid
