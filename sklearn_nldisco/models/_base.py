@@ -124,6 +124,30 @@ def _with_fit_thread_limit(method):
     return wrapper
 
 
+def _unchanged_on_failure(method):
+    """A fitting ``method`` that raises leaves the estimator as it was.
+
+    Whatever stops it (a parameter or data error found late, a divergence
+    with no usable epoch, an interrupt before the first epoch is complete or
+    during a ``partial_fit`` pass), the attributes come back as they were
+    before the call: a fitted model stays fitted with its earlier state, an
+    unfitted one stays unfitted. The fitted attributes are replaced, never
+    changed in place, so a shallow copy is the whole earlier state.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        before = dict(self.__dict__)
+        try:
+            return method(self, *args, **kwargs)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+
+    return wrapper
+
+
 def check_2d_not_empty(X, name="X"):
     """1-D and empty inputs get an error that names the argument."""
     shape = getattr(X, "shape", None)
@@ -355,10 +379,24 @@ class _BaseMatryoshka(
             self.__dict__.pop("_partial_state", None)
         else:
             self._partial_state = fitted.carried
-        counts = np.zeros(self.n_latents, dtype=np.int64)
-        for block in source.inputs():
-            codes = self._encode(block, sparse_output=True, dtype=np.float32)
-            counts += np.bincount(codes.indices, minlength=self.n_latents)
+
+        def latent_counts():
+            counts = np.zeros(self.n_latents, dtype=np.int64)
+            for block in source.inputs():
+                codes = self._encode(block, sparse_output=True, dtype=np.float32)
+                counts += np.bincount(codes.indices, minlength=self.n_latents)
+            return counts
+
+        if fitted.carried is None:
+            # a fit keeps its completed epochs through an interrupt here
+            from ._driver import finish_despite_interrupt
+
+            counts, interrupted = finish_despite_interrupt(
+                latent_counts, "counting how often each latent is active")
+            if interrupted:
+                self.stop_reason_ = "interrupted"
+        else:  # a partial_fit pass is abandoned whole, as documented
+            counts = latent_counts()
         self.latent_frequency_ = counts / max(source.n_rows, 1)
         self.dead_latents_ = np.flatnonzero(counts == 0)
 
@@ -441,7 +479,8 @@ class _BaseMatryoshka(
         if level is None:
             return len(self.level_sizes_) - 1
         n_levels = len(self.level_sizes_)
-        if not isinstance(level, Integral) or not -n_levels <= level < n_levels:
+        if (not isinstance(level, Integral) or isinstance(level, (bool, np.bool_))
+                or not -n_levels <= level < n_levels):
             raise ValueError(
                 f"level={level!r} is not a valid level; expected an integer in "
                 f"[{-n_levels}, {n_levels - 1}] (level_sizes_={tuple(self.level_sizes_.tolist())})."
@@ -489,9 +528,14 @@ class _BaseMatryoshka(
         return _rows.explained_variance_out_of_core(
             self, X, Y, chunk_rows=self._out_of_core_chunk_rows)
 
-    @_with_thread_limit
     def _reconstruct(self, X, level):
-        X = self._validate_for_coding(X)
+        return self._reconstruct_validated(self._validate_for_coding(X), level)
+
+    @_with_thread_limit
+    def _reconstruct_validated(self, X, level):
+        """The reconstruction of an ``X`` that ``_validate_for_coding`` returned
+        (validated once: a second validation of the array would warn that the
+        DataFrame's feature names are gone)."""
         codes = self._encode(X, sparse_output=True, dtype=np.float32)
         return self._decode(codes, level)
 
@@ -549,5 +593,5 @@ def explained_variance(Y, Y_pred):
 
 __all__ = [
     "_BaseMatryoshka", "_fit_context", "with_callbacks", "explained_variance",
-    "limit_threads", "_with_thread_limit", "check_2d_not_empty",
+    "limit_threads", "_with_thread_limit", "check_2d_not_empty", "_unchanged_on_failure",
 ]

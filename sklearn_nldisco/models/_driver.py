@@ -23,6 +23,7 @@ from dataclasses import replace
 
 import numpy as np
 import torch
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from . import _training
@@ -37,6 +38,12 @@ from ._spec import Carried, Fitted
 THRESHOLD_MEMORY = 4.0
 
 PARAMETER_NAMES = _training.PARAMETER_NAMES
+
+#: an epoch whose loss is more than this many times the loss of the
+#: parameters training started from has diverged: a working fit never comes
+#: near it (its loss falls from there), a diverging one passes it within a
+#: few steps on its way to overflow
+DIVERGENCE_FACTOR = 1e3
 
 
 # ---------------------------------------------------------------- starting
@@ -167,11 +174,13 @@ def _validation(source, spec, scaling, held_out, device):
 
 # ----------------------------------------------------------------- epochs
 class EpochLog:
-    """History, best epoch and early stopping of the epoch loop.
+    """History, best epoch, early stopping and divergence of the epoch loop.
 
-    Each epoch ends with ``end_epoch``, which records the training figures,
-    evaluates the held-out rows (when there are any), prints the verbose
-    line and keeps the best parameters so far; ``finish`` restores them.
+    Each epoch ends with ``end_epoch``, which evaluates the held-out rows
+    (when there are any), checks the epoch for divergence, records it, prints
+    the verbose line and keeps the best parameters so far; ``finish``
+    restores them. An epoch counts (``epochs_done``) once it is recorded
+    whole: ``discard_partial_epoch`` drops what an interrupt left half-written.
     """
 
     HISTORY = ("train_loss", "aux_loss", "l0", "dead_fraction", "val_loss",
@@ -182,24 +191,44 @@ class EpochLog:
         self.spec = spec
         self.level_weights = trainer.level_weights.cpu().numpy()
         self.history = {name: [] for name in self.HISTORY}
-        self.best_score = np.inf
-        self.best_state = trainer.state()
-        self.best_epoch = 0
+        # (score, parameters, epoch) of the kept epoch, replaced as one
+        self._best = (np.inf, trainer.state(), 0)
         self.no_improvement = 0
         self.epochs_done = 0
         self.first_epoch = first_epoch
+        #: weighted loss of the parameters training started from (the first
+        #: step's batch): the scale against which divergence is judged
+        self.initial_loss = None
+        #: why training diverged (a sentence), or None
+        self.diverged = None
+
+    @property
+    def best_score(self):
+        return self._best[0]
+
+    @property
+    def best_state(self):
+        return self._best[1]
+
+    @property
+    def best_epoch(self):
+        return self._best[2]
 
     def end_epoch(self, figures, validation, epoch_start):
         """Record one completed epoch.
 
         ``figures``: its ``train_loss`` (per level), ``aux_loss``, ``l0``,
-        ``dead_fraction`` and last ``learning_rate``; ``validation``: None or
+        ``dead_fraction``, last ``learning_rate`` and ``first_loss`` (the
+        per-level loss of its first step); ``validation``: None or
         ``(x_val, y_val, target_scale)`` tensors for ``trainer.evaluate``.
+
+        Everything is computed before anything is recorded, so that an
+        interrupt leaves either the whole epoch or none of it (with
+        ``discard_partial_epoch``). A diverged epoch (``check_divergence``)
+        is recorded in the history but never kept.
         """
         spec, history = self.spec, self.history
-        self.epochs_done += 1
-        for name in ("train_loss", "aux_loss", "l0", "dead_fraction", "learning_rate"):
-            history[name].append(figures[name])
+        train_score = float(figures["train_loss"] @ self.level_weights)
         if validation is not None:
             val_losses, val_explained = self.trainer.evaluate(*validation)
             score = float(val_losses @ self.level_weights)
@@ -207,30 +236,75 @@ class EpochLog:
             n_levels = self.trainer.n_levels
             val_losses = np.full(n_levels, np.nan)
             val_explained = np.full(n_levels, np.nan)
-            score = float(history["train_loss"][-1] @ self.level_weights)
-        history["val_loss"].append(val_losses)
-        history["val_explained_variance"].append(val_explained)
-        history["epoch_time"].append(time.perf_counter() - epoch_start)
+            score = train_score
+        initial_loss = self.initial_loss
+        if initial_loss is None:
+            initial_loss = float(figures["first_loss"] @ self.level_weights)
+        epoch = self.epochs_done + 1
+        diverged = self.check_divergence(epoch, (train_score, score), initial_loss)
+        best = None
+        if diverged is None and (not spec.early_stopping or not np.isfinite(self.best_score)
+                                 or score < self.best_score - spec.tol * max(
+                                     abs(self.best_score), 1e-12)):
+            best = (score, self.trainer.state(), epoch)
+        record = {name: figures[name]
+                  for name in ("train_loss", "aux_loss", "l0", "dead_fraction", "learning_rate")}
+        record.update(val_loss=val_losses, val_explained_variance=val_explained,
+                      epoch_time=time.perf_counter() - epoch_start)
+        for name in self.HISTORY:
+            history[name].append(record[name])
+        self.initial_loss = initial_loss
+        self.epochs_done = epoch
+        if best is not None:
+            self._best = best
+            self.no_improvement = 0
+        else:
+            self.no_improvement += 1
+        self.diverged = diverged
         if spec.verbose:
             print(
-                f"epoch {self.first_epoch + self.epochs_done:4d}/{spec.max_iter}  "
+                f"epoch {self.first_epoch + epoch:4d}/{spec.max_iter}  "
                 f"loss {history['train_loss'][-1][-1]:.4f}  "
                 f"val EV {val_explained[-1]:.3f}  L0 {history['l0'][-1]:.1f}  "
                 f"dead {history['dead_fraction'][-1]:.1%}",
                 flush=True,
             )
-        if not spec.early_stopping:
-            self.best_state, self.best_epoch = self.trainer.state(), self.epochs_done
-            return
-        if not np.isfinite(self.best_score) or (
-            score < self.best_score - spec.tol * max(abs(self.best_score), 1e-12)
-        ):
-            self.best_score = score
-            self.best_state = self.trainer.state()
-            self.best_epoch = self.epochs_done
-            self.no_improvement = 0
-        else:
-            self.no_improvement += 1
+
+    def check_divergence(self, epoch, scores, initial_loss):
+        """Why epoch ``epoch`` has diverged (a sentence), or None.
+
+        It has when its training or early-stopping loss (``scores``) or a
+        parameter is not finite, or when a loss exceeds
+        ``DIVERGENCE_FACTOR`` times ``initial_loss``, the loss of the
+        parameters training started from.
+        """
+        if not np.isfinite(initial_loss):
+            return (
+                "the loss of the initial parameters is not finite: the data are too "
+                "large for float32 training. Rescale them (scaling='standard', or "
+                "divide them by their typical magnitude)"
+            )
+        if not all(np.isfinite(scores)) or not self.trainer.parameters_finite():
+            return (
+                f"training diverged in epoch {self.first_epoch + epoch}: the loss or the "
+                f"parameters became NaN or infinite. Lower learning_rate (it is "
+                f"{self.spec.learning_rate:g}), or rescale data of a large magnitude "
+                "(scaling='standard')"
+            )
+        worst = max(scores)
+        if initial_loss > 0 and worst > DIVERGENCE_FACTOR * initial_loss:
+            return (
+                f"training diverged in epoch {self.first_epoch + epoch}: its loss "
+                f"({worst:.3g}) is {worst / initial_loss:.3g} times that of the initial "
+                f"parameters ({initial_loss:.3g}). Lower learning_rate (it is "
+                f"{self.spec.learning_rate:g})"
+            )
+        return None
+
+    def discard_partial_epoch(self):
+        """Drop the entries of an epoch that an interrupt left half-recorded."""
+        for values in self.history.values():
+            del values[self.epochs_done:]
 
     def stops_early(self):
         """Whether early stopping ends training after this epoch."""
@@ -279,10 +353,14 @@ def _one_pass(trainer, x, y, spec, rng, schedule):
             keep = keep.to(xb.device)
         losses, aux_loss, n_active = trainer.step(xb, yb, lr, keep)
         level_sum += losses.detach().cpu().double()
+        if step == 0:
+            # the loss before the first update: the scale that divergence is judged by
+            first_loss = level_sum.numpy().copy()
         aux_sum += aux_loss
         active += n_active
     dead_now = trainer.samples_since_fired > spec.dead_window_rows
     return n_steps, {
+        "first_loss": first_loss,
         "train_loss": (level_sum / n_steps).numpy(),
         "aux_loss": aux_sum / n_steps,
         "l0": active / (n_steps * batch_size),
@@ -302,7 +380,8 @@ def _epoch_figures(passes):
         aux_sum += figures["aux_loss"] * steps
         l0_sum += figures["l0"] * steps
     last = passes[-1][1]
-    return {"train_loss": level_sum / n_steps, "aux_loss": aux_sum / n_steps,
+    return {"first_loss": passes[0][1]["first_loss"],
+            "train_loss": level_sum / n_steps, "aux_loss": aux_sum / n_steps,
             "l0": l0_sum / n_steps, "dead_fraction": last["dead_fraction"],
             "learning_rate": last["learning_rate"]}
 
@@ -310,12 +389,15 @@ def _epoch_figures(passes):
 def _run_epochs(trainer, rows, spec, rng, schedule, n_epochs, validation, log, on_epoch_end):
     """The epoch loop; returns why it stopped.
 
-    A ``KeyboardInterrupt`` during an epoch ends training at the last
-    completed epoch (re-raised when none is complete).
+    A ``KeyboardInterrupt`` anywhere in an epoch (its steps, its evaluation,
+    the callback) ends training at the last completed epoch (re-raised when
+    none is complete). A diverged epoch (``EpochLog.check_divergence``) ends
+    it too (``"diverged"``).
     """
     n_chunks = len(rows.counts)
     for _ in range(n_epochs):
         epoch_start = time.perf_counter()
+        completed = log.epochs_done
         try:
             passes = []
             for index in rng.permutation(n_chunks):
@@ -323,23 +405,66 @@ def _run_epochs(trainer, rows, spec, rng, schedule, n_epochs, validation, log, o
                     continue
                 x, y = rows.tensors(index)
                 passes.append(_one_pass(trainer, x, y, spec, rng, schedule))
+            log.end_epoch(_epoch_figures(passes), validation, epoch_start)
+            if log.diverged is not None:
+                return "diverged"
+            if on_epoch_end is not None and on_epoch_end(log.epochs_done):
+                return "callback"
         except KeyboardInterrupt:
+            log.discard_partial_epoch()
             if log.epochs_done == 0:
                 raise
+            where = (f"during epoch {completed + 1}" if log.epochs_done == completed
+                     else f"after epoch {log.epochs_done}")
             warnings.warn(
-                f"fit was interrupted during epoch {log.epochs_done + 1}; the model keeps "
-                f"the parameters of epoch {log.best_epoch} (the "
-                f"{'best' if spec.early_stopping else 'last'} completed epoch).",
+                f"fit was interrupted {where}; the model keeps the parameters of epoch "
+                f"{log.best_epoch} (the {'best' if spec.early_stopping else 'last'} "
+                "completed epoch).",
                 UserWarning,
                 stacklevel=4,
             )
             return "interrupted"
-        log.end_epoch(_epoch_figures(passes), validation, epoch_start)
-        if on_epoch_end is not None and on_epoch_end(log.epochs_done):
-            return "callback"
         if log.stops_early():
             return "early_stopping"
     return "max_iter"
+
+
+def finish_despite_interrupt(work, what):
+    """``work()``, done again once when a ``KeyboardInterrupt`` stops it.
+
+    For the work that completes a fit once its epochs are over (restoring
+    the kept epoch, calibrating its threshold, counting the latents'
+    frequencies): an interrupt there must not lose the completed epochs.
+    Returns ``(result, interrupted)``; a second interrupt propagates.
+    """
+    try:
+        return work(), False
+    except KeyboardInterrupt:
+        warnings.warn(
+            f"fit was interrupted while {what}; finishing it (interrupt again to "
+            "abandon the fit, leaving the estimator as it was before fit).",
+            UserWarning,
+            stacklevel=3,
+        )
+        return work(), True
+
+
+def _report_divergence(log, stop_reason, streaming=False):
+    """Warn that training diverged and which epoch is kept; raise when none is."""
+    if stop_reason != "diverged":
+        return
+    if log.best_epoch == 0:
+        raise ValueError(
+            f"{log.diverged}. "
+            + ("partial_fit" if streaming else "No epoch before it gave usable parameters: fit")
+            + " raised and left the estimator as it was."
+        )
+    warnings.warn(
+        f"{log.diverged}. Training stopped; the model keeps the parameters of epoch "
+        f"{log.best_epoch} (stop_reason_='diverged').",
+        ConvergenceWarning,
+        stacklevel=4,
+    )
 
 
 # ------------------------------------------------------------------ driver
@@ -386,12 +511,21 @@ def _train_fit(source, spec, random_state, on_epoch_end):
     log = EpochLog(trainer, spec)
     stop_reason = _run_epochs(trainer, rows, spec, rng, schedule, spec.max_iter,
                               validation, log, on_epoch_end)
-    history = log.finish()
+    _report_divergence(log, stop_reason)
     del validation
-    threshold = 0.0
-    if spec.sparsity == "batchtopk":
-        threshold = _training.calibrate_threshold_streaming(
-            trainer, rows.inputs(), spec.k, rows.n_rows)
+
+    def finish():
+        history = log.finish()
+        threshold = 0.0
+        if spec.sparsity == "batchtopk":
+            threshold = _training.calibrate_threshold_streaming(
+                trainer, rows.inputs(), spec.k, rows.n_rows)
+        return history, threshold
+
+    (history, threshold), interrupted = finish_despite_interrupt(
+        finish, "calibrating the threshold of the kept epoch")
+    if interrupted:
+        stop_reason = "interrupted"
     return Fitted(
         parameters=trainer.export_state(parameters_only=True), scaling=scaling,
         threshold=threshold, levels=(spec.level_sizes, spec.level_weights),
@@ -424,8 +558,9 @@ def _train_streaming(source, spec, random_state, carried):
     if warmup_steps is None:
         warmup_steps = max(1, int(spec.warmup_fraction * spec.max_iter * rows.steps_per_pass()))
     log = EpochLog(trainer, spec, first_epoch=carried.n_iter)
-    _run_epochs(trainer, rows, spec, rng, streaming_schedule(spec, warmup_steps), 1,
-                None, log, None)
+    stop_reason = _run_epochs(trainer, rows, spec, rng,
+                              streaming_schedule(spec, warmup_steps), 1, None, log, None)
+    _report_divergence(log, stop_reason, streaming=True)
     entry = log.finish()
     threshold_stat, threshold_weight = carried.threshold
     threshold = 0.0

@@ -6,6 +6,7 @@ from sklearn.utils.validation import validate_data
 
 from ._base import (
     _BaseMatryoshka,
+    _unchanged_on_failure,
     check_2d_not_empty,
     explained_variance,
     with_callbacks,
@@ -198,8 +199,12 @@ _ATTRIBUTES_DOC = """
     n_steps_ : int
         Optimiser steps taken.
     stop_reason_ : str
-        ``"max_iter"``, ``"early_stopping"``, ``"callback"``, ``"interrupted"``
-        or ``"partial_fit"``.
+        Why training stopped: ``"max_iter"``, ``"early_stopping"``,
+        ``"callback"``, ``"interrupted"`` (a ``KeyboardInterrupt`` was caught:
+        the model keeps the epoch ``best_iter_``, see "What happens when
+        things go wrong" in ``docs/models.md``), ``"diverged"`` (a
+        ``ConvergenceWarning`` said so) or ``"partial_fit"``. A program that
+        must stop on Ctrl-C checks ``stop_reason_ == "interrupted"``.
     history_ : dict of ndarray
         Per epoch: ``train_loss`` and ``val_loss`` (n_epochs, n_levels),
         ``val_explained_variance`` (n_epochs, n_levels, original units),
@@ -254,6 +259,7 @@ class MatryoshkaSAE(_BaseMatryoshka):
     """
     )
 
+    @_unchanged_on_failure
     @with_callbacks
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -285,6 +291,7 @@ class MatryoshkaSAE(_BaseMatryoshka):
         X = validate_data(self, X, dtype=[np.float64, np.float32])
         return self._fit(X)
 
+    @_unchanged_on_failure
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
         """One pass (epoch) over a chunk of ``X``, continuing the training.
@@ -352,7 +359,7 @@ class MatryoshkaSAE(_BaseMatryoshka):
         if isinstance(X, CheckedRows):
             # chunk by chunk: neither X nor its reconstruction is held whole
             return self._score_out_of_core(X.X, X.X)
-        return explained_variance(X, self._reconstruct(X, None))
+        return explained_variance(X, self._reconstruct_validated(X, None))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

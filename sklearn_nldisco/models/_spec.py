@@ -61,10 +61,13 @@ def check_level_sizes(level_sizes, n_latents, *, prefix=False):
             f"level_sizes={shown!r} is empty or not a sequence; expected at least one "
             "level (cumulative sizes, as level_sizes_)."
         )
-    if sizes.dtype.kind not in "iu":
-        raise ValueError(
-            f"level_sizes={shown!r} must be integers (got dtype {sizes.dtype})."
-        )
+    # a boolean is no size, even where NumPy would make it 0 or 1
+    has_bool = sizes.dtype.kind == "b" or any(
+        isinstance(size, (bool, np.bool_)) for size in level_sizes)
+    if sizes.dtype.kind not in "iu" or has_bool:
+        got = "booleans" if has_bool else f"dtype {sizes.dtype}"
+        shown = tuple(level_sizes) if has_bool else shown
+        raise ValueError(f"level_sizes={shown!r} must be integers (got {got}).")
     if sizes[0] < 1 or np.any(np.diff(sizes) <= 0):
         raise ValueError(
             f"level_sizes={shown!r} must be strictly increasing positive integers "
@@ -171,9 +174,9 @@ def check_device(device):
     Raises
     ------
     ValueError
-        When CUDA is requested and not available.
-    RuntimeError
-        When ``device`` is not a torch device string.
+        When ``device`` is none of ``"auto"``, ``"cpu"``, ``"cuda"`` and
+        ``"cuda:<index>"`` (the message lists them), or asks for CUDA, or a
+        CUDA index, that this machine does not have.
 
     Examples
     --------

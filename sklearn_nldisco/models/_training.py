@@ -36,15 +36,36 @@ def _row_topk_sorted_by_column(matrix, k):
     return values.reshape(-1), columns.reshape(-1)
 
 
+#: the devices the models train on (``"cuda"`` with or without an index)
+DEVICES = ("auto", "cpu", "cuda", "cuda:<index>")
+
+
 def resolve_device(device):
-    """Map ``"auto"`` to CUDA when available, else CPU; validate the rest."""
+    """Map ``"auto"`` to CUDA when available, else CPU; validate the rest.
+
+    Anything but one of ``DEVICES`` is a ``ValueError``, as is CUDA (or a
+    CUDA index) that this machine does not have.
+    """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
+    expected = "expected one of " + ", ".join(repr(name) for name in DEVICES)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        resolved = None
+    if resolved is None or resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"device={device!r} is not a device the models train on; {expected}.")
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             f"device={device!r} was requested but CUDA is not available; "
             "use device='cpu' or device='auto'."
+        )
+    if resolved.type == "cuda" and resolved.index is not None and (
+            resolved.index >= torch.cuda.device_count()):
+        raise ValueError(
+            f"device={device!r} was requested but this machine has "
+            f"{torch.cuda.device_count()} CUDA device(s); {expected}, with an index "
+            "below that count."
         )
     return resolved
 
@@ -480,6 +501,10 @@ class MatryoshkaTrainer:
 
     def state(self):
         return {name: t.detach().cpu().numpy().copy() for name, t in self.params.items()}
+
+    def parameters_finite(self):
+        """Whether every parameter is finite (one check per epoch, not per step)."""
+        return all(bool(torch.isfinite(tensor).all()) for tensor in self.params.values())
 
     def load_state(self, state):
         for name, value in state.items():

@@ -6,6 +6,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._base import (
     _BaseMatryoshka,
+    _unchanged_on_failure,
     check_2d_not_empty,
     explained_variance,
     with_callbacks,
@@ -50,6 +51,7 @@ class MatryoshkaTranscoder(RegressorMixin, _BaseMatryoshka):
     """
     )
 
+    @_unchanged_on_failure
     @with_callbacks
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
@@ -110,6 +112,7 @@ class MatryoshkaTranscoder(RegressorMixin, _BaseMatryoshka):
         self._y_1d = len(y.shape) == 1
         return self._fit(X, y)
 
+    @_unchanged_on_failure
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y):
         """One pass (epoch) over a chunk of ``(X, y)``, continuing the training.
@@ -183,21 +186,50 @@ class MatryoshkaTranscoder(RegressorMixin, _BaseMatryoshka):
         -------
         score : float
         """
+        check_is_fitted(self)
+        n_targets = self.decoder_bias_.shape[0]
         if is_out_of_core(X) or is_out_of_core(y):
             # chunk by chunk: neither y nor its prediction is held whole
-            check_is_fitted(self)
             X = self._validate_for_coding(X)
             if isinstance(X, CheckedRows):
                 X = X.X  # the memmap or dataset itself, read chunk by chunk
-            if not is_out_of_core(y):
-                y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
-            if y.shape[0] != X.shape[0]:
-                raise ValueError(
-                    "Found input variables with inconsistent numbers of samples: "
-                    f"X has {X.shape[0]} rows but y has {y.shape[0]}."
-                )
+            if is_out_of_core(y):
+                check_out_of_core(y, name="y", ndim=(1, 2))  # finite: chunk by chunk
+            else:
+                y = self._check_score_target(y)
+            self._check_target_shape(y.shape, X.shape[0], n_targets)
             return self._score_out_of_core(X, y)
-        return explained_variance(np.asarray(y, dtype=np.float64), self.predict(X))
+        X = self._validate_for_coding(X)
+        Y = self._check_score_target(y)
+        self._check_target_shape(Y.shape, X.shape[0], n_targets)
+        if Y.ndim == 1:
+            Y = Y[:, None]
+        return explained_variance(Y, self._reconstruct_validated(X, None))
+
+    @staticmethod
+    def _check_score_target(y):
+        """``y`` of ``score`` as a finite float64 array of one or two dimensions."""
+        return check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+
+    def _check_target_shape(self, shape, n_rows, n_targets):
+        """One row of ``y`` per row of ``X`` and the targets of ``fit``."""
+        if len(shape) not in (1, 2):
+            raise ValueError(
+                f"y has shape {tuple(shape)}; expected (n_samples, n_targets) or "
+                "(n_samples,)."
+            )
+        if shape[0] != n_rows:
+            raise ValueError(
+                "Found input variables with inconsistent numbers of samples: "
+                f"X has {n_rows} rows but y has {shape[0]}."
+            )
+        got = shape[1] if len(shape) == 2 else 1
+        if got != n_targets:
+            raise ValueError(
+                f"y has {got} target(s) but {type(self).__name__} was fitted with "
+                f"{n_targets}; expected y of shape ({n_rows}, {n_targets})"
+                + (f" or ({n_rows},)." if n_targets == 1 else ".")
+            )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
