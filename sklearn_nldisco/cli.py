@@ -21,6 +21,8 @@ from ._cli._config import (
 )
 
 PROG = "nldisco"
+# The exit status of a command stopped by Ctrl-C, as shells report it (128 + SIGINT).
+EXIT_INTERRUPTED = 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -153,16 +155,21 @@ def main(argv=None):
     -------
     status : int
         0 on success. A user mistake prints one line ``nldisco: error: ...``
-        on stderr and exits with status 2 (``SystemExit``).
+        on stderr and exits with status 2 (``SystemExit``); Ctrl-C prints
+        ``nldisco: interrupted`` and exits with status 130, ``--out`` left
+        as it was.
     """
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         if args.command == "run":
             _run(args)
         else:
             _fetch(args)
     except UsageError as error:
         _fail(error)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
     return 0
 
 

@@ -42,6 +42,10 @@ MODEL_PARAMETERS = {"n_latents": "n_latents", "k": "k", "levels": "level_sizes",
                     "loss": "loss", "device": "device", "max_iter": "max_iter"}
 BINNER_PARAMETERS = {"bin_size": "bin_size", "smooth_sigma": "smooth_sigma"}
 
+# The largest seed NumPy's legacy generators (``check_random_state``) accept.
+MAX_SEED = 2**32 - 1
+
+
 class UsageError(Exception):
     """A mistake of the user: reported on one line, exit status 2."""
 
@@ -73,6 +77,9 @@ def read_config(path):
         raise UsageError(f"no configuration file at {path}") from None
     except tomllib.TOMLDecodeError as error:
         raise UsageError(f"{path} is not valid TOML: {error}") from None
+    except UnicodeDecodeError as error:  # TOML is UTF-8
+        raise UsageError(f"{path} is not valid TOML: it is not UTF-8 text (byte "
+                         f"{error.object[error.start]:#04x} at position {error.start})") from None
     except OSError as error:
         raise UsageError(f"could not read {path}: {error}") from None
     unknown = sorted(set(document) - set(SETTINGS))
@@ -184,6 +191,19 @@ def _check(settings):
         raise UsageError(f"--n-jobs must be a positive int or -1; got {settings['n_jobs']}")
     if settings["seed"] < 0:
         raise UsageError(f"--seed must be >= 0; got {settings['seed']}")
+    from ._evaluate import HELD_OUT_SHIFT_OFFSET
+
+    # the run draws with seeds SEED ... SEED + seeds - 1 and SEED + HELD_OUT_SHIFT_OFFSET,
+    # each a NumPy seed below 2**32
+    largest = MAX_SEED - max(settings["seeds"] - 1, HELD_OUT_SHIFT_OFFSET)
+    if settings["seed"] > largest:
+        raise UsageError(f"--seed must be <= {largest} (the run also uses seeds up to SEED + "
+                         f"{max(settings['seeds'] - 1, HELD_OUT_SHIFT_OFFSET)}, and a seed "
+                         f"is below 2**32); got {settings['seed']}")
+    if settings["nwb_file"] is None:
+        from ._stages import check_units
+
+        check_units(settings["n_units"], settings["k"], "the simulated session (--n-units)")
     if settings["place_grid"] < 2:
         raise UsageError(f"--place-grid must be >= 2; got {settings['place_grid']}")
     block_duration = settings["block_duration"]

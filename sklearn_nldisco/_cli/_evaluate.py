@@ -48,13 +48,14 @@ class Evaluation:
     metrics: dict
 
 
-def evaluate(data, msae, baselines, scores, settings, progress):
+def evaluate(data, msae, baselines, scores, settings, progress, check=None):
     """The unit-shifted control, co-smoothing and single-unit dominance of every model.
 
     The shifted control is refitted for every MSAE seed and both baselines;
     co-smoothing, which refits each model on the held-in units and fits a
     Poisson readout to the held-out units, is run for the first seed and
-    the baselines only, to keep the run short.
+    the baselines only, to keep the run short. ``check``, if given, is
+    called after each refit (see ``_stages.fit_msae``).
 
     Returns
     -------
@@ -67,9 +68,9 @@ def evaluate(data, msae, baselines, scores, settings, progress):
     with threadpool_limits(limits=1, user_api="blas"):
         progress("unit-shifted control: refitting every model on unit-shifted training bins")
         shifted, control = shifted_explained_variance(
-            data, msae, baselines, scores.metrics["models"], settings, progress)
+            data, msae, baselines, scores.metrics["models"], settings, progress, check)
         progress("co-smoothing: predicting held-out units from the latents of the others")
-        bits, co_smoothing = co_smoothing_bits(data, msae, baselines, settings)
+        bits, co_smoothing = co_smoothing_bits(data, msae, baselines, settings, check)
     for name, model in models.items():
         measures[name].update(shifted[name])
         measures[name]["co_smoothing_bits_per_spike"] = bits.get(name)
@@ -86,7 +87,7 @@ def evaluate(data, msae, baselines, scores, settings, progress):
                        "_selective: the latents with a selective row in selectivity.csv"}})
 
 
-def shifted_explained_variance(data, msae, baselines, real, settings, progress):
+def shifted_explained_variance(data, msae, baselines, real, settings, progress, check=None):
     """Held-out explained variance of each model refitted on unit-shifted bins.
 
     ``real`` is the ``models`` entry of ``metrics.json`` (the explained
@@ -107,7 +108,7 @@ def shifted_explained_variance(data, msae, baselines, real, settings, progress):
     test = shift_units(data.X_test, random_state=seed + HELD_OUT_SHIFT_OFFSET)
     # no epoch lines: they would read as the real fits' progress
     runs = fit_msae(train, {**settings, "quiet": True},
-                    lambda line: progress(f"unit-shifted control: {line}"))
+                    lambda line: progress(f"unit-shifted control: {line}"), check)
     control = fit_baselines(train, settings["k"], seed)
     codes = {name: np.asarray(model.transform(test)) for name, model in runs.models.items()}
     codes.update(control.transform(test))
@@ -136,7 +137,7 @@ def shifted_explained_variance(data, msae, baselines, real, settings, progress):
     return measures, protocol
 
 
-def co_smoothing_bits(data, msae, baselines, settings):
+def co_smoothing_bits(data, msae, baselines, settings, check=None):
     """Co-smoothing bits per spike of the first MSAE seed, the baselines and smoothing alone.
 
     Every model is refitted on the held-in units of the training counts
@@ -188,6 +189,8 @@ def co_smoothing_bits(data, msae, baselines, settings):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*[Mm]aximum number of iterations.*")
             result = co_smoothing(estimator, train, test, held_out=held_out)
+        if check is not None:
+            check(())  # an interrupted refit returns; the run must not go on
         bits[name] = _finite(result.bits_per_spike)
     protocol.update({
         "held_out_units": [int(unit) for unit in held_out], "models": list(bits),

@@ -16,6 +16,11 @@ from pathlib import Path
 
 from ._config import UsageError
 
+# Below this much free space beside --out a run is refused before computing:
+# about what the smallest run writes (a larger run that fills the disk while
+# writing fails then, with one line, leaving --out as it was).
+MIN_FREE_BYTES = 2**20
+
 # What a run writes: a folder holding metrics.json and only such names is a
 # previous run, which --overwrite may replace. Anything else is never deleted.
 RUN_FILES = re.compile(
@@ -69,20 +74,26 @@ class OutputFolder:
         replaced only with ``overwrite=True``; anything else is refused.
     overwrite : bool, default=False
         Replace a previous run in ``out`` as a whole.
+    hold : callable, default=None
+        A context manager factory under which the staging folder is removed
+        on leaving (``Interrupts.deferred``: a second Ctrl-C then cannot
+        leave half of it behind); None for none.
 
     Raises
     ------
     UsageError
         On entering: ``out`` is a file, a non-empty folder that is not a
-        previous run, a previous run without ``overwrite``, not writable, or
-        locked by another run.
+        previous run, a previous run without ``overwrite``, not writable,
+        on a file system with less than ``MIN_FREE_BYTES`` free, or locked
+        by another run.
     """
 
-    def __init__(self, out, overwrite=False):
+    def __init__(self, out, overwrite=False, hold=None):
         out = Path(os.path.abspath(out))
         # a link to a folder: the run replaces the folder it points to, not the link
         self.out = out.resolve() if out.is_symlink() else out
         self.overwrite = overwrite
+        self._hold = contextlib.nullcontext if hold is None else hold
         parent, name = self.out.parent, self.out.name
         self.lock = parent / f".{name}.lock"
         self.staging = parent / f".{name}.tmp-{os.getpid()}"
@@ -108,8 +119,9 @@ class OutputFolder:
 
     def __exit__(self, kind, value, traceback):
         try:
-            if self.staging.exists():
-                shutil.rmtree(self.staging, ignore_errors=True)
+            with self._hold():
+                if self.staging.exists():
+                    shutil.rmtree(self.staging, ignore_errors=True)
         finally:
             self._release_lock()
         return False
@@ -147,6 +159,14 @@ class OutputFolder:
         if not os.access(parent, os.W_OK | os.X_OK):
             raise UsageError(f"cannot create the output folder {self.out}: {parent} is not "
                              "writable")
+        try:
+            free = shutil.disk_usage(parent).free
+        except OSError:
+            return  # cannot tell: a full disk is then reported when writing
+        if free < MIN_FREE_BYTES:
+            raise UsageError(
+                f"no room for the output folder {self.out}: {free:,} bytes free on its file "
+                f"system, and the smallest run writes about {MIN_FREE_BYTES // 2**20} MiB")
 
     def _take_lock(self):
         for _ in range(2):

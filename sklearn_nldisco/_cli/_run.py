@@ -1,6 +1,10 @@
 """``nldisco run``: the stages of the command in turn, timed, with progress lines."""
 
+from pathlib import Path
+
+from ._config import UsageError
 from ._evaluate import evaluate
+from ._interrupts import Interrupts
 from ._output import OutputFolder
 from ._progress import Progress, Timings
 from ._stages import (
@@ -45,18 +49,40 @@ def run(settings, out, overwrite=False):
     ------
     UsageError
         Before any computation, if ``out`` cannot be used (see
-        ``OutputFolder``); later, for a user mistake found by a stage.
+        ``OutputFolder``); later, for a user mistake found by a stage, or
+        when the files cannot be written (a full disk).
+    KeyboardInterrupt
+        On Ctrl-C, even one that a model caught to keep its last good epoch
+        (``_interrupts.Interrupts``): ``out`` is left as it was. An
+        interrupt while the finished run is moved into place waits for the
+        move, then is raised.
     """
     progress, timings = Progress(settings["quiet"]), Timings()
-    with OutputFolder(out, overwrite=overwrite) as folder:
-        artefacts = _analyse(settings, folder.staging, folder.out, progress, timings)
-        out = folder.commit()
+    with Interrupts() as interrupts, OutputFolder(out, overwrite=overwrite,
+                                                  hold=interrupts.deferred) as folder:
+        artefacts = _analyse(settings, folder.staging, folder.out, progress, timings,
+                             check=interrupts.check)
+        interrupts.check()
+        with interrupts.deferred():
+            try:
+                out = folder.commit()
+            except OSError as error:
+                raise UsageError(f"could not move the finished run into {folder.out}: "
+                                 f"{_reason(error)}") from None
     progress(f"done in {timings['total_s']:.1f} s: {len(artefacts)} files in {out}")
     return {role: out / path.name for role, path in artefacts.items()}
 
 
-def _analyse(settings, staging, out, progress, timings):
-    """Every stage, writing into ``staging``; ``out`` is only named in progress lines."""
+def _analyse(settings, staging, out, progress, timings, check=None):
+    """Every stage, writing into ``staging``; ``out`` is only named in progress lines.
+
+    ``check(models)`` is called after each stage: it raises
+    ``KeyboardInterrupt`` when the stage swallowed one
+    (``Interrupts.check``).
+    """
+    if check is None:
+        def check(models=()):
+            pass
     with timings("load_s"):  # no progress line before: a user mistake here is the only line
         loaded = load(settings)
     progress(f"loaded {loaded.source} in {timings['load_s']:.1f} s: "
@@ -64,11 +90,12 @@ def _analyse(settings, staging, out, progress, timings):
     with timings("bin_s"):
         progress(f"binning spikes in {settings['bin_size']:g} s bins inside trials")
         binned = bin_spikes(loaded, settings)
-        data = split(binned, settings["seed"], loaded.source)
+        data = split(binned, settings["seed"], loaded.source, settings["k"])
+    check()
     progress(f"{len(binned.X):,} bins; training {len(data.X_train):,}, held out "
              f"{len(data.X_test):,} ({data.how})")
     with timings("fit_msae_s"):
-        msae = fit_msae(data.X_train, settings, progress)
+        msae = fit_msae(data.X_train, settings, progress, check)
     for seed, model in zip(msae.seeds, msae.runs):
         progress(f"MSAE seed {seed}: {model.n_iter_} epochs ({model.stop_reason_}), "
                  f"held-out explained variance {model.score(data.X_test):.3f}, "
@@ -76,10 +103,13 @@ def _analyse(settings, staging, out, progress, timings):
     with timings("fit_baselines_s"):
         progress(f"fitting PCA and NMF baselines with {settings['k']} components")
         baselines = fit_baselines(data.X_train, settings["k"], settings["seed"])
+    check()
     with timings("score_s"):
         scores = score(loaded, data, msae, baselines, settings, progress)
+    check()
     with timings("evaluate_s"):
-        evaluation = evaluate(data, msae, baselines, scores, settings, progress)
+        evaluation = evaluate(data, msae, baselines, scores, settings, progress, check)
+    check()
     ground_truth = None
     if loaded.ground_truth is not None:
         with timings("ground_truth_s"):
@@ -87,6 +117,7 @@ def _analyse(settings, staging, out, progress, timings):
                      "features of the simulation")
             ground_truth = _ground_truth(loaded.ground_truth, data, msae, baselines, scores,
                                          settings)
+        check()
     live = {**{name: model.n_latents - len(model.dead_latents_)
                for name, model in msae.models.items()},
             **{name: int(model.n_components_) for name, model in baselines.models.items()}}
@@ -100,14 +131,25 @@ def _analyse(settings, staging, out, progress, timings):
                                       for name in selective},
                "ground_truth": ground_truth,
                "evaluation": evaluation.metrics, "versions": versions()}
-    with timings("write_s"):
-        progress(f"writing models, tables and figures to {out}")
-        artefacts = write(staging, settings=settings, loaded=loaded, data=data, msae=msae,
-                          baselines=baselines, scores=scores, metrics=metrics)
-    timings["total_s"] = progress.elapsed()
-    metrics["timings"] = {name: round(value, 3) for name, value in timings.items()}
-    artefacts["metrics"] = write_metrics(staging / "metrics.json", metrics)
+    try:
+        with timings("write_s"):
+            progress(f"writing models, tables and figures to {out}")
+            artefacts = write(staging, settings=settings, loaded=loaded, data=data,
+                              msae=msae, baselines=baselines, scores=scores, metrics=metrics)
+        timings["total_s"] = progress.elapsed()
+        metrics["timings"] = {name: round(value, 3) for name, value in timings.items()}
+        artefacts["metrics"] = write_metrics(staging / "metrics.json", metrics)
+    except OSError as error:  # a full disk, a quota: the staging folder is removed
+        raise UsageError(f"could not write the run to {out}: {_reason(error)}; nothing was "
+                         "written there") from None
     return artefacts
+
+
+def _reason(error):
+    """What went wrong with a file, without the staging folder's path."""
+    reason = error.strerror or str(error)
+    name = getattr(error, "filename", None)
+    return f"{reason} (writing {Path(name).name})" if name else reason
 
 
 def _ground_truth(truth, data, msae, baselines, scores, settings):

@@ -175,6 +175,7 @@ def load(settings):
         raise UsageError(str(error)) from None
     if recording.n_units == 0:
         raise UsageError(f"{path} has no units (no spike times to analyse)")
+    check_units(recording.n_units, settings["k"], str(path))
     if not has_trials(recording):
         time_blocks(recording, settings["bin_size"], settings["block_duration"], str(path))
         recording = dataclasses.replace(recording, trials=pd.DataFrame(
@@ -209,6 +210,8 @@ def bin_spikes(loaded, settings):
     else:
         intervals, block_duration = time_blocks(
             recording, settings["bin_size"], settings["block_duration"], loaded.source)
+    check_smoothing(smooth_sigma, intervals, "time block" if block_duration else "trial",
+                    loaded.source)
     binner = SpikeBinner(**parameters, intervals=intervals)
     offered = catalogue(recording, events)
     check_variable_names(settings["variables"], offered, loaded.source)
@@ -217,6 +220,10 @@ def bin_spikes(loaded, settings):
         metadata = build_metadata(binner, recording, events, offered, settings["place_grid"])
     except ValueError as error:
         raise UsageError(f"could not bin {loaded.source}: {error}") from None
+    if not counts.any():
+        raise UsageError(f"no spike of {loaded.source} falls inside its "
+                         f"{'time blocks' if block_duration else 'trials'} "
+                         f"({_spans(recording, intervals)}); nothing to analyse")
     variables = choose_variables(metadata, offered.found, settings["variables"],
                                  is_mc_maze_shaped(recording, settings["events"]),
                                  loaded.source)
@@ -228,7 +235,7 @@ def bin_spikes(loaded, settings):
     return Binned(X, metadata, counts, variables, block_duration)
 
 
-def split(binned, seed, source):
+def split(binned, seed, source, n_components=2):
     """Hold out whole trials (:func:`split_trials`), or time blocks without trials.
 
     Without trials every fifth block is held out, the first of them chosen
@@ -237,7 +244,9 @@ def split(binned, seed, source):
     Raises
     ------
     UsageError
-        If either side has fewer than two bins.
+        If either side has fewer than two bins, the training side fewer
+        than ``n_components`` (the baselines' ``k``), or the training bins
+        hold no spike.
     """
     if binned.in_blocks:
         train, held_out, blocks = split_blocks(binned.metadata, seed)
@@ -248,10 +257,13 @@ def split(binned, seed, source):
     else:
         train, held_out, how = split_trials(binned.metadata, seed)
         unit = "trials"
-    if train.sum() < 2 or held_out.sum() < 2:
+    if train.sum() < max(2, n_components) or held_out.sum() < 2:
         raise UsageError(f"too few bins to split {source} into training and held-out {unit} "
-                         f"({train.sum()} and {held_out.sum()})")
+                         f"({train.sum()} and {held_out.sum()}; the training side needs "
+                         f"at least {max(2, n_components)}, the held-out side 2)")
     counts = binned.X if binned.counts is None else binned.counts
+    if not counts[train].any():
+        raise UsageError(f"the training {unit} of {source} hold no spike; nothing to fit")
     return Split(binned.X[train], binned.X[held_out], binned.metadata.loc[held_out], how,
                  counts[train], counts[held_out], binned.variables)
 
@@ -283,10 +295,60 @@ def split_trials(metadata, seed):
     return in_trial & ~held_out, held_out, "seeded 80/20 split of trial ids"
 
 
+def check_units(n_units, k, source):
+    """Refuse fewer units than ``k``: PCA and NMF fit ``k`` components of the units.
+
+    Raises
+    ------
+    UsageError
+    """
+    if n_units < k:
+        raise UsageError(f"--k {k} is more than the {n_units} unit(s) of {source}: the "
+                         "baselines fit k components of the units; choose --k of at most "
+                         f"{n_units}")
+
+
+def check_smoothing(smooth_sigma, intervals, word, source):
+    """Refuse a smoothing kernel wider than the longest trial (or time block).
+
+    Such a kernel flattens every trial to its mean, and its length (8 sigma)
+    makes smoothing take minutes: ``--smooth-sigma 1e6`` is a mistake.
+
+    Raises
+    ------
+    UsageError
+    """
+    if smooth_sigma is None or len(intervals) == 0:
+        return
+    longest = float(np.max(np.asarray(intervals["stop_time"], dtype=np.float64)
+                           - np.asarray(intervals["start_time"], dtype=np.float64)))
+    if smooth_sigma > longest:
+        raise UsageError(f"--smooth-sigma {smooth_sigma:g} s is longer than the longest "
+                         f"{word} of {source} ({longest:.3g} s): it would flatten every "
+                         f"{word}; choose at most {longest:.3g} s, or 0 for none")
+
+
+def _spans(recording, intervals):
+    """Where the spikes and the intervals lie, for an error message."""
+    times = [np.asarray(each) for each in recording.spike_times if len(each)]
+    spikes = (f"spikes from {min(t.min() for t in times):.6g} to "
+              f"{max(t.max() for t in times):.6g} s" if times else "no spikes at all")
+    if len(intervals) == 0:
+        return spikes
+    return (f"{spikes}, intervals from {float(np.min(intervals['start_time'])):.6g} to "
+            f"{float(np.max(intervals['stop_time'])):.6g} s")
+
+
 # ---------------------------------------------------------------- fit, baselines
 
-def fit_msae(X_train, settings, progress):
-    """Fit one ``MatryoshkaSAE`` per seed, ``n_jobs`` of them in parallel."""
+def fit_msae(X_train, settings, progress, check=None):
+    """Fit one ``MatryoshkaSAE`` per seed, ``n_jobs`` of them in parallel.
+
+    ``check``, if given, is called with the runs fitted so far after each
+    seed fitted on its own (``n_jobs`` 1) and after all of them: it raises
+    to stop the run (``_interrupts.Interrupts.check``), since a fit that is
+    interrupted returns its last good epoch instead of raising.
+    """
     from ..interpretation import fit_seeds
     from ..models import MatryoshkaSAE
 
@@ -299,7 +361,17 @@ def fit_msae(X_train, settings, progress):
         estimator.set_callbacks(EpochProgress(progress, max(1, settings["max_iter"] // 10)))
     progress(f"fitting MatryoshkaSAE(n_latents={settings['n_latents']}, k={settings['k']}) "
              f"with seeds {seeds} on {settings['n_jobs']} job(s)")
-    runs = fit_seeds(estimator, X_train, seeds=seeds, n_jobs=settings["n_jobs"])
+    if settings["n_jobs"] == 1:
+        # one seed at a time, so that an interrupted fit stops the next one
+        runs = []
+        for seed in seeds:
+            runs += fit_seeds(estimator, X_train, seeds=[seed], n_jobs=1)
+            if check is not None:
+                check(runs)
+    else:
+        runs = fit_seeds(estimator, X_train, seeds=seeds, n_jobs=settings["n_jobs"])
+    if check is not None:
+        check(runs)
     for model in runs:
         # the thread limit was for fitting; the saved models code on every core
         model.set_params(n_threads=None)
