@@ -345,7 +345,7 @@ def test_stages_pass_their_outputs_on(monkeypatch, one_torch_thread):
 
     monkeypatch.setattr(interpretation, "fit_seeds", spy)
     msae = fit_msae(data.X_train, settings, progress=print)
-    assert limits == [1]
+    assert limits == [1, 1]  # with n_jobs 1 one seed at a time, each on one thread
     assert list(msae.models) == ["msae_seed0", "msae_seed1"] and msae.first == "msae_seed0"
     assert [model.n_threads for model in msae.runs] == [None, None]
     assert [model.random_state for model in msae.runs] == [0, 1]

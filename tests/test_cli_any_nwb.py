@@ -324,5 +324,6 @@ def test_a_constant_variable_named_is_an_error(tmp_path, capsys):
         io.write(nwbfile)
     # found once the bins are labelled, after the first progress lines: --quiet leaves one
     line = _error_line(capsys, ["run", str(tmp_path / "constant.nwb"), "--out",
-                                str(tmp_path / "out"), "--variables", "animal", "--quiet"])
+                                str(tmp_path / "out"), "--variables", "animal", "--k", "1",
+                                "--quiet"])  # --k 1: one unit (more than k is refused first)
     assert "--variables ['animal']: fewer than two conditions" in line

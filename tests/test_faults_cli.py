@@ -65,6 +65,8 @@ def _exit(capsys, argv):
         status = main(argv)
     except SystemExit as raised:
         status = raised.code
+    except KeyboardInterrupt:  # escaped the command: a failure, not the end of the tests
+        status = "KeyboardInterrupt raised"
     return status, capsys.readouterr().err.strip().splitlines()
 
 
@@ -481,3 +483,16 @@ def test_placeholder_text_in_the_source_is_shown_as_text(recorded, tmp_path, mon
     json.loads(block.group(1))  # the data block is whole
     assert page.count('id="report-data"') == 1
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["source"] == hostile
+
+
+def test_five_trials(tmp_path, one_torch_thread):
+    # one held-out trial: no trial-level variable to score against permuted trials,
+    # which once raised "no metadata variable has two or more conditions"
+    out = tmp_path / "out"
+    options = [arg for arg in TINY]
+    options[options.index("--n-trials") + 1] = "5"
+    options[options.index("--seeds") + 1] = "1"
+    assert main(["run", "--out", str(out), *options]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_trials"] == 5
+    assert "trial_type" not in metrics["selectivity_variables"]

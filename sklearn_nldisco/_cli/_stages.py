@@ -159,7 +159,7 @@ def load(settings):
     ------
     UsageError
         If the file is missing, is not NWB, has no units, has a single trial,
-        or lacks the event columns asked for.
+        lacks the event columns asked for, or has fewer units than ``k``.
     """
     from ..datasets import load_nwb, make_reaching_session
 
@@ -175,7 +175,6 @@ def load(settings):
         raise UsageError(str(error)) from None
     if recording.n_units == 0:
         raise UsageError(f"{path} has no units (no spike times to analyse)")
-    check_units(recording.n_units, settings["k"], str(path))
     if not has_trials(recording):
         time_blocks(recording, settings["bin_size"], settings["block_duration"], str(path))
         recording = dataclasses.replace(recording, trials=pd.DataFrame(
@@ -186,6 +185,7 @@ def load(settings):
             "trials table is binned whole and split in time blocks)")
     events = choose_events(recording, settings["events"], str(path))
     check_variable_names(settings["variables"], catalogue(recording, events), str(path))
+    check_units(recording.n_units, settings["k"], str(path))
     return Loaded(recording, str(path))
 
 
