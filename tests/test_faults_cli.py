@@ -361,9 +361,9 @@ def test_sigint_to_the_process(tmp_path, seed):
     lines = []
     for line in process.stderr:
         lines.append(line)
-        if line.startswith("fitting MatryoshkaSAE"):
+        if "] fitting MatryoshkaSAE" in line:
             break
-    time.sleep(np.random.default_rng(seed).uniform(0.0, 2.0))
+    time.sleep(np.random.default_rng(seed).uniform(0.0, 1.0))
     process.send_signal(signal.SIGINT)
     lines += process.stderr.readlines()
     assert process.wait(timeout=120) == EXIT_INTERRUPTED, "".join(lines)
