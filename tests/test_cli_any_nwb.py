@@ -8,6 +8,7 @@ event column and a categorical and a numeric column of the user's task.
 
 import datetime
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -224,6 +225,8 @@ def test_run_without_trials_scores_position(foraging_file, tmp_path, one_torch_t
     assert len(cells) and cells.str.match(r"x \[[-\d.]+, [-\d.]+\) y \[").all()
     report = (out / "report.html").read_text()
     assert "position_cell" in report and "x [" in report
+    # the latent cards trace held-out time blocks, there being no trials
+    assert re.search(r'"label": ?"time block \d+"', report)
 
 
 # ---------------------------------------------------------------- trials of a user's task

@@ -139,14 +139,21 @@ def _figure_text(name):
 
 
 def _trace_trials(metadata, n_trials):
-    """Positions of the bins of the first held-out trials, with their time and labels."""
+    """Positions of the bins of the first held-out trials, with their time and labels.
+
+    A recording without trials (every ``trial_id`` -1) shows its first
+    held-out time blocks (``interval_id``) instead.
+    """
     trial_id = metadata["trial_id"].to_numpy()
+    name = "trial"
+    if not (trial_id >= 0).any() and "interval_id" in metadata:
+        trial_id, name = metadata["interval_id"].to_numpy(), "time block"
     chosen = list(pd.unique(trial_id[trial_id >= 0]))[:n_trials]
     trials = []
     for trial in chosen:
         where = np.flatnonzero(trial_id == trial)
         start = metadata["bin_start"].to_numpy()[where]
-        label = f"trial {int(trial)}"
+        label = f"{name} {int(trial)}"
         if "trial_type" in metadata:
             label += f" (type {metadata['trial_type'].iloc[where[0]]})"
         trials.append({"where": where, "label": label,

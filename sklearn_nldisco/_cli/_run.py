@@ -88,7 +88,9 @@ def _analyse(settings, staging, out, progress, timings, check=None):
     progress(f"loaded {loaded.source} in {timings['load_s']:.1f} s: "
              f"{loaded.recording.n_units} units, {len(loaded.recording.trials)} trials")
     with timings("bin_s"):
-        progress(f"binning spikes in {settings['bin_size']:g} s bins inside trials")
+        where = "inside trials" if loaded.recording.trials is not None and len(
+            loaded.recording.trials) else "in contiguous time blocks"
+        progress(f"binning spikes in {settings['bin_size']:g} s bins {where}")
         binned = bin_spikes(loaded, settings)
         data = split(binned, settings["seed"], loaded.source, settings["k"])
     check()
