@@ -6,11 +6,13 @@ latent from start to end, and every latent sees the same null draws, so
 results never depend on the number of threads.
 
 The kernels are serial and release the GIL; ``_over_blocks`` runs them on
-contiguous blocks of latents in a few Python threads (as many as
-``numba.get_num_threads()``, so ``n_threads`` limits apply), which is how
-``prange`` split the latents too. Compiling a ``parallel=True`` kernel took
-about three times as long as the serial one, and the first run of the
-command paid for it (see ``benchmarks/bench_cold_start.py``).
+contiguous blocks of latents in as many Python threads as
+``numba.get_num_threads()`` (so ``n_threads`` limits apply). They replace
+``parallel=True`` kernels, whose compilation took two to three times as
+long and was paid by the first run of the command (see
+``benchmarks/bench_cold_start.py``). ``error_model="numpy"`` is what the
+body of a ``prange`` loop was compiled with: no zero-division checks in
+the loops, which kept the serial kernels about 15 % slower without it.
 """
 
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +23,7 @@ from numba import njit
 
 CIRCULAR = 0
 TRIAL = 1
+_BLOCKS_PER_THREAD = 16
 
 
 @njit(nogil=True, cache=True)
@@ -36,16 +39,22 @@ def _selectivity(count_during, n_active_valid, n_during, n_valid):
 
 
 def _over_blocks(kernel, n_items, *args):
-    """Call ``kernel(start, stop, *args)`` on contiguous blocks of ``range(n_items)``,
-    one block per thread."""
+    """Call ``kernel(start, stop, *args)`` on contiguous blocks of ``range(n_items)``
+    in ``numba.get_num_threads()`` threads.
+
+    Several blocks per thread, taken in turn by whichever thread is free,
+    since latents differ in work (active bins, open pairs). Each latent is
+    computed by one thread, so results do not depend on the split.
+    """
     n_threads = max(1, min(numba.get_num_threads(), n_items))
     if n_threads == 1:
         kernel(0, n_items, *args)
         return
-    bounds = [n_items * block // n_threads for block in range(n_threads + 1)]
+    n_blocks = min(n_items, _BLOCKS_PER_THREAD * n_threads)
+    bounds = [n_items * block // n_blocks for block in range(n_blocks + 1)]
     with ThreadPoolExecutor(n_threads) as pool:
         futures = [pool.submit(kernel, bounds[block], bounds[block + 1], *args)
-                   for block in range(n_threads)]
+                   for block in range(n_blocks)]
         for future in futures:
             future.result()
 
@@ -77,7 +86,7 @@ def observed_active_counts(indptr, indices, labels, condition_offset, n_conditio
     return counts, active_valid
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def _observed_active_counts(unit_start, unit_stop, indptr, indices, labels,
                             condition_offset, counts, active_valid):
     """``observed_active_counts`` of the units ``unit_start:unit_stop``, in place."""
@@ -175,7 +184,7 @@ def null_exceedances(indptr, indices, units, labels, condition_variable, conditi
                  is_open, exceedances, n_draws, with_moments, null_sums, null_sum_squares)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def _null_exceedances(index_start, index_stop, indptr, indices, units, labels,
                       condition_variable, condition_offset, condition_sizes, valid_sizes,
                       observed, active_valid, null_mode, coordinates, positions,
@@ -290,7 +299,7 @@ def magnitude_rank_sums(indptr, indices, values, labels, condition_offset, n_con
     return nonzero_counts, rank_sums, value_sums, nonzero_valid
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def _magnitude_rank_sums(unit_start, unit_stop, indptr, indices, values, labels,
                          condition_offset, nonzero_counts, rank_sums, value_sums,
                          nonzero_valid):
