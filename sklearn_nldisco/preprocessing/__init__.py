@@ -1,12 +1,14 @@
-"""From spike trains to samples: binning, and behaviour and trial metadata on the bins."""
+"""From spike trains to samples: binning, windows of bins, behaviour and trial metadata."""
 
 from ._behaviour import bin_metadata, kinematics, resample_to_bins, trial_labels
 from ._binning import SpikeBinner, smooth_within_intervals
 from ._epochs import SpikeEpochs
+from ._windows import TimeWindows
 
 __all__ = [
     "SpikeBinner",
     "SpikeEpochs",
+    "TimeWindows",
     "bin_metadata",
     "kinematics",
     "resample_to_bins",
