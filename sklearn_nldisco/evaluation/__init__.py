@@ -13,7 +13,11 @@ data. The functions here measure what a model found about the population:
 - single-unit dominance (:func:`single_unit_dominance`,
   :func:`single_unit_fraction`): whether latents write to one unit;
 - reconstruction (:func:`explained_variance_scorer`): held-out explained
-  variance of any model that reconstructs its input, as a scorer.
+  variance of any model that reconstructs its input, as a scorer;
+- temporal metrics (:func:`reconstruction_per_lag`, :func:`latent_ablation`,
+  :func:`spectral_fidelity`): a window model's reconstruction lag by lag,
+  the error each latent alone prevents, and per-unit spectra of the
+  reconstruction against the data.
 """
 
 from ._control import held_out_explained_variance, reconstruct, shift_units, structure_control
@@ -21,6 +25,7 @@ from ._cosmoothing import CoSmoothing, GaussianSmoother, co_smoothing, co_smooth
 from ._dominance import single_unit_dominance, single_unit_fraction
 from ._readout import PoissonReadout, bits_per_spike, bits_per_spike_per_unit
 from ._scorers import explained_variance_scorer
+from ._temporal import latent_ablation, reconstruction_per_lag, spectral_fidelity
 
 __all__ = [
     # co-smoothing
@@ -41,4 +46,8 @@ __all__ = [
     # single-unit dominance
     "single_unit_dominance",
     "single_unit_fraction",
+    # temporal metrics
+    "latent_ablation",
+    "reconstruction_per_lag",
+    "spectral_fidelity",
 ]

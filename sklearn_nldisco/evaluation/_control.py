@@ -63,15 +63,27 @@ def reconstruct(estimator, X):
     Factor analysis has no ``inverse_transform``; its reconstruction is the
     posterior mean of the factors through the loadings plus the mean.
     """
+    _check_can_decode(estimator)
+    return decode(estimator, estimator.transform(X))
+
+
+def _check_can_decode(estimator):
     if hasattr(estimator, "inverse_transform"):
-        return np.asarray(estimator.inverse_transform(estimator.transform(X)), dtype=np.float64)
+        return
     if hasattr(estimator, "components_") and hasattr(estimator, "mean_"):
-        return np.asarray(estimator.transform(X) @ estimator.components_ + estimator.mean_,
-                          dtype=np.float64)
+        return
     raise TypeError(
         f"cannot reconstruct with {type(estimator).__name__}: it has no inverse_transform "
         "(and no components_ and mean_)."
     )
+
+
+def decode(estimator, codes):
+    """A fitted model's reconstruction from its codes (the second half of :func:`reconstruct`)."""
+    _check_can_decode(estimator)
+    if hasattr(estimator, "inverse_transform"):
+        return np.asarray(estimator.inverse_transform(codes), dtype=np.float64)
+    return np.asarray(codes @ estimator.components_ + estimator.mean_, dtype=np.float64)
 
 
 def held_out_explained_variance(estimator, X_train, X_test):
