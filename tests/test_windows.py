@@ -4,11 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import sklearn
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_nldisco import MatryoshkaSAE
-from sklearn_nldisco.preprocessing import TimeWindows
+from sklearn_nldisco.preprocessing import SpikeBinner, TimeWindows
 
 # Two intervals: rows 0-3 (interval 7) and rows 4-6 (interval 2); unit 1 = 10 * unit 0.
 X = np.array([[1, 10], [2, 20], [3, 30], [4, 40], [5, 50], [6, 60], [7, 70]], dtype=float)
@@ -159,6 +161,51 @@ def test_rejects_nan_interval_ids():
 def test_transform_before_fit():
     with pytest.raises(sklearn.exceptions.NotFittedError):
         TimeWindows(2).transform(X)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    interval_lengths=st.lists(st.integers(1, 6), min_size=1, max_size=4),
+    n_bins_window=st.integers(1, 7),
+    edge=st.sampled_from(["repeat", "zero", "mean"]),
+)
+def test_every_lag_is_the_bin_that_many_before_in_its_interval_or_the_fill(
+    interval_lengths, n_bins_window, edge
+):
+    ids = np.repeat(np.arange(len(interval_lengths)), interval_lengths)
+    n_bins, n_units = ids.size, 2
+    X = np.random.default_rng(n_bins).normal(size=(n_bins, n_units))
+    windows = TimeWindows(n_bins_window, interval_ids=ids, edge=edge).fit(X)
+    blocks = windows.transform(X).reshape(n_bins, n_bins_window, n_units)
+    first = {i: np.flatnonzero(ids == i)[0] for i in np.unique(ids)}
+    fill = {"zero": np.zeros(n_units), "mean": X.mean(axis=0)}
+    for t in range(n_bins):
+        for lag in range(n_bins_window):
+            block = blocks[t, n_bins_window - 1 - lag]
+            if t - lag >= first[ids[t]]:
+                np.testing.assert_array_equal(block, X[t - lag])
+            elif edge == "repeat":
+                np.testing.assert_array_equal(block, X[first[ids[t]]])
+            else:
+                np.testing.assert_allclose(block, fill[edge])
+    # each bin comes back at every lag whose window lies in its interval
+    lags = windows.inverse_transform_lags(windows.transform(X))
+    for lag in range(n_bins_window):
+        has_window = np.array([t + lag < n_bins and ids[t + lag] == ids[t] for t in range(n_bins)])
+        np.testing.assert_array_equal(lags[lag][has_window], X[has_window])
+        assert np.isnan(lags[lag][~has_window]).all()
+
+
+def test_binner_interval_ids_keep_touching_trials_apart():
+    spike_times = [np.array([0.05, 0.15, 0.25, 0.35]), np.array([0.32, 0.38])]
+    binner = SpikeBinner(bin_size=0.1, intervals=[[0.0, 0.2], [0.2, 0.4]])
+    counts = binner.fit_transform(spike_times)
+    np.testing.assert_array_equal(counts, [[1, 0], [1, 0], [1, 0], [1, 2]])
+    windows = TimeWindows(2, interval_ids=binner.interval_ids_).fit_transform(counts)
+    # the second trial's first bin does not see the first trial's last bin
+    np.testing.assert_array_equal(windows[2], [1, 0, 1, 0])
+    np.testing.assert_array_equal(windows[3], [1, 0, 1, 2])
+    np.testing.assert_array_equal(windows[1], [1, 0, 1, 0])
 
 
 def _counts(n_bins=60, n_units=4, seed=0):
