@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_nldisco import MatryoshkaSAE
+from sklearn_nldisco import MatryoshkaSAE, MatryoshkaTranscoder
 from sklearn_nldisco.preprocessing import SpikeBinner, TimeWindows
 
 # Two intervals: rows 0-3 (interval 7) and rows 4-6 (interval 2); unit 1 = 10 * unit 0.
@@ -225,6 +225,16 @@ def test_pipeline_with_a_matryoshka_sae_gives_one_code_row_per_bin():
     assert reconstruction.shape == (60, 20)
     assert pipe.inverse_transform(codes).shape == (60, 4)
     assert pipe[0].inverse_transform_lags(reconstruction).shape == (5, 60, 4)
+
+
+def test_pipeline_with_a_transcoder_predicts_each_bin_from_its_window():
+    counts, targets = _counts(), _counts(n_units=3, seed=1)
+    ids = np.repeat([0, 1], 30)
+    transcoder = MatryoshkaTranscoder(n_latents=8, k=2, max_iter=2, device="cpu", random_state=0)
+    pipe = make_pipeline(TimeWindows(4, interval_ids=ids), transcoder).fit(counts, targets)
+    assert pipe[-1].n_features_in_ == 4 * 4
+    assert pipe.transform(counts).shape == (60, 8)
+    assert pipe.predict(counts).shape == (60, 3)
 
 
 def test_pipeline_routes_interval_ids_to_fit_and_transform():
