@@ -186,12 +186,21 @@ def test_expected_counts(session):
     observed = np.array([len(times) for times in recording.spike_times])
     assert np.all(np.abs(observed - total) < 5 * np.sqrt(total))
     # a bin of the onset-aligned kernel, read back from the expected counts
-    onset = truth.motifs["sequence_0"]["onset_times_s"][0]
+    onsets = truth.motifs["sequence_0"]["onset_times_s"]
+    # the onset after the longest wait, so no other occurrence reaches its bins
+    onset = onsets[1 + np.argmax(np.diff(onsets))]
     kernel = truth.kernel("sequence_0", 0.02)
     grid = onset + np.arange(len(kernel) + 1) * 0.02
     only_motif = truth.expected_counts(grid) - 0.02 * truth.baseline_rates_hz
     units = truth.motifs["sequence_0"]["units"]
     np.testing.assert_allclose(only_motif[:, units], kernel[:, units], atol=1e-9)
+    # an onset 7 ms into its bin: the kernel of that offset
+    shifted = truth.kernel("sequence_0", 0.02, onset_offset_s=0.007)
+    grid = onset - 0.007 + np.arange(len(shifted) + 1) * 0.02
+    only_motif = truth.expected_counts(grid) - 0.02 * truth.baseline_rates_hz
+    np.testing.assert_allclose(only_motif[:, units], shifted[:, units], atol=1e-9)
+    np.testing.assert_allclose(shifted.sum(axis=0), kernel.sum(axis=0))
+    assert not np.allclose(shifted[: len(kernel)], kernel)
 
 
 def test_without_rotation_or_sequences():
@@ -231,5 +240,7 @@ def test_ground_truth_argument_errors(session):
         truth.kernel("sequence_9", 0.02)
     with pytest.raises(ValueError, match="bin_size_s must be a positive"):
         truth.kernel("rotation", 0.0)
+    with pytest.raises(ValueError, match="onset_offset_s must be in"):
+        truth.kernel("rotation", 0.02, onset_offset_s=0.02)
     with pytest.raises(ValueError, match="bin_edges"):
         truth.onset_indicator("rotation", [1.0, 0.5])

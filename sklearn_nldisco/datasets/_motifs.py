@@ -66,9 +66,9 @@ class MotifGroundTruth:
     ('sequence_0', 'sequence_1', 'rotation')
     >>> truth.kernel("sequence_0", bin_size_s=0.02).shape[1]
     30
-    >>> truth.onset_indicator("rotation", [0.0, 30.0, 60.0]).sum() == len(
-    ...     truth.motifs["rotation"]["onset_times_s"])
-    np.True_
+    >>> n_onsets = truth.onset_indicator("rotation", [0.0, 30.0, 60.0]).sum()
+    >>> bool(n_onsets == len(truth.motifs["rotation"]["onset_times_s"]))
+    True
     """
 
     motif_names: tuple
@@ -109,13 +109,14 @@ class MotifGroundTruth:
         return 0.5 * self.rotation_peak_rate_hz * (
             elapsed + (np.sin(omega * elapsed - phases) + np.sin(phases)) / omega)
 
-    def kernel(self, name, bin_size_s):
+    def kernel(self, name, bin_size_s, onset_offset_s=0.0):
         """The motif as a lags x units matrix of expected extra spike counts.
 
         Row ``l`` holds the expected extra count of every unit in the bin
-        ``[l * bin_size_s, (l + 1) * bin_size_s)`` after one onset, for an
-        onset on a bin edge; units outside the motif are 0. Correlate it
-        with a model's decoder kernel (over the same bins) to score recovery.
+        ``[l * bin_size_s, (l + 1) * bin_size_s)`` of a grid on which the
+        onset falls ``onset_offset_s`` after the start of bin 0 (by default
+        on its left edge); units outside the motif are 0. Correlate it with
+        a model's decoder kernel (over the same bins) to score recovery.
 
         Parameters
         ----------
@@ -123,20 +124,27 @@ class MotifGroundTruth:
             A name in ``motif_names``.
         bin_size_s : float
             Bin size (s).
+        onset_offset_s : float, default=0.0
+            Where in bin 0 the onset falls, in ``[0, bin_size_s)``.
 
         Returns
         -------
         kernel : ndarray of shape (n_lags, n_units)
-            ``n_lags = ceil(duration_s / bin_size_s)`` of the motif; each
-            column of a motif unit sums to its expected extra spikes per
-            occurrence.
+            ``n_lags = ceil((duration_s + onset_offset_s) / bin_size_s)``,
+            ``duration_s`` the motif's; each column of a motif unit sums to
+            its expected extra spikes per occurrence.
         """
         motif = self._motif(name)
-        if not isinstance(bin_size_s, Real) or not bin_size_s > 0:
+        if not isinstance(bin_size_s, Real) or not 0 < bin_size_s < np.inf:
             raise ValueError(f"bin_size_s must be a positive number; got {bin_size_s!r}.")
+        if not isinstance(onset_offset_s, Real) or not 0 <= onset_offset_s < bin_size_s:
+            raise ValueError(
+                f"onset_offset_s must be in [0, bin_size_s={bin_size_s!r}); "
+                f"got {onset_offset_s!r}.")
         # a tolerance so that a duration of exactly n bins gives n lags
-        n_lags = max(1, int(np.ceil(motif["duration_s"] / bin_size_s - 1e-9)))
-        edges = np.arange(n_lags + 1) * bin_size_s
+        span = motif["duration_s"] + onset_offset_s
+        n_lags = max(1, int(np.ceil(span / bin_size_s - 1e-9)))
+        edges = np.arange(n_lags + 1) * bin_size_s - onset_offset_s
         kernel = np.zeros((n_lags, self.n_units))
         kernel[:, motif["units"]] = np.diff(self._cumulative(motif, edges), axis=0)
         return kernel
@@ -353,6 +361,8 @@ def make_motif_session(
             trains[unit].append(times)
     spike_times = [np.sort(np.concatenate(parts)) for parts in trains]
 
+    rotation = (f"a rotation of {n_rotation_units} units" if n_rotation_units
+                else "no rotation")
     recording = Recording(
         spike_times=spike_times,
         units=pd.DataFrame(index=pd.Index(np.arange(n_units), name="unit_id")),
@@ -360,8 +370,7 @@ def make_motif_session(
         session_id="simulated-motifs",
         description=(
             f"Simulated motifs: {n_units} units, {duration_s:g} s, {n_sequences} "
-            f"sequences of {sequence_length} units, "
-            f"{'a rotation of ' + str(n_rotation_units) + ' units' if n_rotation_units else 'no rotation'}."
+            f"sequences of {sequence_length} units, {rotation}."
         ),
     )
     ground_truth = MotifGroundTruth(
