@@ -52,14 +52,16 @@ def _check_interval_ids(interval_ids, n_bins):
 def _window_rows(X, n_bins_window, positions, edge, fill):
     """The flattened windows (lag-major, oldest lag first) of the rows of X."""
     n_bins, n_units = X.shape
-    rows = np.arange(n_bins)
     windows = np.empty((n_bins, n_bins_window * n_units), dtype=X.dtype)
     for lag in range(n_bins_window):
         block = slice((n_bins_window - 1 - lag) * n_units, (n_bins_window - lag) * n_units)
-        # "repeat" reads the interval's first row where the lag reaches before it
-        windows[:, block] = X[rows - np.minimum(lag, positions)]
-        if edge != "repeat":
-            windows[positions < lag, block] = fill
+        # a shifted slice copy, then the few rows whose lag reaches before their interval
+        windows[lag:, block] = X[: max(n_bins - lag, 0)]
+        padded = np.flatnonzero(positions < lag)
+        if edge == "repeat":
+            windows[padded, block] = X[padded - positions[padded]]
+        else:
+            windows[padded, block] = fill
     return windows
 
 
@@ -71,8 +73,8 @@ def _lags_per_bin(X_windows, n_bins_window, n_units, lasts):
     per_lag = np.full((n_bins_window, n_bins, n_units), np.nan, dtype=dtype)
     rows = np.arange(n_bins)
     for lag in range(n_bins_window):
-        has_window = rows + lag < lasts
-        per_lag[lag, has_window] = blocks[rows[has_window] + lag, n_bins_window - 1 - lag]
+        per_lag[lag, : max(n_bins - lag, 0)] = blocks[lag:, n_bins_window - 1 - lag]
+        per_lag[lag, rows + lag >= lasts] = np.nan
     return per_lag
 
 
