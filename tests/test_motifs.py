@@ -244,3 +244,19 @@ def test_ground_truth_argument_errors(session):
         truth.kernel("rotation", 0.02, onset_offset_s=0.02)
     with pytest.raises(ValueError, match="bin_edges"):
         truth.onset_indicator("rotation", [1.0, 0.5])
+
+
+def test_no_single_bin_pattern_holds_a_motif(session):
+    """A latent of a single-bin model is one pattern across units scaled in time,
+    a rank-one lags x units kernel; the planted motifs are far from rank one."""
+    _, truth = session
+    for name in truth.motif_names:
+        kernel = truth.kernel(name, 0.02)[:, truth.motifs[name]["units"]]
+        singular = np.linalg.svd(kernel, compute_uv=False)
+        energy = singular**2 / np.sum(singular**2)
+        if truth.motifs[name]["kind"] == "sequence":
+            assert energy[0] < 0.4
+        else:
+            # a mean plus a rotation in a plane: rank three, two equal rotating parts
+            assert energy[0] < 0.75 and energy[3:].sum() < 1e-9
+            assert singular[2] == pytest.approx(singular[1], rel=0.05)
