@@ -224,14 +224,17 @@ def test_reconstruction_per_lag_on_a_constructed_case():
     # the oldest bin of a window is column block 0, the window's own bin the last
     np.testing.assert_array_equal(windows[:, -n_units:], X[n_bins_window - 1 :])
     np.testing.assert_array_equal(windows[:, :n_units], X[: len(X) - n_bins_window + 1])
-    # shrink block b towards its mean by a_b: its explained variance is 1 - a_b^2
-    shrink = np.array([0.9, 0.5, 0.0])
+    # shrink each column block towards its mean by a: its explained variance is 1 - a^2
+    shrink_per_block = np.array([0.9, 0.5, 0.0])  # oldest bin first, as the columns
     mean = windows.mean(axis=0)
-    factors = np.repeat(shrink, n_units)
+    factors = np.repeat(shrink_per_block, n_units)
     reconstruction = (1 - factors) * windows + factors * mean
     per_lag = reconstruction_per_lag(windows, reconstruction, n_bins_window, n_units)
-    np.testing.assert_allclose(per_lag, 1 - shrink**2)
-    # blocks pool their units as explained_variance does
+    # the result is in lag order: lag 0 (the window's own bin, last block) first
+    np.testing.assert_allclose(per_lag, 1 - shrink_per_block[::-1] ** 2)
+    # a lag's block pools its units as explained_variance does
+    assert per_lag[2] == pytest.approx(explained_variance(
+        windows[:, :n_units], reconstruction[:, :n_units]))
     assert per_lag[1] == pytest.approx(explained_variance(
         windows[:, n_units : 2 * n_units], reconstruction[:, n_units : 2 * n_units]))
 
@@ -244,3 +247,17 @@ def test_reconstruction_per_lag_refuses_a_wrong_layout():
         reconstruction_per_lag(windows, windows, 3, 0)
     with pytest.raises(ValueError, match="same shape"):
         reconstruction_per_lag(windows, windows[:, :4], 3, 2)
+
+
+def test_the_layout_is_that_of_the_time_windows():
+    from sklearn_nldisco.preprocessing import TimeWindows
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 3))
+    windows = TimeWindows(4).fit_transform(X)
+    # rows with a full history are the windows built here
+    np.testing.assert_array_equal(windows[3:], _windows(X, 4))
+    reconstruction = windows.copy()
+    reconstruction[:, -3:] = windows[:, -3:].mean(axis=0)  # lag 0 lost
+    np.testing.assert_allclose(reconstruction_per_lag(windows, reconstruction, 4, 3),
+                               [0.0, 1.0, 1.0, 1.0], atol=1e-12)

@@ -391,13 +391,16 @@ def reconstruction_per_lag(X_windows_true, X_windows_hat, n_bins_window, n_units
     This splits the explained variance by position in the window.
 
     Columns are **lag-major, oldest bin first**: a window row holds
-    ``n_bins_window`` blocks of ``n_units`` columns, block ``b`` being the
-    units at bin ``t - (n_bins_window - 1 - b)`` for a window that ends at
-    bin ``t``; column ``b * n_units + u`` is unit ``u`` in block ``b``. The
-    last block is the window's own (most recent) bin, lag 0; block ``b``
-    is at lag ``n_bins_window - 1 - b`` bins before it. This is the layout
-    of the package's time-window rows (and of ``X[t - n + 1 : t + 1].ravel()``
-    for rows ``X`` of shape (n_bins, n_units)).
+    ``n_bins_window`` blocks of ``n_units`` columns, ``[X[t - n + 1], ...,
+    X[t - 1], X[t]]`` for the window ending at bin ``t`` (``n`` is
+    ``n_bins_window``); column ``(n - 1 - lag) * n_units + unit`` holds
+    ``unit`` ``lag`` bins before ``t``. The last block is the window's own
+    bin, lag 0. This is the layout of the package's time windows, and of
+    ``X[t - n + 1 : t + 1].ravel()`` for rows ``X`` of shape (n_bins,
+    n_units).
+
+    Windows at the start of an interval hold filled lags (no earlier bins
+    exist there); drop those rows to score only real bins.
 
     Parameters
     ----------
@@ -413,20 +416,22 @@ def reconstruction_per_lag(X_windows_true, X_windows_hat, n_bins_window, n_units
     Returns
     -------
     explained_variance : ndarray of shape (n_bins_window,)
-        :func:`~sklearn_nldisco.models.explained_variance` of each block,
-        in column order: entry ``b`` is the block ``b`` (lag
-        ``n_bins_window - 1 - b``); the last entry is the window's own bin.
+        :func:`~sklearn_nldisco.models.explained_variance` of each lag's
+        block, pooled over its units, **in lag order**: entry ``lag`` is
+        the block ``lag`` bins before the window's own bin (entry 0: the
+        window's own bin, the last block of columns; the last entry: the
+        oldest bin, the first block).
 
     Examples
     --------
     >>> import numpy as np
     >>> from sklearn_nldisco.evaluation import reconstruction_per_lag
     >>> rng = np.random.default_rng(0)
-    >>> windows = rng.normal(size=(500, 6))  # 3 bins of 2 units
+    >>> windows = rng.normal(size=(500, 6))  # 3 bins of 2 units, oldest first
     >>> reconstruction = windows.copy()
     >>> reconstruction[:, :2] = windows[:, :2].mean(axis=0)  # the oldest bin is lost
     >>> reconstruction_per_lag(windows, reconstruction, 3, 2)
-    array([0., 1., 1.])
+    array([1., 1., 0.])
     """
     for name, value in (("n_bins_window", n_bins_window), ("n_units", n_units)):
         if (not isinstance(value, numbers.Integral) or isinstance(value, bool)
@@ -440,8 +445,11 @@ def reconstruction_per_lag(X_windows_true, X_windows_hat, n_bins_window, n_units
             f"X_windows_true has {X_windows_true.shape[1]} columns; expected n_bins_window * "
             f"n_units = {n_bins_window} * {n_units} = {n_bins_window * n_units}."
         )
+    def block(X, lag):
+        first = (n_bins_window - 1 - lag) * n_units
+        return X[:, first : first + n_units]
+
     return np.array([
-        explained_variance(X_windows_true[:, block * n_units : (block + 1) * n_units],
-                           X_windows_hat[:, block * n_units : (block + 1) * n_units])
-        for block in range(n_bins_window)
+        explained_variance(block(X_windows_true, lag), block(X_windows_hat, lag))
+        for lag in range(n_bins_window)
     ])
