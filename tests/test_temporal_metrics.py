@@ -3,9 +3,11 @@
 import copy
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import signal, sparse
 from sklearn.decomposition import NMF, PCA, FactorAnalysis
+from sklearn.pipeline import make_pipeline
 
 from sklearn_nldisco import MatryoshkaSAE
 from sklearn_nldisco.evaluation import (
@@ -15,6 +17,7 @@ from sklearn_nldisco.evaluation import (
     spectral_fidelity,
 )
 from sklearn_nldisco.models import explained_variance
+from sklearn_nldisco.preprocessing import TimeWindows
 
 
 # ------------------------------------------------------------------ ablation
@@ -45,7 +48,8 @@ def msae():
                          n_threads=1).fit(_counts())
 
 
-@pytest.mark.parametrize("name", ["msae", "pca", "pca_whiten", "nmf", "factor_analysis"])
+@pytest.mark.parametrize("name", ["msae", "pca", "pca_whiten", "nmf", "factor_analysis",
+                                  "window_pca"])
 def test_closed_form_ablation_matches_brute_force(name, msae):
     X_train, X_test = _counts(seed=0), _counts(seed=1)
     model = {
@@ -54,6 +58,8 @@ def test_closed_form_ablation_matches_brute_force(name, msae):
         "pca_whiten": PCA(n_components=4, whiten=True).fit(X_train),
         "nmf": NMF(n_components=4, max_iter=500, random_state=0).fit(X_train),
         "factor_analysis": FactorAnalysis(n_components=3, random_state=0).fit(X_train),
+        # a window model: its reconstruction is each window's own bin
+        "window_pca": make_pipeline(TimeWindows(3), PCA(n_components=5)).fit(X_train),
     }[name]
     ablation = latent_ablation(model, X_test)
     assert ablation.attrs["method"] == "closed_form"
@@ -108,6 +114,14 @@ def test_poisson_decoder_falls_back_to_brute_force():
                                rtol=1e-8, atol=1e-6)
     with pytest.raises(ValueError, match="affine"):
         latent_ablation(model, X_test, method="closed_form")
+
+
+def test_ablation_of_a_model_fitted_on_a_dataframe(recwarn):
+    X = pd.DataFrame(_counts(), columns=[f"unit{i}" for i in range(10)])
+    pca = PCA(n_components=3).set_output(transform="pandas").fit(X)
+    ablation = latent_ablation(pca, X)
+    assert not [w for w in recwarn if "feature names" in str(w.message)]
+    np.testing.assert_allclose(ablation["error_increase"], _brute_force(pca, X.to_numpy()))
 
 
 def test_ablation_refuses_bad_arguments():
@@ -250,8 +264,6 @@ def test_reconstruction_per_lag_refuses_a_wrong_layout():
 
 
 def test_the_layout_is_that_of_the_time_windows():
-    from sklearn_nldisco.preprocessing import TimeWindows
-
     rng = np.random.default_rng(0)
     X = rng.normal(size=(50, 3))
     windows = TimeWindows(4).fit_transform(X)

@@ -160,8 +160,10 @@ def latent_ablation(estimator, X, *, method="auto"):
     """
     if method not in _ABLATION_METHODS:
         raise ValueError(f"method must be one of {_ABLATION_METHODS}; got {method!r}.")
+    X_given = X
     X = _check_float_2d(X, "X")
-    codes = estimator.transform(X)
+    # code X as given: a model fitted on a DataFrame expects its column names
+    codes = estimator.transform(X_given)
     if not sparse.issparse(codes):
         codes = np.asarray(codes, dtype=np.float64)
         if codes.ndim != 2:
