@@ -87,6 +87,7 @@ def build_parser():
     option("--block-duration", float, "without trials: seconds per time block (every fifth "
            "block held out)", "S", shown="a tenth of the recording")
     option("--place-grid", int, "cells per axis of the place grid of a position", "N")
+    option("--window", int, "bins per time window the models see (1: single bins)", "N")
     option("--n-latents", int, "MSAE dictionary size", "N")
     option("--k", int, "active latents per bin (and PCA/NMF components)", "K")
     option("--levels", parse_levels, "comma-separated nested level sizes ending at n_latents",

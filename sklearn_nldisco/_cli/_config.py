@@ -21,6 +21,7 @@ SETTINGS = {
     "variables": (None, "str_list"),
     "block_duration": (None, "float"),
     "place_grid": (5, "int"),
+    "window": (1, "int"),
     "n_latents": (64, "int"),
     "k": (4, "int"),
     "levels": (None, "int_list"),
@@ -182,7 +183,7 @@ def binner_parameters(settings):
 
 
 def _check(settings):
-    for name in ("n_units", "n_trials", "seeds", "n_permutations", "place_grid"):
+    for name in ("n_units", "n_trials", "seeds", "n_permutations", "place_grid", "window"):
         if settings[name] < 1:
             raise UsageError(f"{_option(name)} must be >= 1; got {settings[name]}")
     if settings["n_trials"] < 5:

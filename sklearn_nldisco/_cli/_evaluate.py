@@ -13,7 +13,9 @@ gets three measures of :mod:`sklearn_nldisco.evaluation`:
 - **co-smoothing**: bits per spike of held-out units predicted from the
   others (:func:`~sklearn_nldisco.evaluation.co_smoothing`), on the spike
   counts before smoothing, beside the smoothing baseline;
-- **single-unit dominance** of the decoder rows.
+- **single-unit dominance** of the decoder rows;
+- latent ablation, spectral fidelity and, with ``--window``, explained
+  variance per lag (:mod:`._temporal`).
 """
 
 import warnings
@@ -25,6 +27,7 @@ from sklearn.pipeline import make_pipeline
 from threadpoolctl import threadpool_limits
 
 from ._stages import baseline_metrics, fit_baselines, fit_msae, reconstruction_metrics
+from ._temporal import temporal_evaluation
 
 # Fraction of units held out by co-smoothing, and the smoothing baseline's kernel.
 CO_SMOOTHING_HELD_OUT = 0.25
@@ -41,11 +44,13 @@ class Evaluation:
 
     ``models`` holds the keys added to each model's entry of ``metrics.json``;
     ``metrics`` is the ``evaluation`` entry (protocols, seeds, the smoothing
-    baseline).
+    baseline); ``temporal`` the ablation tables and spectra
+    (``_temporal.TemporalEvaluation``) for the report's figures.
     """
 
     models: dict
     metrics: dict
+    temporal: object = None
 
 
 def evaluate(data, msae, baselines, scores, settings, progress, check=None):
@@ -71,10 +76,13 @@ def evaluate(data, msae, baselines, scores, settings, progress, check=None):
             data, msae, baselines, scores.metrics["models"], settings, progress, check)
         progress("co-smoothing: predicting held-out units from the latents of the others")
         bits, co_smoothing = co_smoothing_bits(data, msae, baselines, settings, check)
+    progress("latent ablation and spectral fidelity of the held-out reconstruction")
+    temporal = temporal_evaluation(data, models, scores.codes, settings)
     for name, model in models.items():
         measures[name].update(shifted[name])
         measures[name]["co_smoothing_bits_per_spike"] = bits.get(name)
         measures[name].update(dominance(name, model, scores.selectivity))
+        measures[name].update(temporal.models[name])
         progress(_summary_line(name, {**scores.metrics["models"][name], **measures[name]}))
     reference = co_smoothing.get("smoothing_baseline", {}).get("bits_per_spike")
     if reference is not None:
@@ -84,7 +92,8 @@ def evaluate(data, msae, baselines, scores, settings, progress, check=None):
         "single_unit_dominance": {
             "threshold": SINGLE_UNIT_THRESHOLD,
             "latents": "latents with a non-zero decoder row, dead MSAE latents left out; "
-                       "_selective: the latents with a selective row in selectivity.csv"}})
+                       "_selective: the latents with a selective row in selectivity.csv"}},
+        temporal)
 
 
 def shifted_explained_variance(data, msae, baselines, real, settings, progress, check=None):
@@ -104,8 +113,14 @@ def shifted_explained_variance(data, msae, baselines, real, settings, progress, 
     from ..evaluation import shift_units
 
     seed = settings["seed"]
-    train = shift_units(data.X_train, random_state=seed)
-    test = shift_units(data.X_test, random_state=seed + HELD_OUT_SHIFT_OFFSET)
+    if data.windows is None:
+        train = shift_units(data.X_train, random_state=seed)
+        test = shift_units(data.X_test, random_state=seed + HELD_OUT_SHIFT_OFFSET)
+    else:  # shift the bins, then window them as the real ones
+        train = data.windows.transform(shift_units(data.bins_train, random_state=seed))
+        test = data.windows.transform(
+            shift_units(data.bins_test, random_state=seed + HELD_OUT_SHIFT_OFFSET),
+            interval_ids=data.interval_ids_test)
     # no epoch lines: they would read as the real fits' progress
     runs = fit_msae(train, {**settings, "quiet": True},
                     lambda line: progress(f"unit-shifted control: {line}"), check)
@@ -153,6 +168,7 @@ def co_smoothing_bits(data, msae, baselines, settings, check=None):
         The ``co_smoothing`` entry of ``metrics.json``.
     """
     from ..evaluation import GaussianSmoother, co_smoothing
+    from ..preprocessing import TimeWindows
 
     seed = settings["seed"]
     sigma_bins = settings["smooth_sigma"] / settings["bin_size"]
@@ -167,6 +183,10 @@ def co_smoothing_bits(data, msae, baselines, settings, check=None):
         "held_out": CO_SMOOTHING_HELD_OUT, "random_state": seed,
         "readout": "PoissonReadout() (ridge per unit chosen on contiguous training blocks)",
     }
+    if data.windows is not None:
+        protocol["model_input"] += (
+            f", through TimeWindows({data.windows.n_bins_window}) of the held-in units; "
+            "unlike the run's windows, these run across the joins between trials")
     try:
         reference = co_smoothing(GaussianSmoother(SMOOTHING_BASELINE_SIGMA_BINS), train, test,
                                  held_out=CO_SMOOTHING_HELD_OUT, random_state=seed)
@@ -184,6 +204,9 @@ def co_smoothing_bits(data, msae, baselines, settings, check=None):
     }
     bits = {}
     for name, estimator in estimators.items():
+        if data.windows is not None:
+            # co_smoothing passes no interval ids: its windows run across trial joins
+            estimator = make_pipeline(TimeWindows(data.windows.n_bins_window), estimator)
         if sigma_bins > 0:
             estimator = make_pipeline(GaussianSmoother(sigma_bins), estimator)
         with warnings.catch_warnings():

@@ -24,7 +24,7 @@ MIN_FREE_BYTES = 2**20
 # What a run writes: a folder holding metrics.json and only such names is a
 # previous run, which --overwrite may replace. Anything else is never deleted.
 RUN_FILES = re.compile(
-    r"(metrics\.json|config\.toml|report\.html|selectivity\.csv"
+    r"(metrics\.json|config\.toml|report\.html|selectivity\.csv|latent_ablation\.csv"
     r"|activations\.npz|[A-Za-z0-9_]+\.joblib|[A-Za-z0-9_]+\.png)")
 
 

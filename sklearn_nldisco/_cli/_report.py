@@ -45,7 +45,17 @@ FIGURE_TEXT = {
     "training_curves": ("Training curves",
                         "Loss on the training and validation bins and held-out explained "
                         "variance over the epochs."),
+    "latent_ablation": ("Latent ablation",
+                        "Held-out explained variance lost when one latent's code is set to "
+                        "zero (the first seed's largest), and the share of the total loss "
+                        "carried by the largest latents of each model."),
+    "spectral_fidelity": ("Spectral fidelity",
+                          "Welch spectra of the held-out bins and of each model's "
+                          "reconstruction (mean over units, trial by trial), and each unit's "
+                          "relative spectral error."),
 }
+# Figures shown in the evaluation section rather than with the diagnostics.
+EVALUATION_FIGURES = ("latent_ablation", "spectral_fidelity")
 FEATURE_CARD_TEXT = ("Feature card: latent {latent}",
                      "Tuning of latent {latent} to each scored variable, its activation and "
                      "its top units (one of the most selective latents).")
@@ -469,7 +479,9 @@ def write_report(out_dir, *, metrics, selectivity, figures, codes, X, metadata,
         versions=[f"{name} {version}" for name, version in metrics.get("versions", {}).items()],
         # feature cards are wide: a row of their own
         figures=[(*_figure_text(name), _figure_uri(path), name.startswith("feature_card"))
-                 for name, path in figures.items()],
+                 for name, path in figures.items() if name not in EVALUATION_FIGURES],
+        evaluation_figures=[(*_figure_text(name), _figure_uri(path), False)
+                            for name, path in figures.items() if name in EVALUATION_FIGURES],
         figures_model=(metrics.get("seeds") or [None])[0],
         findings=_findings(metrics, selectivity), ground_truth=_ground_truth(metrics),
         ground_truth_skipped=(metrics.get("ground_truth") or {}).get("skipped"),

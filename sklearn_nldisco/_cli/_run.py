@@ -7,6 +7,7 @@ from ._evaluate import evaluate
 from ._interrupts import Interrupts
 from ._output import OutputFolder
 from ._progress import Progress, Timings
+from ._temporal import window_inputs
 from ._stages import (
     bin_spikes,
     fit_baselines,
@@ -93,9 +94,13 @@ def _analyse(settings, staging, out, progress, timings, check=None):
         progress(f"binning spikes in {settings['bin_size']:g} s bins {where}")
         binned = bin_spikes(loaded, settings)
         data = split(binned, settings["seed"], loaded.source, settings["k"])
+        data = window_inputs(data, settings["window"])
     check()
     progress(f"{len(binned.X):,} bins; training {len(data.X_train):,}, held out "
              f"{len(data.X_test):,} ({data.how})")
+    if data.windows is not None:
+        progress(f"every model sees windows of {settings['window']} bins ending at each bin, "
+                 "within each trial (or time block)")
     with timings("fit_msae_s"):
         msae = fit_msae(data.X_train, settings, progress, check)
     for seed, model in zip(msae.seeds, msae.runs):
@@ -137,7 +142,8 @@ def _analyse(settings, staging, out, progress, timings, check=None):
         with timings("write_s"):
             progress(f"writing models, tables and figures to {out}")
             artefacts = write(staging, settings=settings, loaded=loaded, data=data,
-                              msae=msae, baselines=baselines, scores=scores, metrics=metrics)
+                              msae=msae, baselines=baselines, scores=scores, metrics=metrics,
+                              temporal=evaluation.temporal)
         timings["total_s"] = progress.elapsed()
         metrics["timings"] = {name: round(value, 3) for name, value in timings.items()}
         artefacts["metrics"] = write_metrics(staging / "metrics.json", metrics)

@@ -87,6 +87,14 @@ class Split:
     same rows numbered from 0, in the order of ``X_test``. ``counts_train``
     and ``counts_test`` are the same bins' spike counts before smoothing
     (``X_train`` and ``X_test`` themselves when nothing was smoothed).
+    ``interval_ids_train`` and ``interval_ids_test`` are the binner's
+    interval (trial or time block) of each row.
+
+    With ``--window N`` > 1 (``_windows.window_inputs``), ``X_train`` and
+    ``X_test`` are what the models see, the time windows of the bins
+    (one row per bin); ``windows`` is the fitted ``TimeWindows`` and
+    ``bins_train``, ``bins_test`` the bins themselves. Otherwise
+    ``windows`` is None and the bins are ``X_train`` and ``X_test``.
     """
 
     X_train: np.ndarray
@@ -96,6 +104,11 @@ class Split:
     counts_train: np.ndarray
     counts_test: np.ndarray
     variables: Variables | None = None
+    interval_ids_train: np.ndarray | None = None
+    interval_ids_test: np.ndarray | None = None
+    windows: object = None
+    bins_train: np.ndarray | None = None
+    bins_test: np.ndarray | None = None
 
     @property
     def metadata_scored(self):
@@ -264,8 +277,13 @@ def split(binned, seed, source, n_components=2):
     counts = binned.X if binned.counts is None else binned.counts
     if not counts[train].any():
         raise UsageError(f"the training {unit} of {source} hold no spike; nothing to fit")
+    if "interval_id" in binned.metadata:
+        interval_ids = binned.metadata["interval_id"].to_numpy()
+    else:  # bins of one stretch
+        interval_ids = np.zeros(len(binned.metadata), dtype=np.int64)
     return Split(binned.X[train], binned.X[held_out], binned.metadata.loc[held_out], how,
-                 counts[train], counts[held_out], binned.variables)
+                 counts[train], counts[held_out], binned.variables,
+                 interval_ids[train], interval_ids[held_out])
 
 
 def split_trials(metadata, seed):
@@ -558,11 +576,13 @@ def selectivity_table(codes, msae, stable_tables, metadata, settings, choice=Non
 
 # ---------------------------------------------------------------- write
 
-def write(out, *, settings, loaded, data, msae, baselines, scores, metrics):
+def write(out, *, settings, loaded, data, msae, baselines, scores, metrics, temporal=None):
     """Write the models, activations, selectivity table, figures, configuration and report.
 
     ``metrics`` is the content of ``metrics.json`` so far (the report shows
     it); ``metrics.json`` itself is written last, by :func:`write_metrics`.
+    ``temporal`` (``_temporal.TemporalEvaluation``), if given, adds
+    ``latent_ablation.csv`` and the ablation and spectral figures.
 
     Returns
     -------
@@ -591,15 +611,22 @@ def write(out, *, settings, loaded, data, msae, baselines, scores, metrics):
                   metrics["selectivity_variables"], out, record,
                   angle_variables=(data.variables.angles if data.variables is not None
                                    else ("direction_deg",)))
+    if temporal is not None:
+        write_temporal(temporal, msae.first, out, record)
     write_config(settings, record("config", out / "config.toml"))
     units = getattr(loaded.recording, "units", None)
+    unit_names = (units.index if units is not None and len(units) == loaded.recording.n_units
+                  else None)
+    if data.windows is not None:  # the models' inputs are windows: name their columns
+        unit_names = data.windows.get_feature_names_out(
+            None if unit_names is None else np.asarray(unit_names, dtype=str))
     write_report(
         out, metrics=metrics, selectivity=scores.selectivity, codes=scores.codes,
         X=data.X_test, metadata=metadata, estimators={**models, **baselines.models},
         figures={role.split(":", 1)[1]: each for role, each in artefacts.items()
                  if role.startswith("figure:")},
-        unit_names=(units.index if units is not None and len(units) == data.X_test.shape[1]
-                    else None))
+        unit_names=(unit_names if unit_names is not None
+                    and len(unit_names) == data.X_test.shape[1] else None))
     record("report", out / "report.html")
     return artefacts
 
@@ -636,6 +663,17 @@ def write_figures(model, codes, X_test, metadata, selectivity, variables, out, r
         figure = make()
         # 110 dpi: sharp at the report's full width and when enlarged there
         figure.savefig(record(f"figure:{name}", out / f"{name}.png"), dpi=110)
+
+
+def write_temporal(temporal, first, out, record):
+    """``latent_ablation.csv`` and the ablation and spectral figures."""
+    from ._temporal import ablation_table, plot_ablation, plot_spectra
+
+    ablation_table(temporal.ablation).to_csv(
+        record("latent_ablation", out / "latent_ablation.csv"), index=False)
+    for name, make in (("latent_ablation", lambda: plot_ablation(temporal.ablation, first)),
+                       ("spectral_fidelity", lambda: plot_spectra(temporal.spectra, first))):
+        make().savefig(record(f"figure:{name}", out / f"{name}.png"), dpi=110)
 
 
 def write_metrics(path, metrics):

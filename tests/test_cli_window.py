@@ -1,0 +1,124 @@
+"""Tests for ``nldisco run --window N`` and the temporal evaluation of every run
+(sklearn_nldisco/_cli/_temporal.py)."""
+
+import json
+import re
+import tomllib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sklearn_nldisco._cli._config import resolve
+from sklearn_nldisco._cli._output import is_previous_run
+from sklearn_nldisco._cli._stages import bin_spikes, load, split
+from sklearn_nldisco._cli._temporal import window_inputs
+from sklearn_nldisco.cli import main
+from sklearn_nldisco.interpretation import load_activations
+
+TINY = ["--n-units", "12", "--n-trials", "30", "--n-latents", "16", "--k", "2",
+        "--max-iter", "5", "--seeds", "2", "--n-permutations", "20", "--quiet"]
+MODELS = ("msae_seed0", "msae_seed1", "pca", "nmf")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, one_torch_thread):
+    folders = {}
+    for window in (1, 3):
+        out = tmp_path_factory.mktemp(f"window{window}")
+        assert main(["run", "--out", str(out), "--window", str(window), *TINY]) == 0
+        folders[window] = out
+    return folders
+
+
+def _metrics(folder):
+    return json.loads((folder / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("window", [1, 3])
+def test_every_run_has_ablation_and_spectral_fidelity(runs, window):
+    metrics = _metrics(runs[window])
+    table = pd.read_csv(runs[window] / "latent_ablation.csv")
+    for name in MODELS:
+        entry = metrics["models"][name]
+        ablation = entry["latent_ablation"]
+        assert 0 < ablation["top10_share"] <= 1 + 1e-9
+        rows = table.loc[table["model"] == name]
+        n_latents = 16 if name.startswith("msae") else 2
+        assert sorted(rows["latent"]) == list(range(n_latents))
+        # the summary's top latents are the table's, largest increase first
+        assert ablation["top_latents"] == rows["latent"].head(10).tolist()
+        assert np.all(np.diff(rows["error_increase"]) <= 0)
+        spectral = entry["spectral_fidelity"]
+        assert spectral["relative_error_median"] >= 0
+        assert len(spectral["band_relative_error_median"]) == len(spectral["bands_hz"]) == 4
+        # bands in Hz: the last ends at Nyquist of the 50 ms bins
+        assert spectral["bands_hz"][-1][1] == pytest.approx(10.0)
+        assert spectral["n_intervals"] >= 1
+        assert ("explained_variance_per_lag" in entry) == (window > 1)
+
+
+def test_window_run_scores_every_lag_and_codes_every_bin(runs):
+    metrics = _metrics(runs[3])
+    for name in MODELS:
+        per_lag = metrics["models"][name]["explained_variance_per_lag"]
+        assert len(per_lag) == 3 and all(np.isfinite(per_lag))
+    for run in ("msae_seed0", "msae_seed1"):
+        activations = load_activations(runs[3] / "activations.npz", run=run)
+        assert activations.codes.shape == (metrics["n_bins_held_out"], 16)
+    # the same bins are held out with and without windows
+    assert metrics["n_bins_held_out"] == _metrics(runs[1])["n_bins_held_out"]
+    assert tomllib.loads((runs[3] / "config.toml").read_text())["window"] == 3
+    assert "TimeWindows(3)" in metrics["evaluation"]["co_smoothing"]["model_input"]
+    # latent_ablation.csv is a file of a run: --overwrite may replace the folder
+    assert is_previous_run(runs[3])
+
+
+@pytest.mark.parametrize("side", ["train", "test"])
+def test_windows_do_not_cross_trials(side):
+    settings = resolve({}, {"n_units": 12, "n_trials": 30, "k": 2, "window": 3})
+    loaded = load(settings)
+    data = window_inputs(split(bin_spikes(loaded, settings), 0, loaded.source, 2), 3)
+    X_bins = getattr(data, f"bins_{side}")
+    windows = getattr(data, f"X_{side}")
+    ids = getattr(data, f"interval_ids_{side}")
+    assert len(np.unique(ids)) > 1
+    # the fitted windows know the training intervals
+    assert np.array_equal(data.windows.interval_ids, data.interval_ids_train)
+    n_units = X_bins.shape[1]
+    assert windows.shape == (len(X_bins), 3 * n_units)
+    crossed = 0
+    for row in range(len(X_bins)):
+        start = row
+        while start > 0 and ids[start - 1] == ids[row]:
+            start -= 1
+        for lag in range(3):
+            # the first bins of a trial repeat its first bin, never the previous trial's
+            expected = X_bins[max(row - lag, start)]
+            block = windows[row, (2 - lag) * n_units:(3 - lag) * n_units]
+            assert np.array_equal(block, expected)
+            crossed += row - lag < start
+    assert crossed > 0  # trial starts were checked
+
+
+def test_report_shows_the_evaluation_figures(runs):
+    for window in (1, 3):
+        text = (runs[window] / "report.html").read_text(encoding="utf-8")
+        section = text[text.index('<section id="evaluation">'):]
+        section = section[:section.index("</section>")]
+        titles = re.findall(r"<figcaption><b>(.*?)</b>", section)
+        assert titles == ["Latent ablation", "Spectral fidelity"]
+        assert section.count('src="data:image/png;base64,') == 2
+        for name in ("latent_ablation", "spectral_fidelity"):
+            assert (runs[window] / f"{name}.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_bad_window_is_one_line_exit_2(capsys, tmp_path, value):
+    with pytest.raises(SystemExit) as raised:
+        main(["run", "--out", str(tmp_path / "out"), "--window", value, *TINY])
+    assert raised.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0] == f"nldisco: error: --window must be >= 1; got {value}"
+    assert not (tmp_path / "out").exists()
