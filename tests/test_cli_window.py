@@ -122,3 +122,20 @@ def test_bad_window_is_one_line_exit_2(capsys, tmp_path, value):
     assert len(lines) == 1
     assert lines[0] == f"nldisco: error: --window must be >= 1; got {value}"
     assert not (tmp_path / "out").exists()
+
+
+def test_window_run_without_trials_windows_each_time_block(tmp_path, one_torch_thread):
+    from test_cli_any_nwb import write_foraging_file
+
+    path = write_foraging_file(tmp_path / "foraging.nwb")
+    out = tmp_path / "run"
+    assert main(["run", str(path), "--out", str(out), "--window", "2", *TINY]) == 0
+    metrics = _metrics(out)
+    assert metrics["n_trials"] == 0 and "time block" in metrics["split"]
+    for name in MODELS:
+        entry = metrics["models"][name]
+        assert len(entry["explained_variance_per_lag"]) == 2
+        # one spectrum per held-out time block
+        assert entry["spectral_fidelity"]["n_intervals"] >= 2
+    activations = load_activations(out / "activations.npz", run="msae_seed0")
+    assert activations.codes.shape == (metrics["n_bins_held_out"], 16)
