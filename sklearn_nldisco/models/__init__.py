@@ -2,13 +2,14 @@
 
 from ._base import explained_variance
 from ._sae import MatryoshkaSAE
-from ._spec import check_device, check_level_sizes, check_levels
+from ._spec import check_device, check_level_k, check_level_sizes, check_levels
 from ._transcoder import MatryoshkaTranscoder
 
 __all__ = [
     "MatryoshkaSAE",
     "MatryoshkaTranscoder",
     "check_device",
+    "check_level_k",
     "check_level_sizes",
     "check_levels",
     "explained_variance",

@@ -19,7 +19,7 @@ from sklearn.base import (
     TransformerMixin,
     _fit_context,
 )
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
@@ -175,7 +175,9 @@ class _BaseMatryoshka(
 
     _parameter_constraints = {
         "n_latents": [Interval(Integral, 1, None, closed="left")],
-        "k": [Interval(Integral, 1, None, closed="left")],
+        # a dict (a budget per level) is checked by check_level_k; hidden so
+        # that the message for a bad int k is unchanged
+        "k": [Interval(Integral, 1, None, closed="left"), Hidden(dict)],
         "level_sizes": ["array-like", None],
         "level_weights": ["array-like", None],
         "loss": [StrOptions(set(LOSSES))],
@@ -274,6 +276,16 @@ class _BaseMatryoshka(
     def _training_spec(self, autoencoder):
         """The checked settings of a fit; errors for undefined refits."""
         spec = TrainingSpec.from_estimator(self, autoencoder=autoencoder)
+        if spec.per_level_k and self.sparsity != "batchtopk":
+            raise ValueError(
+                f"k={self.k!r} (a budget per level) needs sparsity='batchtopk' (got "
+                f"sparsity={self.sparsity!r}); use an int k with sparsity='topk'."
+            )
+        if spec.per_level_k and self.code_refit == "pursuit":
+            raise ValueError(
+                f"code_refit='pursuit' chooses k latents per row and needs an int k "
+                f"(got k={self.k!r}); use code_refit='auto', 'nnls' or 'none'."
+            )
         if self.code_refit in ("nnls", "pursuit") and (not autoencoder or self.loss != "mse"):
             raise ValueError(
                 f"code_refit={self.code_refit!r} needs a linear decoder of the input: "
@@ -326,6 +338,11 @@ class _BaseMatryoshka(
                 f"{self.decoder_bias_.shape[0]}; every chunk needs the same targets."
             )
         spec = self._training_spec(autoencoder=Y is None)
+        if spec.per_level_k:
+            raise ValueError(
+                f"partial_fit needs an int k (got k={self.k!r}): the running threshold "
+                "of streamed chunks is one value; use fit for a budget per level."
+            )
         source = _rows.ArrayRows(X, Y, loss=self.loss)
         carried = getattr(self, "_partial_state", None)
         if carried is None and fitted_before:
@@ -361,7 +378,9 @@ class _BaseMatryoshka(
             parameters["decoder_bias"].copy() if spec.tied
             else parameters["input_bias"].astype(np.float32)
         )
-        self.threshold_ = fitted.threshold
+        # a per-level k: one threshold per level, as an array
+        self.threshold_ = (np.asarray(fitted.threshold, dtype=np.float64)
+                           if spec.per_level_k else fitted.threshold)
         sizes, weights = fitted.levels
         self.level_sizes_ = np.asarray(sizes, dtype=np.int64)
         self.level_weights_ = np.asarray(weights, dtype=np.float64) / sum(weights)
@@ -405,7 +424,27 @@ class _BaseMatryoshka(
     def _n_features_out(self):
         return self.n_latents
 
-    def _encode(self, X, *, sparse_output, dtype):
+    def _column_threshold(self, level):
+        """The inference threshold: ``threshold_`` for an int ``k``; for a
+        per-level ``k``, one per latent: with ``level`` None the lowest
+        threshold of the levels that contain the latent (the union of the
+        levels' selections), else the level's own over its latents and
+        infinity beyond them."""
+        if np.ndim(self.threshold_) == 0:
+            return self.threshold_
+        cuts = np.maximum(self.threshold_, 0.0)
+        sizes = self.level_sizes_
+        if level is not None:
+            index = self._level_index(level)
+            column = np.full(self.n_latents, np.inf)
+            column[: sizes[index]] = cuts[index]
+            return column
+        # the levels are prefixes: latent j is in every level i with sizes[i] > j
+        level_of_latent = np.searchsorted(sizes, np.arange(self.n_latents), side="right")
+        lowest_from = np.minimum.accumulate(cuts[::-1])[::-1]
+        return lowest_from[level_of_latent]
+
+    def _encode(self, X, *, sparse_output, dtype, level=None):
         weight, offset = _inference.fold_encoder(
             self.encoder_weight_, self.encoder_bias_, self.input_bias_,
             self.input_mean_, self.input_scale_,
@@ -418,7 +457,7 @@ class _BaseMatryoshka(
         elif mode == "nnls":
             refit = _inference.NonNegativeRefit(*decoder)
         return _inference.encode(
-            X, weight, offset, threshold=self.threshold_, k=self.k,
+            X, weight, offset, threshold=self._column_threshold(level), k=self.k,
             sparsity=self.sparsity, sparse_output=sparse_output, dtype=dtype, refit=refit,
             n_threads=getattr(self, "n_threads", None),
         )
@@ -536,7 +575,11 @@ class _BaseMatryoshka(
         """The reconstruction of an ``X`` that ``_validate_for_coding`` returned
         (validated once: a second validation of the array would warn that the
         DataFrame's feature names are gone)."""
-        codes = self._encode(X, sparse_output=True, dtype=np.float32)
+        per_level = np.ndim(self.threshold_) > 0
+        if per_level and level is None:
+            level = -1  # the full model decodes its last level's own selection
+        codes = self._encode(X, sparse_output=True, dtype=np.float32,
+                             level=level if per_level else None)
         return self._decode(codes, level)
 
     def __setstate__(self, state):

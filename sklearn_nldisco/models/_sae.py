@@ -20,9 +20,18 @@ from ._rows import (
 _PARAMETERS_DOC = """
     n_latents : int, default=256
         Size of the dictionary (number of latents), shared by all levels.
-    k : int, default=8
+    k : int or dict, default=8
         Sparsity: the mean number of active latents per sample (L0). With
-        ``sparsity="topk"`` exactly (at most) ``k`` per sample.
+        ``sparsity="topk"`` exactly (at most) ``k`` per sample. A dict
+        ``{level_size: k_level}`` (e.g. ``{128: 4, 512: 8}``) gives each
+        level its own budget and its own selection: level ``i`` reconstructs
+        from the ``k_i * batch_size`` largest activations of its latents
+        ``[0, m_i)`` in training and from those above its own threshold at
+        inference. The keys must equal ``level_sizes`` (or set them when it
+        is None) and ``k`` must not decrease from one level to the next;
+        ``sparsity="batchtopk"`` only, ``fit`` only (not ``partial_fit``),
+        trained through torch autograd (slower on the CPU than an int ``k``).
+        ``transform`` returns the union of the levels' selections.
     level_sizes : tuple of int, default=None
         Nested prefixes: level ``i`` uses latents ``[0, level_sizes[i])`` and
         must reconstruct the target on its own. Strictly increasing, the last
@@ -179,8 +188,9 @@ _ATTRIBUTES_DOC = """
     input_bias_ : ndarray of shape (n_features,)
         Subtracted from the scaled input before encoding (the decoder bias
         for the mse autoencoder).
-    threshold_ : float
-        Inference threshold (BatchTopK); 0.0 for ``sparsity="topk"``.
+    threshold_ : float or ndarray of shape (n_levels,)
+        Inference threshold (BatchTopK); 0.0 for ``sparsity="topk"``. With
+        a per-level ``k``, one threshold per level.
     level_sizes_ : ndarray of int
     level_weights_ : ndarray of float, summing to one
     input_mean_, input_scale_ : ndarray of shape (n_features,)

@@ -86,6 +86,74 @@ def check_level_sizes(level_sizes, n_latents, *, prefix=False):
     return tuple(int(size) for size in sizes)
 
 
+def check_level_k(k, level_sizes, n_latents):
+    """Check a per-level ``k`` (a dict ``{level_size: k_level}``).
+
+    Parameters
+    ----------
+    k : dict of int to int
+        One budget per level; its keys are the level sizes.
+    level_sizes : sequence of int or None
+        The estimator's ``level_sizes``: the keys must equal them (None:
+        the keys set them).
+    n_latents : int
+        Size of the dictionary.
+
+    Returns
+    -------
+    level_sizes, level_k : tuple of int, tuple of int
+
+    Raises
+    ------
+    ValueError
+        When the keys are not valid level sizes, differ from
+        ``level_sizes``, or a budget is not a positive integer, exceeds its
+        level, or decreases from one level to the next.
+
+    Examples
+    --------
+    >>> from sklearn_nldisco.models import check_level_k
+    >>> check_level_k({16: 2, 32: 4}, None, 32)
+    ((16, 32), (2, 4))
+    """
+    if not k:
+        raise ValueError(f"k={k!r} is an empty dict; expected {{level_size: k_level}}.")
+    try:
+        keys = sorted(k)
+    except TypeError:
+        keys = list(k)
+    sizes = check_level_size_keys(keys, n_latents, k)
+    if level_sizes is not None:
+        expected = check_level_sizes(level_sizes, n_latents)
+        if sizes != expected:
+            raise ValueError(
+                f"k={k!r} has levels {sizes} but level_sizes={expected}; expected the "
+                "keys of k to equal level_sizes (or level_sizes=None)."
+            )
+    budgets = tuple(k[size] for size in sizes)
+    for size, budget in zip(sizes, budgets):
+        if (not isinstance(budget, (int, np.integer)) or isinstance(budget, (bool, np.bool_))
+                or not 1 <= budget <= size):
+            raise ValueError(
+                f"k={k!r} gives level {size} the budget {budget!r}; expected an integer "
+                f"in [1, {size}]."
+            )
+    if any(later < earlier for earlier, later in zip(budgets, budgets[1:])):
+        raise ValueError(
+            f"k={k!r} decreases from one level to the next; expected k non-decreasing "
+            "with the level size (a larger level has at least the budget of a smaller)."
+        )
+    return sizes, tuple(int(budget) for budget in budgets)
+
+
+def check_level_size_keys(keys, n_latents, k):
+    """The keys of a per-level ``k`` as checked level sizes."""
+    try:
+        return check_level_sizes(list(keys), n_latents)
+    except ValueError as error:
+        raise ValueError(f"k={k!r}: the keys are not valid level sizes ({error})") from None
+
+
 def check_levels(n_latents, k, level_sizes=None, level_weights=None):
     """Check that ``n_latents``, ``k``, ``level_sizes`` and weights agree.
 
@@ -96,8 +164,9 @@ def check_levels(n_latents, k, level_sizes=None, level_weights=None):
     ----------
     n_latents : int
         Size of the dictionary.
-    k : int
-        Active latents per sample.
+    k : int or dict
+        Active latents per sample; a dict ``{level_size: k_level}`` gives
+        each level its own (``check_level_k``).
     level_sizes : sequence of int, default=None
         Strictly increasing prefix sizes, the last equal to ``n_latents``
         and the first at least ``k``. None gives ``(n_latents // 4,
@@ -121,6 +190,9 @@ def check_levels(n_latents, k, level_sizes=None, level_weights=None):
     >>> check_levels(256, 8)
     ((64, 128, 256), (1.0, 1.0, 1.0))
     """
+    if isinstance(k, dict):
+        level_sizes = check_level_k(k, level_sizes, n_latents)[0]
+        k = min(k.values())
     if k > n_latents:
         raise ValueError(
             f"k={k} is larger than n_latents={n_latents}; expected "
@@ -189,6 +261,11 @@ def check_device(device):
     return str(resolve_device(device))
 
 
+def max_k(k):
+    """The largest budget of an int or per-level ``k``."""
+    return max(k) if isinstance(k, tuple) else k
+
+
 # ``fit`` caps the batch so that an epoch over few rows still takes this many steps
 MIN_STEPS_PER_EPOCH = 10
 
@@ -202,6 +279,8 @@ class TrainingSpec:
     an int, ``autoencoder`` says whether the target is the input and
     ``tied`` whether the encoder centres its input on the decoder bias (the
     mse autoencoder) rather than on an input bias of its own.
+    ``k`` is an int (one selection shared by every level) or a tuple of
+    one budget per level (each level selects its own latents).
     ``dead_window`` is in epochs until ``for_rows`` turns it into samples
     (``dead_window_rows``) for a number of training rows. There are no
     defaults here: the estimators' parameters are the one source of them.
@@ -242,13 +321,21 @@ class TrainingSpec:
         )
         params = estimator.get_params(deep=False)
         fields = {name: params[name] for name in cls.__dataclass_fields__ if name in params}
+        k = estimator.k
+        if isinstance(k, dict):
+            k = check_level_k(k, estimator.level_sizes, estimator.n_latents)[1]
         fields.update(
-            level_sizes=sizes, level_weights=weights, autoencoder=autoencoder,
-            aux_k=estimator.aux_k if estimator.aux_k is not None else estimator.k,
+            level_sizes=sizes, level_weights=weights, autoencoder=autoencoder, k=k,
+            aux_k=estimator.aux_k if estimator.aux_k is not None else max_k(k),
             # the mse autoencoder centres its input on the decoder bias
             tied=autoencoder and estimator.loss not in NONNEGATIVE_LOSSES,
         )
         return cls(**fields)
+
+    @property
+    def per_level_k(self):
+        """Whether each level has its own budget (``k`` a tuple)."""
+        return isinstance(self.k, tuple)
 
     @property
     def n_latents(self):

@@ -135,8 +135,9 @@ class MatryoshkaTrainer:
         # On the CPU the sparse part of a step runs in compiled kernels on
         # NumPy views of the tensors; elsewhere in torch (the flag forces the
         # torch path on the CPU too, for tests).
+        # (a per-level k goes through autograd, as masked training does)
         self._compiled = (device.type == "cpu" and spec.loss in CLOSED_FORM_LOSSES
-                          and not spec.mask_fraction)
+                          and not spec.mask_fraction and not spec.per_level_k)
         self._level_sizes_array = np.asarray(self.level_sizes, dtype=np.int64)
         self._latent_indices = np.arange(self.n_latents, dtype=np.int64)
 
@@ -184,6 +185,29 @@ class MatryoshkaTrainer:
             self._last_cut = float(values.min())
         return candidates // n_latents, candidates % n_latents, values
 
+    def _level_masks(self, pre):
+        """Per-level BatchTopK: level ``i`` keeps the ``k_i * batch`` largest
+        positive entries of ``pre[:, :level_sizes[i]]`` (one boolean mask
+        per level, each of its level's width)."""
+        batch = pre.shape[0]
+        masks = []
+        for size, budget in zip(self.level_sizes, self.k):
+            flat = pre[:, :size].reshape(-1)
+            values, positions = torch.topk(flat, min(budget * batch, flat.numel()),
+                                           sorted=False)
+            mask = torch.zeros(flat.numel(), dtype=torch.bool, device=pre.device)
+            mask[positions[values > 0]] = True
+            masks.append(mask.reshape(batch, size))
+        return masks
+
+    def _union(self, masks):
+        """A latent is active in a row when a level that contains it selects it."""
+        union = torch.zeros((masks[0].shape[0], self.n_latents), dtype=torch.bool,
+                            device=masks[0].device)
+        for mask in masks:
+            union[:, : mask.shape[1]] |= mask
+        return union
+
     def _select_topk(self, pre):
         batch = pre.shape[0]
         k = min(self.k, pre.shape[1])
@@ -197,6 +221,9 @@ class MatryoshkaTrainer:
 
         Rows are in order and latents ascending within each row.
         """
+        if self.spec.per_level_k:
+            rows, latents = torch.nonzero(self._union(self._level_masks(pre)), as_tuple=True)
+            return rows, latents, pre[rows, latents]
         if self._use_kernels(pre):
             _, rows, latents, values = self._select_csr(pre.numpy())
             return torch.from_numpy(rows), torch.from_numpy(latents), torch.from_numpy(values)
@@ -338,7 +365,11 @@ class MatryoshkaTrainer:
                     weights = (~keep).to(x.dtype)
             pre = torch.addmm(params["encoder_bias"], centred, params["encoder_weight"])
         with torch.no_grad():
-            rows, latents, _ = self.select(pre.detach())
+            level_masks = self._level_masks(pre.detach()) if spec.per_level_k else None
+            if level_masks is None:
+                rows, latents, _ = self.select(pre.detach())
+            else:
+                rows, latents = torch.nonzero(self._union(level_masks), as_tuple=True)
             self.samples_since_fired += batch
             self.samples_since_fired.index_fill_(0, latents, 0.0)
             dead = torch.nonzero(self.samples_since_fired > spec.dead_window_rows).squeeze(1)
@@ -354,13 +385,20 @@ class MatryoshkaTrainer:
                     batch, device=x.device).repeat_interleave(aux_k)[keep]
                 selection["aux_latents"] = dead[aux_pos[keep]]
         with torch.enable_grad():
-            mask = torch.zeros_like(pre)
-            mask[rows, latents] = 1.0
-            codes = pre * mask
             decoder_weight = params["decoder_weight"]
-            linear = torch.stack([
-                codes[:, :size] @ decoder_weight[:size] for size in self.level_sizes
-            ]) + params["decoder_bias"]
+            if level_masks is None:
+                mask = torch.zeros_like(pre)
+                mask[rows, latents] = 1.0
+                codes = pre * mask
+                linear = torch.stack([
+                    codes[:, :size] @ decoder_weight[:size] for size in self.level_sizes
+                ]) + params["decoder_bias"]
+            else:
+                # each level decodes its own selection
+                linear = torch.stack([
+                    (pre[:, :size] * mask) @ decoder_weight[:size]
+                    for size, mask in zip(self.level_sizes, level_masks)
+                ]) + params["decoder_bias"]
             level_losses, output = loss_values_torch(linear, y, spec.loss, weights)
             total = (self.level_weights * level_losses).sum()
             aux_loss = 0.0
@@ -420,6 +458,12 @@ class MatryoshkaTrainer:
         inference rule): on the CPU from the active entries only, in the
         kernel of the training step; elsewhere by dense products."""
         decoder_weight = self.params["decoder_weight"]
+        if self.spec.per_level_k:
+            # level i: its own threshold over its own latents (dense products)
+            return torch.stack([
+                (pre[:, :size] * (pre[:, :size] > max(cut, 0.0))) @ decoder_weight[:size]
+                for size, cut in zip(self.level_sizes, self.threshold)
+            ]) + self.params["decoder_bias"]
         if pre.device.type != "cpu":
             codes = self._codes(pre)
             return torch.stack(
@@ -474,13 +518,13 @@ class MatryoshkaTrainer:
         cached = x.shape[0] * self.n_latents <= self._EVALUATION_CACHE_VALUES
         pre_blocks = [None] * len(blocks)
         if self.spec.sparsity == "batchtopk":
-            search = ThresholdSearch(int(self.k * x.shape[0]))
+            searches = _threshold_searches(self, self.k, x.shape[0])
             for index, start in enumerate(blocks):
                 _, pre = self._pre_activation(x[start : start + chunk_rows])
-                search.add(pre)
+                _add_to_searches(self, searches, pre)
                 if cached:
                     pre_blocks[index] = pre
-            self.threshold = search.threshold()
+            self.threshold = _search_thresholds(self, searches)
         sums = None
         for index, start in enumerate(blocks):
             pre = pre_blocks[index]
@@ -577,17 +621,40 @@ def calibrate_threshold(trainer, X, k, chunk_rows=8192):
 
 def calibrate_threshold_streaming(trainer, chunks, k, n_rows, chunk_rows=8192):
     """``calibrate_threshold`` over the rows of an iterable of chunks."""
-    search = ThresholdSearch(int(k * n_rows))
+    searches = _threshold_searches(trainer, k, n_rows)
     with torch.no_grad():
         for chunk in chunks:
             x = torch.as_tensor(chunk, dtype=torch.float32)
             del chunk  # only one chunk alive at a time
             for start in range(0, x.shape[0], chunk_rows):
                 _, pre = trainer._pre_activation(x[start : start + chunk_rows].to(trainer.device))
-                search.add(pre)
+                _add_to_searches(trainer, searches, pre)
                 del pre
             del x
-    return search.threshold()
+    return _search_thresholds(trainer, searches)
+
+
+def _threshold_searches(trainer, k, n_rows):
+    """One search for an int ``k``; one per level for a per-level ``k``."""
+    if isinstance(k, tuple):
+        return [ThresholdSearch(int(budget * n_rows)) for budget in k]
+    return ThresholdSearch(int(k * n_rows))
+
+
+def _add_to_searches(trainer, searches, pre):
+    if isinstance(searches, list):
+        # level i's threshold is over its own latents [0, level_sizes[i])
+        for size, search in zip(trainer.level_sizes, searches):
+            search.add(pre[:, :size].contiguous())
+    else:
+        searches.add(pre)
+
+
+def _search_thresholds(trainer, searches):
+    """A float, or a tuple of one threshold per level."""
+    if isinstance(searches, list):
+        return tuple(search.threshold() for search in searches)
+    return searches.threshold()
 
 
 class ThresholdSearch:
