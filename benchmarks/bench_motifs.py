@@ -35,8 +35,8 @@ Target: the window model holds each motif as one latent (kernel correlation
 several latents or none. Defaults first (``mask_fraction=0.25``, ``k=8``,
 256 latents), then a few other settings; every row is printed.
 
-Run: ``python benchmarks/bench_motifs.py [--quick]`` (``--quick``: the
-defaults only).
+Run: ``python benchmarks/bench_motifs.py [--quick] [--settings 0 1]``
+(``--quick``: the defaults only; ``--settings``: those rows of the settings).
 """
 
 import argparse
@@ -132,6 +132,8 @@ def single_bin_rows(truth, model):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the default settings only")
+    parser.add_argument("--settings", type=int, nargs="+", default=None,
+                        help="indices into the settings to run (default: all)")
     args = parser.parse_args()
 
     recording, truth = make_motif_session(random_state=SEED)
@@ -159,6 +161,8 @@ def main():
           "| timing r (shift) | best shift | latents > 0.5 (slices covered) | fit (s) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     settings = SETTINGS[:1] if args.quick else SETTINGS
+    if args.settings is not None:
+        settings = [SETTINGS[index] for index in args.settings]
     for label, parameters in settings:
         start = time.perf_counter()
         single = MatryoshkaSAE(random_state=SEED, **parameters).fit(counts[:n_train])
