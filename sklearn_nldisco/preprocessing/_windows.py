@@ -116,12 +116,12 @@ class TimeWindows(TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
-    mean_ : ndarray of shape (n_features_in_,)
+    mean_ : ndarray of shape (n_units,)
         Mean of each column over the rows given to ``fit`` (the fill of
         ``edge="mean"``).
     n_features_in_ : int
         Number of units.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (n_units,)
         Unit names, when ``X`` had string column names.
 
     See Also
