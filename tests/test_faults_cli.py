@@ -341,6 +341,26 @@ def test_interrupt_caught_in_the_evaluation_refits(recorded, tmp_path, capsys, m
     _no_leftovers(tmp_path)
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to the process: POSIX only")
+def test_sigint_while_torch_is_imported_waits_for_the_import(tmp_path, monkeypatch, capsys):
+    # a KeyboardInterrupt raised inside torch's import (extension code calling
+    # back into Python) aborted the process (status -6): the command imports
+    # torch before the first fit with SIGINT held back, then stops
+    finished = []
+
+    def importing():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the handler runs here unless SIGINT is held back
+        finished.append(True)
+
+    monkeypatch.setattr(run_module, "_import_torch", importing)
+    out = tmp_path / "out"
+    line = _one_error_line(capsys, ["run", "--out", str(out), *TINY], EXIT_INTERRUPTED)
+    assert line == "nldisco: interrupted"
+    assert finished == [True]
+    _no_leftovers(tmp_path)
+
+
 SIGINT_RUN = """
 import sys
 from sklearn_nldisco.cli import main

@@ -1,5 +1,7 @@
 """``nldisco run``: the stages of the command in turn, timed, with progress lines."""
 
+import contextlib
+import importlib
 from pathlib import Path
 
 from ._config import UsageError
@@ -62,7 +64,7 @@ def run(settings, out, overwrite=False):
     with Interrupts() as interrupts, OutputFolder(out, overwrite=overwrite,
                                                   hold=interrupts.deferred) as folder:
         artefacts = _analyse(settings, folder.staging, folder.out, progress, timings,
-                             check=interrupts.check)
+                             check=interrupts.check, hold=interrupts.deferred)
         interrupts.check()
         with interrupts.deferred():
             try:
@@ -74,16 +76,19 @@ def run(settings, out, overwrite=False):
     return {role: out / path.name for role, path in artefacts.items()}
 
 
-def _analyse(settings, staging, out, progress, timings, check=None):
+def _analyse(settings, staging, out, progress, timings, check=None, hold=None):
     """Every stage, writing into ``staging``; ``out`` is only named in progress lines.
 
     ``check(models)`` is called after each stage: it raises
     ``KeyboardInterrupt`` when the stage swallowed one
-    (``Interrupts.check``).
+    (``Interrupts.check``). ``hold()`` is a context manager that holds SIGINT
+    back while it lasts (``Interrupts.deferred``).
     """
     if check is None:
         def check(models=()):
             pass
+    if hold is None:
+        hold = contextlib.nullcontext
     with timings("load_s"):  # no progress line before: a user mistake here is the only line
         loaded = load(settings)
     progress(f"loaded {loaded.source} in {timings['load_s']:.1f} s: "
@@ -102,6 +107,11 @@ def _analyse(settings, staging, out, progress, timings, check=None):
         progress(f"every model sees windows of {settings['window']} bins ending at each bin, "
                  "within each trial (or time block)")
     with timings("fit_msae_s"):
+        # torch is imported by the first fit; a KeyboardInterrupt raised inside
+        # its import (extension code calling back into Python) aborts the
+        # process, so it is imported here with SIGINT held back
+        with hold():
+            _import_torch()
         msae = fit_msae(data.X_train, settings, progress, check)
     for seed, model in zip(msae.seeds, msae.runs):
         progress(f"MSAE seed {seed}: {model.n_iter_} epochs ({model.stop_reason_}), "
@@ -169,3 +179,11 @@ def _ground_truth(truth, data, msae, baselines, scores, settings):
     except ValueError as error:  # binned without the labels the planted conditions need
         return {"skipped": str(error)}
     return recovery_metrics(table)
+
+
+def _import_torch():
+    """Import torch now, if it is installed (a fit without it says so itself)."""
+    try:
+        importlib.import_module("torch")
+    except ImportError:
+        pass
