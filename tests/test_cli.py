@@ -510,7 +510,7 @@ def _no_leftovers(parent, *names):
 
 def _fake_analysis(files=("metrics.json", "report.html"), then=None):
     """A stand-in for the stages that writes ``files`` into the staging folder."""
-    def analyse(settings, staging, out, progress, timings, check=None):
+    def analyse(settings, staging, out, progress, timings, check=None, hold=None):
         artefacts = {}
         for name in files:
             (staging / name).write_text(f"{name} of this run\n")
@@ -676,7 +676,7 @@ from pathlib import Path
 import sklearn_nldisco._cli._run as run_module
 from sklearn_nldisco.cli import main
 
-def analyse(settings, staging, out, progress, timings, check=None):
+def analyse(settings, staging, out, progress, timings, check=None, hold=None):
     (staging / "metrics.json").write_text("first")
     Path(sys.argv[2]).write_text("started")
     deadline = time.monotonic() + 60
