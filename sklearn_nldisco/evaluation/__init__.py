@@ -7,6 +7,8 @@ data. The functions here measure what a model found about the population:
 - co-smoothing (:class:`CoSmoothing`, :func:`co_smoothing`): bits per spike
   of held-out neurons predicted from the latents of the others, through a
   :class:`PoissonReadout`; :class:`GaussianSmoother` is its baseline;
+  :class:`OffsetFeatures` reads a window model out from the windows that
+  cover each bin, or centres its windows;
 - the structure control (:func:`structure_control`, :func:`shift_units`):
   the same metric on data whose units were shifted in time independently,
   and the difference;
@@ -23,6 +25,7 @@ data. The functions here measure what a model found about the population:
 from ._control import held_out_explained_variance, reconstruct, shift_units, structure_control
 from ._cosmoothing import CoSmoothing, GaussianSmoother, co_smoothing, co_smoothing_scorer
 from ._dominance import single_unit_dominance, single_unit_fraction
+from ._offsets import OffsetFeatures
 from ._readout import PoissonReadout, bits_per_spike, bits_per_spike_per_unit
 from ._scorers import explained_variance_scorer
 from ._temporal import latent_ablation, reconstruction_per_lag, spectral_fidelity
@@ -31,6 +34,7 @@ __all__ = [
     # co-smoothing
     "CoSmoothing",
     "GaussianSmoother",
+    "OffsetFeatures",
     "PoissonReadout",
     "bits_per_spike",
     "bits_per_spike_per_unit",
