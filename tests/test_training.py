@@ -55,32 +55,48 @@ def _trainer(loss, tied, sparsity, rng, compiled=True, level_sizes=(6, 12, 24), 
     return trainer
 
 
-def _autograd_reference(trainer, x, y, selection, n_dead):
-    """Same loss written densely with autograd, given the same selection."""
+def _autograd_reference(trainer, x, y, selection, n_dead, keep=None):
+    """Same loss written densely with autograd, given the same selection.
+
+    With ``keep`` (masked training): the encoder sees the centred input with
+    the hidden entries zeroed and the kept ones divided by ``1 - mask_fraction``;
+    an autoencoder's level losses are means over the hidden entries.
+    """
     params = {name: t.clone().double().requires_grad_(True) for name, t in trainer.params.items()}
     x, y = x.double(), y.double()
     bias = params["decoder_bias"] if trainer.tied else trainer.input_bias.double()
-    pre = (x - bias) @ params["encoder_weight"] + params["encoder_bias"]
+    centred = x - bias
+    weights = None
+    if keep is not None:
+        centred = centred * keep.double() / (1.0 - trainer.spec.mask_fraction)
+        if trainer.spec.autoencoder:
+            weights = (~keep).double()
+    pre = centred @ params["encoder_weight"] + params["encoder_bias"]
     mask = torch.zeros_like(pre)
     mask[selection["rows"], selection["latents"]] = 1.0
     codes = pre * mask
-    weights = trainer.level_weights.double()
+    level_weights = trainer.level_weights.double()
     total = 0.0
     loss_name = trainer.spec.loss
     outputs = []
-    for weight, size in zip(weights, trainer.level_sizes):
+    def mean(entries):
+        if weights is None:
+            return entries.mean()
+        return (entries * weights).sum() / weights.sum()
+
+    for level_weight, size in zip(level_weights, trainer.level_sizes):
         linear = codes[:, :size] @ params["decoder_weight"][:size] + params["decoder_bias"]
         if loss_name == "mse":
             out = linear
-            value = (linear - y).square().mean()
+            value = mean((linear - y).square())
         else:
             out = torch.nn.functional.softplus(linear)
             if loss_name == "poisson":
-                value = (out - torch.xlogy(y, out + 1e-8)).mean()
+                value = mean(out - torch.xlogy(y, out + 1e-8))
             else:
-                value = (torch.log1p(out) - torch.log1p(y)).square().mean()
+                value = mean((torch.log1p(out) - torch.log1p(y)).square())
         outputs.append(out)
-        total = total + weight * value
+        total = total + level_weight * value
     if "aux_rows" in selection:
         aux_mask = torch.zeros_like(pre)
         aux_mask[selection["aux_rows"], selection["aux_latents"]] = 1.0
@@ -123,6 +139,42 @@ def test_gradients_match_autograd(loss, tied, sparsity, with_dead, compiled):
         # the fired latents of this batch are no longer dead
         n_dead = int((trainer.samples_since_fired > trainer.spec.dead_window_rows).sum())
     reference = _autograd_reference(trainer, x, y, selection, n_dead)
+    for name, grad in out["grads"].items():
+        np.testing.assert_allclose(
+            grad.numpy(), reference[name].numpy(), rtol=2e-4, atol=2e-6, err_msg=name
+        )
+
+
+@PATHS
+@pytest.mark.parametrize("loss", ["mse", "poisson", "msle"])
+@pytest.mark.parametrize("model", ["tied", "autoencoder", "transcoder"])
+@pytest.mark.parametrize("sparsity", ["batchtopk", "topk"])
+@pytest.mark.parametrize("with_dead", [False, True])
+def test_masked_gradients_match_autograd(loss, model, sparsity, with_dead, compiled):
+    """Masked training (``keep``) in both forms of the step, against the reference.
+
+    ``tied``: the autoencoder centred on its decoder bias (the default of
+    ``loss="mse"``), whose centring gradient passes through the mask;
+    ``autoencoder``: untied, loss over the hidden entries; ``transcoder``:
+    masked input, loss over every output.
+    """
+    rng = np.random.RandomState(5)
+    autoencoder = model != "transcoder"
+    trainer = _trainer(loss, autoencoder, sparsity, rng, compiled)  # outputs = inputs
+    trainer.tied = model == "tied"
+    trainer.spec = dataclasses.replace(trainer.spec, mask_fraction=0.3,
+                                       autoencoder=autoencoder, tied=trainer.tied)
+    x = torch.tensor(rng.poisson(1.5, size=(BATCH, N_IN)), dtype=torch.float32)
+    y = x if autoencoder else torch.tensor(rng.poisson(1.0, size=(BATCH, N_OUT)),
+                                           dtype=torch.float32)
+    keep = torch.from_numpy(rng.random_sample((BATCH, N_IN)) >= 0.3)
+    if with_dead:
+        trainer.samples_since_fired[np.arange(0, N_LATENTS, 3)] = 1e6
+    out = trainer.gradients(x, y, keep)
+    selection = out["selection"]
+    assert ("aux_rows" in selection) == with_dead
+    n_dead = int((trainer.samples_since_fired > trainer.spec.dead_window_rows).sum())
+    reference = _autograd_reference(trainer, x, y, selection, n_dead, keep)
     for name, grad in out["grads"].items():
         np.testing.assert_allclose(
             grad.numpy(), reference[name].numpy(), rtol=2e-4, atol=2e-6, err_msg=name

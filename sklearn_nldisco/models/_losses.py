@@ -105,12 +105,12 @@ def loss_values_torch(linear, target, loss, weights=None):
     return total(residual.square()), rate
 
 
-def loss_and_grad_torch(linear, target, loss):
+def loss_and_grad_torch(linear, target, loss, weights=None):
     """Mean loss per level and its closed-form gradient with respect to ``linear``.
 
     For the fused CPU step's count losses (``"poisson"``, ``"msle"``; its
     kernels handle ``"mse"`` entirely); the values are those of
-    ``loss_values_torch``.
+    ``loss_values_torch``, with the same ``weights``.
 
     Parameters
     ----------
@@ -118,7 +118,10 @@ def loss_and_grad_torch(linear, target, loss):
         Linear predictor of each level's reconstruction.
     target : torch.Tensor of shape (batch, n_outputs)
         Target of the reconstruction.
-    loss : {"mse", "poisson", "msle"}
+    loss : {"poisson", "msle"}
+    weights : torch.Tensor of shape (batch, n_outputs), default=None
+        Weight of each entry (masked training); the loss is the weighted
+        mean, and ``grad`` includes the weights.
 
     Returns
     -------
@@ -133,19 +136,23 @@ def loss_and_grad_torch(linear, target, loss):
     """
     import torch
 
-    size = target.numel()
     if loss == "mse":
         raise ValueError("the fused step decodes and differentiates 'mse' itself")
+    size = target.numel() if weights is None else float(weights.sum().clamp_min(1.0))
+
+    def weighted(entries):
+        return entries if weights is None else entries * weights
+
     rate = torch.nn.functional.softplus(linear)
     slope = torch.sigmoid(linear)
     if loss == "poisson":
         # unit deviance / 2: y log(y / mu) - (y - mu), zero at a perfect fit
         log_ratio = torch.xlogy(target, target) - torch.xlogy(target, rate + _EPS)
-        values = (log_ratio - target + rate).sum(dim=(1, 2)) / size
-        grad = (1.0 - target / (rate + _EPS)) * slope
+        values = weighted(log_ratio - target + rate).sum(dim=(1, 2)) / size
+        grad = weighted((1.0 - target / (rate + _EPS)) * slope)
         return values, grad, 1.0 / size, rate
     # msle
     residual = torch.log1p(rate) - torch.log1p(target)
-    values = residual.square().sum(dim=(1, 2)) / size
-    grad = residual / (1.0 + rate) * slope
+    values = weighted(residual.square()).sum(dim=(1, 2)) / size
+    grad = weighted(residual / (1.0 + rate) * slope)
     return values, grad, 2.0 / size, rate

@@ -135,9 +135,9 @@ class MatryoshkaTrainer:
         # On the CPU the sparse part of a step runs in compiled kernels on
         # NumPy views of the tensors; elsewhere in torch (the flag forces the
         # torch path on the CPU too, for tests).
-        # (a per-level k goes through autograd, as masked training does)
+        # (a per-level k goes through autograd)
         self._compiled = (device.type == "cpu" and spec.loss in CLOSED_FORM_LOSSES
-                          and not spec.mask_fraction and not spec.per_level_k)
+                          and not spec.per_level_k)
         self._level_sizes_array = np.asarray(self.level_sizes, dtype=np.int64)
         self._latent_indices = np.arange(self.n_latents, dtype=np.int64)
 
@@ -264,16 +264,37 @@ class MatryoshkaTrainer:
         the sparsity rule, and those used by the auxiliary loss); the CPU
         kernels also give ``grad_norm``, the norm of all the gradients.
         """
-        if keep is None and self._use_kernels(x):
-            return self._gradients_kernels(x.contiguous(), y.contiguous())
+        if self._use_kernels(x):
+            return self._gradients_kernels(x.contiguous(), y.contiguous(), keep)
         return self._gradients_autograd(x, y, keep)
 
-    def _gradients_kernels(self, x, y):
-        """The step on the CPU: torch's encoder product, then compiled kernels."""
+    def _gradients_kernels(self, x, y, keep=None):
+        """The step on the CPU: torch's encoder product, then compiled kernels.
+
+        ``keep`` (masked-unit training) as in :meth:`_gradients_autograd`:
+        the encoder sees the masked, rescaled input, the autoencoder's loss
+        weighs the hidden entries only, and a tied centring gets its
+        gradient through the mask (the kernels' ``input_scale``).
+        """
         spec = self.spec
         params = {name: tensor.numpy() for name, tensor in self.params.items()}
         batch = x.shape[0]
-        centred, pre = self._pre_activation(x)
+        empty = np.empty((0, 0), dtype=np.float32)
+        output_weight = input_scale = empty
+        weights = None
+        if keep is None:
+            centred, pre = self._pre_activation(x)
+        else:
+            scale = keep.to(torch.float32).mul_(1.0 / (1.0 - spec.mask_fraction))
+            bias = self.params["decoder_bias"] if self.tied else self.input_bias
+            centred = (x - bias).mul_(scale)
+            pre = torch.addmm(self.params["encoder_bias"], centred,
+                              self.params["encoder_weight"])
+            if self.tied:
+                input_scale = scale.numpy()
+            if spec.autoencoder:
+                weights = (~keep).to(torch.float32)
+                output_weight = weights.numpy()
         pre = pre.numpy()
         row_pointers, rows, latents, values = self._select_csr(pre)
         dead = kernels.update_firing(
@@ -301,7 +322,8 @@ class MatryoshkaTrainer:
         if mse:
             # the backward kernel decodes the levels itself
             grad_linear = np.empty((0, 0, 0), dtype=np.float32)
-            grad_factor = 2.0 / target.size
+            weight_sum = target.size if weights is None else max(float(weights.sum()), 1.0)
+            grad_factor = 2.0 / weight_sum
         else:
             linear = np.empty((self.n_levels,) + target.shape, dtype=np.float32)
             kernels.decode_levels(
@@ -309,8 +331,9 @@ class MatryoshkaTrainer:
                 params["decoder_weight"], params["decoder_bias"], linear,
             )
             level_losses, grad_linear, grad_factor, output = loss_and_grad_torch(
-                torch.from_numpy(linear), y, spec.loss
+                torch.from_numpy(linear), y, spec.loss, weights
             )
+            output_weight = empty  # the weights are in grad_linear
             grad_linear = grad_linear.numpy()
             if use_aux:
                 torch.sub(output[-1], y, out=torch.from_numpy(deviation))
@@ -325,9 +348,10 @@ class MatryoshkaTrainer:
             centred.numpy(), self.tied,
             grads["encoder_weight"].numpy(), grads["encoder_bias"].numpy(),
             grads["decoder_weight"].numpy(), grads["decoder_bias"].numpy(), level_sums,
+            output_weight, input_scale,
         )
         if mse:
-            level_losses = torch.from_numpy((level_sums / target.size).astype(np.float32))
+            level_losses = torch.from_numpy((level_sums / weight_sum).astype(np.float32))
         return {
             "grads": grads,
             "level_losses": level_losses,

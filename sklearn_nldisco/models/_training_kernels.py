@@ -280,12 +280,18 @@ def decode_levels(row_pointers, latents, values, level_sizes, decoder_weight,
 @njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
 def _entry_gradients(gradient, r, start, end, latents, values, decoder_weight,
                      centred, grad_decoder_weight, grad_encoder_weight_t, grad_encoder_bias,
-                     scale):
+                     scale, encoder_weight_t, row_input):
     """Parameter gradients through the entries ``start:end`` of row ``r``,
     whose block (band or auxiliary selection) has the output gradient
-    ``gradient * scale``."""
+    ``gradient * scale``.
+
+    With ``row_input`` not empty (tied centring of a masked input), the
+    gradient of row ``r``'s encoder input is accumulated there too:
+    ``row_input += d loss / d pre[r, latent] * encoder_weight_t[latent]``.
+    """
     n_outputs = gradient.shape[0]
     n_inputs = centred.shape[1]
+    with_input = row_input.shape[0] > 0
     for e in range(start, end):
         latent = latents[e]
         row = decoder_weight[latent]
@@ -302,21 +308,34 @@ def _entry_gradients(gradient, r, start, end, latents, values, decoder_weight,
         for i in range(n_inputs):
             grad_row[i] += grad_value * centred[r, i]
         grad_encoder_bias[latent] += grad_value
+        if with_input:
+            encoder_row = encoder_weight_t[latent]
+            for i in range(n_inputs):
+                row_input[i] += grad_value * encoder_row[i]
 
 
 @njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
 def _rows_pass(mse, grad_linear, target, factors, level_sizes, row_pointers, latents,
                values, decoder_weight, decoder_bias, centred, deviation,
                grad_decoder_weight, grad_encoder_weight_t, grad_encoder_bias,
-               grad_decoder_bias, level_sums):
+               grad_decoder_bias, level_sums, output_weight, input_scale, encoder_weight_t):
     """The gradient sums over the selected entries, row by row; returns the
-    sum of squared ``deviation`` (0 without it)."""
+    sum of squared ``deviation`` (0 without it).
+
+    ``output_weight`` (not empty: masked training with ``mse``) weighs each
+    output entry's squared error; ``input_scale`` (not empty: tied centring
+    of a masked input) is the factor of each input entry, and the gradient
+    through the centring goes to ``grad_decoder_bias`` row by row.
+    """
     n_levels = level_sizes.shape[0]
     batch, n_outputs = target.shape
     last = n_levels - 1
     band_gradient = np.empty((n_levels, n_outputs), np.float32)
     accumulated = np.empty(n_outputs, np.float32)
     with_deviation = deviation.shape[0] > 0
+    weighted = output_weight.shape[0] > 0
+    with_input = input_scale.shape[0] > 0
+    row_input = np.zeros(input_scale.shape[1] if with_input else 0, np.float32)
     energy = 0.0
     for r in range(batch):
         # weighted gradient of each level's loss, then the reverse cumulative
@@ -331,9 +350,15 @@ def _rows_pass(mse, grad_linear, target, factors, level_sizes, row_pointers, lat
                                             r, level_sizes[level], entry, accumulated)
                 factor = factors[level]
                 squares = np.float32(0.0)
-                for o in range(n_outputs):
-                    band_gradient[level, o] = accumulated[o] * factor
-                    squares += accumulated[o] * accumulated[o]
+                if weighted:
+                    for o in range(n_outputs):
+                        weighted_error = accumulated[o] * output_weight[r, o]
+                        band_gradient[level, o] = weighted_error * factor
+                        squares += weighted_error * accumulated[o]
+                else:
+                    for o in range(n_outputs):
+                        band_gradient[level, o] = accumulated[o] * factor
+                        squares += accumulated[o] * accumulated[o]
                 level_sums[level] += squares
             if with_deviation:
                 for o in range(n_outputs):
@@ -367,18 +392,39 @@ def _rows_pass(mse, grad_linear, target, factors, level_sizes, row_pointers, lat
             _entry_gradients(
                 band_gradient[level], r, start, entry, latents, values, decoder_weight,
                 centred, grad_decoder_weight, grad_encoder_weight_t, grad_encoder_bias,
-                np.float32(1.0),
+                np.float32(1.0), encoder_weight_t, row_input,
             )
+        if with_input:
+            _centring_gradient(r, input_scale, row_input, grad_decoder_bias)
     if mse and with_deviation:
-        # the same sum as the last level's
-        energy = level_sums[last]
+        if weighted:
+            # the deviation's own energy (the level sums are weighted)
+            energy = 0.0
+            for r in range(batch):
+                squares = np.float32(0.0)
+                for o in range(n_outputs):
+                    squares += deviation[r, o] * deviation[r, o]
+                energy += squares
+        else:
+            # the same sum as the last level's
+            energy = level_sums[last]
     return energy
+
+
+@njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+def _centring_gradient(r, input_scale, row_input, grad_decoder_bias):
+    """Tied centring of a masked input: row ``r``'s encoder input is
+    ``(x - b_dec) * input_scale[r]``, so ``b_dec`` receives minus the input
+    gradient ``row_input`` times the scale (and ``row_input`` is reset)."""
+    for i in range(row_input.shape[0]):
+        grad_decoder_bias[i] -= input_scale[r, i] * row_input[i]
+        row_input[i] = 0.0
 
 
 @njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
 def _aux_pass(aux_row_pointers, aux_latents, aux_values, deviation, aux_factor,
               decoder_weight, centred, grad_decoder_weight, grad_encoder_weight_t,
-              grad_encoder_bias):
+              grad_encoder_bias, input_scale, encoder_weight_t, grad_decoder_bias):
     """The AuxK gradient sums; returns the sum of squared errors.
 
     The auxiliary entries decode a reconstruction of the residual
@@ -387,6 +433,8 @@ def _aux_pass(aux_row_pointers, aux_latents, aux_values, deviation, aux_factor,
     """
     batch, n_outputs = deviation.shape
     error = np.empty(n_outputs, np.float32)
+    with_input = input_scale.shape[0] > 0
+    row_input = np.zeros(input_scale.shape[1] if with_input else 0, np.float32)
     total = 0.0
     for r in range(batch):
         start = aux_row_pointers[r]
@@ -402,7 +450,10 @@ def _aux_pass(aux_row_pointers, aux_latents, aux_values, deviation, aux_factor,
         _entry_gradients(
             error, r, start, end, aux_latents, aux_values, decoder_weight, centred,
             grad_decoder_weight, grad_encoder_weight_t, grad_encoder_bias, aux_factor,
+            encoder_weight_t, row_input,
         )
+        if with_input:
+            _centring_gradient(r, input_scale, row_input, grad_decoder_bias)
     return total
 
 
@@ -412,7 +463,7 @@ def backward(mse, grad_linear, target, level_factors, level_sizes,
              aux_row_pointers, aux_latents, aux_values, aux_scale, deviation,
              decoder_weight, decoder_bias, encoder_weight, centred, tied,
              grad_encoder_weight, grad_encoder_bias, grad_decoder_weight,
-             grad_decoder_bias, level_sums):
+             grad_decoder_bias, level_sums, output_weight, input_scale):
     """Gradients of all parameters, in one pass over the rows of the batch.
 
     The gradient of the weighted loss of level ``l`` with respect to its
@@ -430,11 +481,26 @@ def backward(mse, grad_linear, target, level_factors, level_sizes,
     component along each (unit-norm) decoder row. The gradient arrays and
     ``level_sums`` are overwritten.
 
+    Masked training: ``output_weight`` (empty, or shaped like ``target``)
+    weighs each entry's squared error with ``mse`` (the count losses carry
+    their weights in ``grad_linear``), and ``level_sums`` are then weighted
+    sums; ``input_scale`` (empty, or shaped like ``centred``) is the factor
+    by which each input entry was multiplied after centring, which the
+    gradient of a tied centring needs (``centred`` is the scaled input).
+
     Returns the auxiliary loss and the squared norm of all the gradients.
     """
     n_latents, n_outputs = decoder_weight.shape
     n_inputs = centred.shape[1]
     use_aux = aux_row_pointers.shape[0] > 0
+    # tied centring of a masked input: the centring gradient row by row
+    masked_centring = tied and input_scale.shape[0] > 0
+    if masked_centring:
+        encoder_weight_t = np.ascontiguousarray(encoder_weight.T)
+        scale_of_inputs = input_scale
+    else:
+        encoder_weight_t = np.empty((0, 0), np.float32)
+        scale_of_inputs = np.empty((0, 0), np.float32)
     grad_decoder_weight[:] = 0.0
     grad_encoder_weight_t = np.zeros((n_latents, n_inputs), np.float32)
     encoder_bias_sum = np.zeros(n_latents, np.float64)
@@ -445,6 +511,7 @@ def backward(mse, grad_linear, target, level_factors, level_sizes,
         row_pointers, latents, values, decoder_weight, decoder_bias, centred,
         deviation, grad_decoder_weight,
         grad_encoder_weight_t, encoder_bias_sum, decoder_bias_sum, level_sums,
+        output_weight, scale_of_inputs, encoder_weight_t,
     )
     aux_loss = 0.0
     if use_aux:
@@ -455,6 +522,7 @@ def backward(mse, grad_linear, target, level_factors, level_sizes,
             aux_row_pointers, aux_latents, aux_values, deviation,
             np.float32(2.0 * aux_scale / energy), decoder_weight, centred,
             grad_decoder_weight, grad_encoder_weight_t, encoder_bias_sum,
+            scale_of_inputs, encoder_weight_t, decoder_bias_sum,
         )
         aux_loss = aux_scale * squares / energy
 
@@ -469,7 +537,7 @@ def backward(mse, grad_linear, target, level_factors, level_sizes,
     for i in range(n_inputs):
         for j in range(n_latents):
             grad_encoder_weight[i, j] = grad_encoder_weight_t[j, i]
-    if tied:
+    if tied and not masked_centring:
         # x - b_dec feeds the encoder: chain rule through the centring
         for o in range(n_outputs):
             total = 0.0
