@@ -17,12 +17,11 @@ Run: ``python benchmarks/bench_fit_overhead.py [--repeats 3] [--n-threads 2]``.
 """
 
 import argparse
-import time
 
 import numpy as np
 
+import _timing
 from sklearn_nldisco import MatryoshkaSAE
-from sklearn_nldisco.models import _training
 
 N_UNITS, N_LATENTS, K, BATCH = 191, 1024, 16, 1024
 SHAPES = ((10, 40), (2, 200))  # (epochs, steps per epoch): 400 steps each
@@ -37,28 +36,10 @@ def simulated(n_rows, seed=0):
 
 
 def timed_fit(X, n_threads, code_refit, epochs):
-    step_time = [0.0, 0]
-    original = _training.MatryoshkaTrainer.step
-
-    def step(self, *args):
-        start = time.perf_counter()
-        out = original(self, *args)
-        step_time[0] += time.perf_counter() - start
-        step_time[1] += 1
-        return out
-
-    _training.MatryoshkaTrainer.step = step
-    try:
-        model = MatryoshkaSAE(
-            N_LATENTS, k=K, batch_size=BATCH, max_iter=epochs, n_iter_no_change=epochs,
-            code_refit=code_refit, device="cpu", n_threads=n_threads, random_state=0,
-        )
-        start = time.perf_counter()
-        model.fit(X)
-        fit_time = time.perf_counter() - start
-    finally:
-        _training.MatryoshkaTrainer.step = original
-    return fit_time, step_time[0], step_time[1], model
+    return _timing.timed_fit(MatryoshkaSAE(
+        N_LATENTS, k=K, batch_size=BATCH, max_iter=epochs, n_iter_no_change=epochs,
+        code_refit=code_refit, device="cpu", n_threads=n_threads, random_state=0,
+    ), X)
 
 
 def main():

@@ -28,8 +28,8 @@ import time
 import numpy as np
 import torch
 
+import _timing
 from sklearn_nldisco import MatryoshkaSAE
-from sklearn_nldisco.models import _training
 from sklearn_nldisco.preprocessing import TimeWindows
 
 N_UNITS, N_BINS_WINDOW, N_LATENTS, K, BATCH = 191, 10, 192, 16, 1024
@@ -85,28 +85,10 @@ def matmul_floor_s(n_features, n_threads, repeats=20):
 
 def timed_fit(X, mask_fraction, max_iter, n_threads):
     """Fit; return (fit seconds, seconds inside the trainer's step, steps)."""
-    inside = [0.0, 0]
-    original = _training.MatryoshkaTrainer.step
-
-    def step(self, *args):
-        start = time.perf_counter()
-        out = original(self, *args)
-        inside[0] += time.perf_counter() - start
-        inside[1] += 1
-        return out
-
-    _training.MatryoshkaTrainer.step = step
-    try:
-        model = MatryoshkaSAE(
-            N_LATENTS, k=K, level_sizes=LEVEL_SIZES, batch_size=BATCH, max_iter=max_iter,
-            early_stopping=False, mask_fraction=mask_fraction, device="cpu",
-            n_threads=n_threads, random_state=SEED)
-        start = time.perf_counter()
-        model.fit(X)
-        fit_s = time.perf_counter() - start
-    finally:
-        _training.MatryoshkaTrainer.step = original
-    return fit_s, inside[0], inside[1], model
+    return _timing.timed_fit(MatryoshkaSAE(
+        N_LATENTS, k=K, level_sizes=LEVEL_SIZES, batch_size=BATCH, max_iter=max_iter,
+        early_stopping=False, mask_fraction=mask_fraction, device="cpu",
+        n_threads=n_threads, random_state=SEED), X)
 
 
 def main():
