@@ -8,7 +8,7 @@ import pandas as pd
 from sklearn.utils import check_random_state
 
 from ._recording import Recording
-from ._simulate import _as_bin_bounds
+from ._simulate import _as_bin_bounds, _background_trains, _merged_trains
 
 _SEQUENCE = "sequence"
 _ROTATION = "rotation"
@@ -341,8 +341,7 @@ def make_motif_session(
     for motif in motifs.values():
         motif["onset_times_s"] = _onsets(motif["duration_s"], mean_gap_s, duration_s, rng)
 
-    trains = [[rng.uniform(0.0, duration_s, count)]
-              for count in rng.poisson(baseline * duration_s)]
+    trains = _background_trains(baseline, duration_s, rng)
     for motif in motifs.values():
         onsets = motif["onset_times_s"]
         for j, unit in enumerate(motif["units"]):
@@ -359,7 +358,7 @@ def make_motif_session(
                 keep = rng.random_sample(since.size) < keep_probability
                 times = (np.repeat(onsets, counts) + since)[keep]
             trains[unit].append(times)
-    spike_times = [np.sort(np.concatenate(parts)) for parts in trains]
+    spike_times = _merged_trains(trains)
 
     rotation = (f"a rotation of {n_rotation_units} units" if n_rotation_units
                 else "no rotation")

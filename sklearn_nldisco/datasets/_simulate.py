@@ -641,12 +641,26 @@ def _loadings(feature_names, is_m1, baseline, max_rate_hz, rng):
     return loadings * scale
 
 
+def _background_trains(baseline, duration, rng):
+    """Homogeneous Poisson spikes of each unit at ``baseline`` Hz over ``[0, duration)``.
+
+    Returns one list per unit holding its spike times (unsorted), to which
+    the spikes of other processes are appended before :func:`_merged_trains`.
+    """
+    return [[rng.uniform(0.0, duration, count)] for count in rng.poisson(baseline * duration)]
+
+
+def _merged_trains(trains):
+    """Each unit's parts of :func:`_background_trains` as one sorted spike train."""
+    return [np.sort(np.concatenate(parts)) for parts in trains]
+
+
 def _poisson_spikes(baseline, loadings, activity, time_step_s, rng):
     """Spike times of the Poisson process of rate baseline + activity @ loadings."""
     n_samples, n_features = activity.shape
     n_units = len(baseline)
     duration = n_samples * time_step_s
-    trains = [[rng.uniform(0.0, duration, count)] for count in rng.poisson(baseline * duration)]
+    trains = _background_trains(baseline, duration, rng)
     for f in range(n_features):
         loaded = np.flatnonzero(loadings[f])
         if loaded.size == 0:
@@ -664,4 +678,4 @@ def _poisson_spikes(baseline, loadings, activity, time_step_s, rng):
         times = (step + np.minimum(offset, 1.0)) * time_step_s
         for unit, unit_times in zip(loaded, np.split(times, np.cumsum(counts)[:-1])):
             trains[unit].append(unit_times)
-    return [np.sort(np.concatenate(parts)) for parts in trains[:n_units]]
+    return _merged_trains(trains[:n_units])
