@@ -31,3 +31,23 @@ def assert_same_codes(actual, expected, rtol=1e-5, atol=1e-6):
     assert actual.shape == expected.shape, (actual.shape, expected.shape)
     np.testing.assert_array_equal(actual != 0, expected != 0, err_msg="active latents differ")
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
+
+
+def error_line(capsys, argv):
+    """Run ``nldisco argv`` as a user mistake: exit status 2 and one line on stderr.
+
+    Returns
+    -------
+    line : str
+        The line, ``nldisco: error: ...``.
+    """
+    from sklearn_nldisco.cli import main
+
+    with pytest.raises(SystemExit) as raised:
+        main(argv)
+    assert raised.value.code == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("nldisco: error: ")
+    return lines[0]

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import error_line
 
 from sklearn_nldisco import MatryoshkaSAE
 from sklearn_nldisco._cli._config import (
@@ -54,17 +55,6 @@ FIGURES = ["decoder_weights", "l0", "latent_frequency", "unit_r2", "training_cur
 
 def _without_timings(metrics):
     return {key: value for key, value in metrics.items() if key != "timings"}
-
-
-def _error_line(capsys, argv):
-    with pytest.raises(SystemExit) as raised:
-        main(argv)
-    assert raised.value.code == 2
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1, captured.err
-    assert lines[0].startswith("nldisco: error: ")
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -363,11 +353,11 @@ def test_split_needs_two_bins_on_each_side():
 
 
 def test_missing_and_invalid_files(tmp_path, capsys):
-    line = _error_line(capsys, ["run", str(tmp_path / "nope.nwb"), "--out", str(tmp_path)])
+    line = error_line(capsys, ["run", str(tmp_path / "nope.nwb"), "--out", str(tmp_path)])
     assert "nope.nwb" in line
     text = tmp_path / "notes.nwb"
     text.write_text("not an NWB file")
-    assert "notes.nwb" in _error_line(capsys, ["run", str(text), "--out",
+    assert "notes.nwb" in error_line(capsys, ["run", str(text), "--out",
                                                str(tmp_path / "out")])
 
 
@@ -376,7 +366,7 @@ def test_nwb_without_units(tmp_path, capsys):
     empty = dataclasses.replace(recording, spike_times=[], units=recording.units.iloc[:0])
     path = tmp_path / "no_units.nwb"
     write_nwb(empty, path)
-    line = _error_line(capsys, ["run", str(path), "--out", str(tmp_path / "out")])
+    line = error_line(capsys, ["run", str(path), "--out", str(tmp_path / "out")])
     assert "no units" in line
 
 
@@ -399,7 +389,7 @@ def test_nwb_without_units(tmp_path, capsys):
     (["--bogus"], "unrecognized arguments"),
 ])
 def test_bad_option_values(tmp_path, capsys, options, message):
-    line = _error_line(capsys, ["run", "--out", str(tmp_path), *options])
+    line = error_line(capsys, ["run", "--out", str(tmp_path), *options])
     assert message in line
 
 
@@ -407,19 +397,19 @@ def test_model_errors_are_the_estimators_own(tmp_path, capsys):
     # the message of the estimator's parameter validation, only prefixed by the option
     with pytest.raises(ValueError) as raised:
         MatryoshkaSAE(k=0).fit(np.ones((4, 2)))
-    line = _error_line(capsys, ["run", "--out", str(tmp_path), "--k", "0"])
+    line = error_line(capsys, ["run", "--out", str(tmp_path), "--k", "0"])
     assert line == f"nldisco: error: --k: {raised.value}"
     # and of the models' check of the level sizes
     with pytest.raises(ValueError) as raised:
         check_levels(16, 2, (4, 8))
-    line = _error_line(capsys, ["run", "--out", str(tmp_path), "--n-latents", "16",
+    line = error_line(capsys, ["run", "--out", str(tmp_path), "--n-latents", "16",
                                 "--levels", "4,8", "--k", "2"])
     assert line == f"nldisco: error: --n-latents, --k and --levels: {raised.value}"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
 def test_unavailable_device(tmp_path, capsys):
-    line = _error_line(capsys, ["run", "--out", str(tmp_path), "--device", "cuda"])
+    line = error_line(capsys, ["run", "--out", str(tmp_path), "--device", "cuda"])
     assert line.startswith("nldisco: error: --device 'cuda': ")
     assert "CUDA is not available" in line
 
@@ -436,24 +426,24 @@ def test_valid_settings_pass_the_checks(tmp_path):
 def test_bad_config_files(tmp_path, capsys):
     unknown = tmp_path / "unknown.toml"
     unknown.write_text("k = 4\nn_latent = 64\n")
-    assert "'n_latent'" in _error_line(
+    assert "'n_latent'" in error_line(
         capsys, ["run", "--config", str(unknown), "--out", str(tmp_path)])
     wrong_type = tmp_path / "wrong.toml"
     wrong_type.write_text('k = "four"\n')
-    assert "k in" in _error_line(
+    assert "k in" in error_line(
         capsys, ["run", "--config", str(wrong_type), "--out", str(tmp_path)])
     broken = tmp_path / "broken.toml"
     broken.write_text("k = = 4\n")
-    assert "not valid TOML" in _error_line(
+    assert "not valid TOML" in error_line(
         capsys, ["run", "--config", str(broken), "--out", str(tmp_path)])
-    assert "no configuration file" in _error_line(
+    assert "no configuration file" in error_line(
         capsys, ["run", "--config", str(tmp_path / "none.toml"), "--out", str(tmp_path)])
 
 
 def test_fetch_argument_errors(capsys):
-    assert "invalid choice" in _error_line(capsys, ["fetch", "mc_mayhem"])
-    assert "invalid choice" in _error_line(capsys, ["fetch", "mc_maze", "--size", "huge"])
-    _error_line(capsys, [])  # a command is required
+    assert "invalid choice" in error_line(capsys, ["fetch", "mc_mayhem"])
+    assert "invalid choice" in error_line(capsys, ["fetch", "mc_maze", "--size", "huge"])
+    error_line(capsys, [])  # a command is required
 
 
 def test_fetch_downloads_and_prints_the_path(tmp_path, capsys, monkeypatch):
@@ -481,7 +471,7 @@ def test_fetch_downloads_and_prints_the_path(tmp_path, capsys, monkeypatch):
         assert printed.read_bytes() == content
 
         server.archive.fail_status[f"/api/dandisets/{test_fetch.DANDISET}/"] = 404
-        line = _error_line(capsys, ["fetch", "mc_maze", "--data-home",
+        line = error_line(capsys, ["fetch", "mc_maze", "--data-home",
                                     str(tmp_path / "other"), "--api-url", api_url])
         assert "404" in line
     finally:
@@ -540,7 +530,7 @@ def _no_computation(monkeypatch):
 def test_earlier_run_refused_without_overwrite(earlier_run, capsys, monkeypatch):
     before = _listing(earlier_run)
     _no_computation(monkeypatch)
-    line = _error_line(capsys, ["run", "--out", str(earlier_run), "--quiet"])
+    line = error_line(capsys, ["run", "--out", str(earlier_run), "--quiet"])
     assert line == (f"nldisco: error: --out {earlier_run} holds an earlier run; pass "
                     "--overwrite to replace it as a whole, or choose another folder")
     assert _listing(earlier_run) == before
@@ -575,7 +565,7 @@ def test_other_content_is_never_deleted(tmp_path, capsys, monkeypatch, content):
         expected = "other content than a run"
     before = out.read_bytes() if content == "file" else _listing(out)
     for flags in ([], ["--overwrite"]):
-        line = _error_line(capsys, ["run", "--out", str(out), "--quiet", *flags])
+        line = error_line(capsys, ["run", "--out", str(out), "--quiet", *flags])
         assert expected in line
     assert (out.read_bytes() if content == "file" else _listing(out)) == before
     _no_leftovers(tmp_path, "out")
@@ -736,7 +726,7 @@ def test_unwritable_parent_is_refused_before_computing(tmp_path, capsys, monkeyp
     parent.mkdir()
     parent.chmod(0o500)
     try:
-        line = _error_line(capsys, ["run", "--out", str(parent / "out"), "--quiet"])
+        line = error_line(capsys, ["run", "--out", str(parent / "out"), "--quiet"])
     finally:
         parent.chmod(0o700)
     assert "not writable" in line or "Permission denied" in line

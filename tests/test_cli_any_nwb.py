@@ -13,6 +13,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import error_line
 
 from sklearn_nldisco._cli._config import resolve
 from sklearn_nldisco._cli._stages import bin_spikes, load, split
@@ -117,17 +118,6 @@ def foraging_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def task_file(tmp_path_factory):
     return write_task_file(tmp_path_factory.mktemp("nwb") / "task.nwb")
-
-
-def _error_line(capsys, argv):
-    with pytest.raises(SystemExit) as raised:
-        main(argv)
-    assert raised.value.code == 2
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1, captured.err
-    assert lines[0].startswith("nldisco: error: ")
-    return lines[0]
 
 
 def _settings(path, **options):
@@ -310,7 +300,7 @@ def test_config_keys_of_the_new_settings(task_file, tmp_path):
 def test_what_the_file_lacks_is_one_line(task_file, foraging_file, tmp_path, capsys, which,
                                           options, message):
     path = task_file if which == "task" else foraging_file
-    line = _error_line(capsys, ["run", str(path), "--out", str(tmp_path / "out"), *options])
+    line = error_line(capsys, ["run", str(path), "--out", str(tmp_path / "out"), *options])
     assert message in line
     assert not (tmp_path / "out" / "metrics.json").exists()
 
@@ -326,7 +316,7 @@ def test_a_constant_variable_named_is_an_error(tmp_path, capsys):
     with NWBHDF5IO(str(tmp_path / "constant.nwb"), "w") as io:
         io.write(nwbfile)
     # found once the bins are labelled, after the first progress lines: --quiet leaves one
-    line = _error_line(capsys, ["run", str(tmp_path / "constant.nwb"), "--out",
+    line = error_line(capsys, ["run", str(tmp_path / "constant.nwb"), "--out",
                                 str(tmp_path / "out"), "--variables", "animal", "--k", "1",
                                 "--quiet"])  # --k 1: one unit (more than k is refused first)
     assert "--variables ['animal']: fewer than two conditions" in line
