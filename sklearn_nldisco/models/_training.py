@@ -274,27 +274,29 @@ class MatryoshkaTrainer:
         ``keep`` (masked-unit training) as in :meth:`_gradients_autograd`:
         the encoder sees the masked, rescaled input, the autoencoder's loss
         weighs the hidden entries only, and a tied centring gets its
-        gradient through the mask (the kernels' ``input_scale``).
+        gradient through the mask.
         """
         spec = self.spec
         params = {name: tensor.numpy() for name, tensor in self.params.items()}
         batch = x.shape[0]
-        empty = np.empty((0, 0), dtype=np.float32)
-        output_weight = input_scale = empty
+        keep_array = np.empty((0, 0), dtype=np.bool_)
+        keep_scale = np.float32(1.0)
         weights = None
+        hidden = None
         if keep is None:
             centred, pre = self._pre_activation(x)
         else:
-            scale = keep.to(torch.float32).mul_(1.0 / (1.0 - spec.mask_fraction))
+            # the masked, rescaled input in one pass
+            keep_array = keep.contiguous().numpy()
+            keep_scale = np.float32(1.0 / (1.0 - spec.mask_fraction))
             bias = self.params["decoder_bias"] if self.tied else self.input_bias
-            centred = (x - bias).mul_(scale)
+            centred = torch.empty_like(x)
+            hidden = kernels.masked_centred(x.numpy(), bias.numpy(), keep_array, keep_scale,
+                                            centred.numpy())
             pre = torch.addmm(self.params["encoder_bias"], centred,
                               self.params["encoder_weight"])
-            if self.tied:
-                input_scale = scale.numpy()
-            if spec.autoencoder:
+            if spec.autoencoder and spec.loss != "mse":
                 weights = (~keep).to(torch.float32)
-                output_weight = weights.numpy()
         pre = pre.numpy()
         row_pointers, rows, latents, values = self._select_csr(pre)
         dead = kernels.update_firing(
@@ -322,7 +324,8 @@ class MatryoshkaTrainer:
         if mse:
             # the backward kernel decodes the levels itself
             grad_linear = np.empty((0, 0, 0), dtype=np.float32)
-            weight_sum = target.size if weights is None else max(float(weights.sum()), 1.0)
+            hidden_loss = keep is not None and spec.autoencoder
+            weight_sum = max(hidden, 1) if hidden_loss else target.size
             grad_factor = 2.0 / weight_sum
         else:
             linear = np.empty((self.n_levels,) + target.shape, dtype=np.float32)
@@ -333,7 +336,7 @@ class MatryoshkaTrainer:
             level_losses, grad_linear, grad_factor, output = loss_and_grad_torch(
                 torch.from_numpy(linear), y, spec.loss, weights
             )
-            output_weight = empty  # the weights are in grad_linear
+            hidden_loss = False  # the weights are in grad_linear
             grad_linear = grad_linear.numpy()
             if use_aux:
                 torch.sub(output[-1], y, out=torch.from_numpy(deviation))
@@ -348,7 +351,7 @@ class MatryoshkaTrainer:
             centred.numpy(), self.tied,
             grads["encoder_weight"].numpy(), grads["encoder_bias"].numpy(),
             grads["decoder_weight"].numpy(), grads["decoder_bias"].numpy(), level_sums,
-            output_weight, input_scale,
+            keep_array, keep_scale, hidden_loss,
         )
         if mse:
             level_losses = torch.from_numpy((level_sums / weight_sum).astype(np.float32))

@@ -318,14 +318,16 @@ def _entry_gradients(gradient, r, start, end, latents, values, decoder_weight,
 def _rows_pass(mse, grad_linear, target, factors, level_sizes, row_pointers, latents,
                values, decoder_weight, decoder_bias, centred, deviation,
                grad_decoder_weight, grad_encoder_weight_t, grad_encoder_bias,
-               grad_decoder_bias, level_sums, output_weight, input_scale, encoder_weight_t):
+               grad_decoder_bias, level_sums, keep, keep_scale, hidden_loss, masked_centring,
+               encoder_weight_t):
     """The gradient sums over the selected entries, row by row; returns the
     sum of squared ``deviation`` (0 without it).
 
-    ``output_weight`` (not empty: masked training with ``mse``) weighs each
-    output entry's squared error; ``input_scale`` (not empty: tied centring
-    of a masked input) is the factor of each input entry, and the gradient
-    through the centring goes to ``grad_decoder_bias`` row by row.
+    Masked training (``keep``, True where an input entry was kept): with
+    ``hidden_loss`` the ``mse`` error counts on the hidden entries only;
+    with ``masked_centring`` the gradient through a tied centring of the
+    masked input (kept entries times ``keep_scale``) goes to
+    ``grad_decoder_bias`` row by row.
     """
     n_levels = level_sizes.shape[0]
     batch, n_outputs = target.shape
@@ -333,9 +335,8 @@ def _rows_pass(mse, grad_linear, target, factors, level_sizes, row_pointers, lat
     band_gradient = np.empty((n_levels, n_outputs), np.float32)
     accumulated = np.empty(n_outputs, np.float32)
     with_deviation = deviation.shape[0] > 0
-    weighted = output_weight.shape[0] > 0
-    with_input = input_scale.shape[0] > 0
-    row_input = np.zeros(input_scale.shape[1] if with_input else 0, np.float32)
+    weighted = hidden_loss
+    row_input = np.zeros(keep.shape[1] if masked_centring else 0, np.float32)
     energy = 0.0
     for r in range(batch):
         # weighted gradient of each level's loss, then the reverse cumulative
@@ -352,9 +353,11 @@ def _rows_pass(mse, grad_linear, target, factors, level_sizes, row_pointers, lat
                 squares = np.float32(0.0)
                 if weighted:
                     for o in range(n_outputs):
-                        weighted_error = accumulated[o] * output_weight[r, o]
-                        band_gradient[level, o] = weighted_error * factor
-                        squares += weighted_error * accumulated[o]
+                        if keep[r, o]:
+                            band_gradient[level, o] = 0.0
+                        else:
+                            band_gradient[level, o] = accumulated[o] * factor
+                            squares += accumulated[o] * accumulated[o]
                 else:
                     for o in range(n_outputs):
                         band_gradient[level, o] = accumulated[o] * factor
@@ -394,8 +397,8 @@ def _rows_pass(mse, grad_linear, target, factors, level_sizes, row_pointers, lat
                 centred, grad_decoder_weight, grad_encoder_weight_t, grad_encoder_bias,
                 np.float32(1.0), encoder_weight_t, row_input,
             )
-        if with_input:
-            _centring_gradient(r, input_scale, row_input, grad_decoder_bias)
+        if masked_centring:
+            _centring_gradient(r, keep, keep_scale, row_input, grad_decoder_bias)
     if mse and with_deviation:
         if weighted:
             # the deviation's own energy (the level sums are weighted)
@@ -412,19 +415,37 @@ def _rows_pass(mse, grad_linear, target, factors, level_sizes, row_pointers, lat
 
 
 @njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
-def _centring_gradient(r, input_scale, row_input, grad_decoder_bias):
+def _centring_gradient(r, keep, keep_scale, row_input, grad_decoder_bias):
     """Tied centring of a masked input: row ``r``'s encoder input is
-    ``(x - b_dec) * input_scale[r]``, so ``b_dec`` receives minus the input
-    gradient ``row_input`` times the scale (and ``row_input`` is reset)."""
+    ``(x - b_dec) * keep_scale`` where kept, 0 where hidden, so ``b_dec``
+    receives minus the input gradient ``row_input`` times that factor (and
+    ``row_input`` is reset)."""
     for i in range(row_input.shape[0]):
-        grad_decoder_bias[i] -= input_scale[r, i] * row_input[i]
+        if keep[r, i]:
+            grad_decoder_bias[i] -= keep_scale * row_input[i]
         row_input[i] = 0.0
+
+
+@njit(nogil=True, cache=True, fastmath=_FAST)
+def masked_centred(x, bias, keep, keep_scale, out):
+    """``out = (x - bias) * keep_scale`` where ``keep``, 0 elsewhere; returns
+    the number of hidden entries (one pass, for masked training)."""
+    hidden = 0
+    for r in range(x.shape[0]):
+        for i in range(x.shape[1]):
+            if keep[r, i]:
+                out[r, i] = (x[r, i] - bias[i]) * keep_scale
+            else:
+                out[r, i] = 0.0
+                hidden += 1
+    return hidden
 
 
 @njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
 def _aux_pass(aux_row_pointers, aux_latents, aux_values, deviation, aux_factor,
               decoder_weight, centred, grad_decoder_weight, grad_encoder_weight_t,
-              grad_encoder_bias, input_scale, encoder_weight_t, grad_decoder_bias):
+              grad_encoder_bias, keep, keep_scale, masked_centring, encoder_weight_t,
+              grad_decoder_bias):
     """The AuxK gradient sums; returns the sum of squared errors.
 
     The auxiliary entries decode a reconstruction of the residual
@@ -433,8 +454,7 @@ def _aux_pass(aux_row_pointers, aux_latents, aux_values, deviation, aux_factor,
     """
     batch, n_outputs = deviation.shape
     error = np.empty(n_outputs, np.float32)
-    with_input = input_scale.shape[0] > 0
-    row_input = np.zeros(input_scale.shape[1] if with_input else 0, np.float32)
+    row_input = np.zeros(keep.shape[1] if masked_centring else 0, np.float32)
     total = 0.0
     for r in range(batch):
         start = aux_row_pointers[r]
@@ -452,8 +472,8 @@ def _aux_pass(aux_row_pointers, aux_latents, aux_values, deviation, aux_factor,
             grad_decoder_weight, grad_encoder_weight_t, grad_encoder_bias, aux_factor,
             encoder_weight_t, row_input,
         )
-        if with_input:
-            _centring_gradient(r, input_scale, row_input, grad_decoder_bias)
+        if masked_centring:
+            _centring_gradient(r, keep, keep_scale, row_input, grad_decoder_bias)
     return total
 
 
@@ -463,7 +483,7 @@ def backward(mse, grad_linear, target, level_factors, level_sizes,
              aux_row_pointers, aux_latents, aux_values, aux_scale, deviation,
              decoder_weight, decoder_bias, encoder_weight, centred, tied,
              grad_encoder_weight, grad_encoder_bias, grad_decoder_weight,
-             grad_decoder_bias, level_sums, output_weight, input_scale):
+             grad_decoder_bias, level_sums, keep, keep_scale, hidden_loss):
     """Gradients of all parameters, in one pass over the rows of the batch.
 
     The gradient of the weighted loss of level ``l`` with respect to its
@@ -481,12 +501,13 @@ def backward(mse, grad_linear, target, level_factors, level_sizes,
     component along each (unit-norm) decoder row. The gradient arrays and
     ``level_sums`` are overwritten.
 
-    Masked training: ``output_weight`` (empty, or shaped like ``target``)
-    weighs each entry's squared error with ``mse`` (the count losses carry
-    their weights in ``grad_linear``), and ``level_sums`` are then weighted
-    sums; ``input_scale`` (empty, or shaped like ``centred``) is the factor
-    by which each input entry was multiplied after centring, which the
-    gradient of a tied centring needs (``centred`` is the scaled input).
+    Masked training: ``keep`` (empty, or shaped like ``centred``: True where
+    an input entry was kept, its centred value multiplied by
+    ``keep_scale``, 0 where hidden; ``centred`` is that masked input). With
+    ``hidden_loss`` (an autoencoder) and ``mse``, only the hidden entries'
+    squared errors count, and ``level_sums`` sum those (the count losses
+    carry their weights in ``grad_linear``). A tied centring gets its
+    gradient through the mask.
 
     Returns the auxiliary loss and the squared norm of all the gradients.
     """
@@ -494,13 +515,11 @@ def backward(mse, grad_linear, target, level_factors, level_sizes,
     n_inputs = centred.shape[1]
     use_aux = aux_row_pointers.shape[0] > 0
     # tied centring of a masked input: the centring gradient row by row
-    masked_centring = tied and input_scale.shape[0] > 0
+    masked_centring = tied and keep.shape[0] > 0
     if masked_centring:
         encoder_weight_t = np.ascontiguousarray(encoder_weight.T)
-        scale_of_inputs = input_scale
     else:
         encoder_weight_t = np.empty((0, 0), np.float32)
-        scale_of_inputs = np.empty((0, 0), np.float32)
     grad_decoder_weight[:] = 0.0
     grad_encoder_weight_t = np.zeros((n_latents, n_inputs), np.float32)
     encoder_bias_sum = np.zeros(n_latents, np.float64)
@@ -511,7 +530,7 @@ def backward(mse, grad_linear, target, level_factors, level_sizes,
         row_pointers, latents, values, decoder_weight, decoder_bias, centred,
         deviation, grad_decoder_weight,
         grad_encoder_weight_t, encoder_bias_sum, decoder_bias_sum, level_sums,
-        output_weight, scale_of_inputs, encoder_weight_t,
+        keep, keep_scale, hidden_loss and mse, masked_centring, encoder_weight_t,
     )
     aux_loss = 0.0
     if use_aux:
@@ -522,7 +541,7 @@ def backward(mse, grad_linear, target, level_factors, level_sizes,
             aux_row_pointers, aux_latents, aux_values, deviation,
             np.float32(2.0 * aux_scale / energy), decoder_weight, centred,
             grad_decoder_weight, grad_encoder_weight_t, encoder_bias_sum,
-            scale_of_inputs, encoder_weight_t, decoder_bias_sum,
+            keep, keep_scale, masked_centring, encoder_weight_t, decoder_bias_sum,
         )
         aux_loss = aux_scale * squares / energy
 
