@@ -89,9 +89,10 @@ def build_parser():
     option("--place-grid", int, "cells per axis of the place grid of a position", "N")
     option("--window", int, "bins per time window the models see (1: single bins)", "N")
     option("--n-latents", int, "MSAE dictionary size", "N")
-    option("--k", int, "active latents per bin (and PCA/NMF components)", "K")
-    option("--levels", parse_levels, "comma-separated nested level sizes ending at n_latents",
-           "A,B,C")
+    option("--k", int, "active latents per bin (and PCA/NMF components); one K per level "
+           "of --levels gives each level its own", "K", nargs="+")
+    option("--levels", parse_levels, "nested level sizes ending at n_latents, separated by "
+           "spaces or commas", "A,B,C", nargs="+")
     option("--loss", str, "MSAE reconstruction loss: mse, poisson or msle", "LOSS")
     option("--device", str, "torch device: cpu, cuda, cuda:N or auto", "DEVICE")
     option("--max-iter", int, "most training epochs per MSAE fit", "N")

@@ -27,9 +27,12 @@ from conftest import error_line
 from sklearn_nldisco import MatryoshkaSAE
 from sklearn_nldisco._cli._config import (
     UsageError,
+    baseline_k,
     binner_parameters,
     model_parameters,
+    read_config,
     resolve,
+    write_config,
 )
 from sklearn_nldisco._cli._stages import (
     Binned,
@@ -42,7 +45,7 @@ from sklearn_nldisco._cli._stages import (
 from sklearn_nldisco.cli import main
 from sklearn_nldisco.datasets import make_reaching_session, write_nwb
 from sklearn_nldisco.interpretation import load_activations
-from sklearn_nldisco.models import check_levels
+from sklearn_nldisco.models import check_level_k, check_levels
 
 TINY = ["--n-units", "12", "--n-trials", "30", "--n-latents", "16", "--k", "2",
         "--max-iter", "5", "--seeds", "2", "--n-permutations", "20"]
@@ -299,6 +302,84 @@ def test_command_line_overrides_config_file(tmp_path, monkeypatch):
     assert seen["n_latents"] == 32 and seen["loss"] == "poisson"  # file
     assert seen["levels"] == (8, 32)
     assert seen["bin_size"] == 0.05  # default
+
+
+def _settings_seen(monkeypatch, tmp_path, argv):
+    """The settings ``nldisco run argv`` would run with (nothing is computed)."""
+    seen = {}
+
+    def fake_run(settings, out, overwrite=False):
+        seen.update(settings)
+        return {"report": Path(out) / "report.html"}
+
+    monkeypatch.setattr("sklearn_nldisco._cli._run.run", fake_run)
+    main(["run", "--out", str(tmp_path / "out"), "--quiet", *argv])
+    return seen
+
+
+@pytest.mark.parametrize("levels", [["16", "32", "64"], ["16,32,64"]])
+def test_one_k_per_level(tmp_path, monkeypatch, levels):
+    seen = _settings_seen(monkeypatch, tmp_path, ["--k", "2", "4", "8", "--levels", *levels])
+    assert seen["k"] == (2, 4, 8) and seen["levels"] == (16, 32, 64)
+    parameters = model_parameters(seen)
+    assert parameters["k"] == {16: 2, 32: 4, 64: 8}
+    assert parameters["level_sizes"] == (16, 32, 64)
+    # the model agrees: each level its own budget
+    assert check_level_k(parameters["k"], parameters["level_sizes"], 64) == (
+        (16, 32, 64), (2, 4, 8))
+    assert baseline_k(seen) == 8  # PCA and NMF: the last level's k
+    # one value is the shared k, as before
+    seen = _settings_seen(monkeypatch, tmp_path, ["--k", "3"])
+    assert seen["k"] == 3 and model_parameters(seen)["k"] == 3 and baseline_k(seen) == 3
+
+
+def test_one_k_per_level_in_the_config_file(tmp_path, monkeypatch):
+    config = tmp_path / "settings.toml"
+    config.write_text("k = [2, 4, 8]\nlevels = [16, 32, 64]\n")
+    seen = _settings_seen(monkeypatch, tmp_path, ["--config", str(config)])
+    assert seen["k"] == (2, 4, 8) and seen["levels"] == (16, 32, 64)
+    config.write_text("k = [5]\n")  # a list of one: the shared k
+    assert _settings_seen(monkeypatch, tmp_path, ["--config", str(config)])["k"] == 5
+
+
+@pytest.mark.parametrize("k, levels", [(4, None), (3, (8, 64)), ((2, 4, 8), (16, 32, 64))])
+def test_written_config_resolves_to_the_same_settings(tmp_path, k, levels):
+    settings = resolve({}, {"k": k, "levels": levels, "quiet": True})
+    write_config(settings, tmp_path / "config.toml")
+    again = resolve(read_config(tmp_path / "config.toml"), {})
+    assert again == settings
+    assert model_parameters(again) == model_parameters(settings)
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--k", "2", "4", "8", "--levels", "16", "64"],
+     "--k 2 4 8 gives 3 values for the 2 levels 16 64; give one k per level, or one k for all"),
+    (["--k", "2", "4"], "--k 2 4: one k per level needs --levels"),
+    (["--k", "20", "24", "--levels", "16", "64"],
+     "--k 20 24: level 16 cannot hold k=20; each k must be between 1 and its level's size"),
+    (["--k", "0", "4", "--levels", "16", "64"], "--k 0 4: level 16 cannot hold k=0"),
+    (["--k", "8", "4", "--levels", "16", "64"],
+     "--k 8 4 decreases from one level to the next"),
+    (["--k", "2", "x", "--levels", "16", "64"], "argument --k: invalid int value: 'x'"),
+    (["--n-units", "6", "--k", "2", "8", "--levels", "16", "64"],
+     "--k 8 is more than the 6 unit(s) of the simulated session"),
+])
+def test_bad_per_level_k(tmp_path, capsys, monkeypatch, options, message):
+    _no_computation(monkeypatch)  # refused before reading or fitting anything
+    line = error_line(capsys, ["run", "--out", str(tmp_path / "out"), *options])
+    assert line.startswith(f"nldisco: error: {message}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_per_level_k_in_the_config_file(tmp_path, capsys):
+    config = tmp_path / "settings.toml"
+    config.write_text('k = [2, "four"]\nlevels = [16, 64]\n')
+    line = error_line(capsys, ["run", "--config", str(config), "--out", str(tmp_path)])
+    assert line == (f"nldisco: error: k in {config} must be an integer or a list of integers "
+                    "(one per level); got [2, 'four']")
+    config.write_text("k = [2, 4, 8]\nlevels = [16, 64]\n")
+    assert "gives 3 values for the 2 levels" in error_line(
+        capsys, ["run", "--config", str(config), "--out", str(tmp_path)])
 
 
 def test_stages_pass_their_outputs_on(monkeypatch, one_torch_thread):

@@ -69,6 +69,7 @@ def _hostile_inputs():
                                          "explained_variance": 0.5,
                                          "explained_variance_per_level": [0.5],
                                          "l0": 1.5, "l0_per_level": [1.5],
+                                         "k_per_level": [2], "shared_k": True,
                                          "dead_fraction": 0.0, "n_epochs": 3,
                                          "explained_variance_shifted": 0.375,
                                          "structure_explained": 0.125,
@@ -239,7 +240,7 @@ def test_summary_numbers(hostile_report):
     assert row == ("<tr><td>msae_seed0</td><td>3</td><td>0.500</td><td>0.375</td>"
                    "<td>0.125</td><td>1.50</td>"
                    "<td>0.500 <small>(3)</small></td><td>0.375</td><td>1.50</td>"
-                   "<td>0.000</td><td>3</td><td>2</td><td>3</td><td>66.7</td></tr>")
+                   "<td>2 <small>(shared)</small></td><td>0.000</td><td>3</td><td>2</td><td>3</td><td>66.7</td></tr>")
     assert _summary_rows(text, "summary-structure") == [
         ["msae_seed0", "0.062", "0.250", "0.000", "–"],
         ["smoothing alone (σ = 1.0 bin)", "0.031", "–", "–", "–"]]
@@ -261,6 +262,62 @@ def test_summary_without_controls(tmp_path):
     assert _summary_rows(text, "summary-models")[0][2:5] == ["0.500", "–", "–"]
     assert _summary_rows(text, "summary-structure") == [["msae_seed0", "–", "–", "–", "–"]]
     assert "q &lt; 0.05 or among the 3 most selective rows of its latent" in text
+
+
+def _level_k_section(text):
+    match = re.search(r'id="level-k-table">.*?<tbody>\n(.*?)</tbody>', text, re.S)
+    if match is None:
+        return None
+    return [re.findall(r"<td>(.*?)</td>", row) for row in re.findall(r"<tr>.*?</tr>",
+                                                                       match.group(1))]
+
+
+def test_per_level_k_against_one_shared_k(tmp_path):
+    inputs = _hostile_inputs()
+    metrics = inputs["metrics"]
+    model = metrics["models"]["msae_seed0"]
+    model.update(level_sizes=[2, 3], k_per_level=[1, 2], shared_k=False,
+                 explained_variance_per_level=[0.25, 0.5], l0_per_level=[1.0, 2.0],
+                 explained_variance_per_level_shifted=[0.125, 0.375])
+    shared = {"k": 2, "k_per_level": [2, 2], "l0_per_level": [1.5, 1.75],
+              "explained_variance_per_level": [0.375, 0.4375],
+              "explained_variance_per_level_shifted": [0.3125, 0.25],
+              "explained_variance": 0.4375, "explained_variance_shifted": 0.25, "l0": 1.75,
+              "n_epochs": 3}
+    metrics["level_k_comparison"] = {
+        "seed": 0, "level_sizes": [2, 3],
+        "per_level": {"model": "msae_seed0", **{key: model[key] for key in shared
+                                                 if key in model}},
+        "shared": shared}
+    text = write_report(tmp_path, **inputs).read_text(encoding="utf-8")
+    # the summary: each level's own k, not marked shared
+    row = _summary_rows(text, "summary-models")[0]
+    assert row[6:14] == ["0.250 <small>(2)</small>", "0.125", "1.00", "1",
+                         "0.500 <small>(3)</small>", "0.375", "2.00", "2"]
+    assert _level_k_section(text) == [
+        ["0", "2", "1", "1.00", "0.250", "0.125", "2", "1.50", "0.375", "0.312"],
+        ["1", "3", "2", "2.00", "0.500", "0.375", "2", "1.75", "0.438", "0.250"]]
+    sentences = re.findall(r"<li>(Level .*?)</li>", text)
+    assert sentences == [
+        "Level 0 (2 latents): its own k=1 uses 0.50 fewer latents per bin than one shared "
+        "k=2 (1.00 against 1.50) and explains 0.125 less of the held-out variance (0.250 "
+        "against 0.375); beyond the unit-shifted control, 0.125 against 0.062.",
+        "Level 1 (3 latents): its own k=2 uses 0.25 more latents per bin than one shared "
+        "k=2 (2.00 against 1.75) and explains 0.062 more of the held-out variance (0.500 "
+        "against 0.438); beyond the unit-shifted control, 0.125 against 0.188."]
+    assert 'href="#evaluation"' in text
+
+
+def test_level_table_only_for_window_runs_or_per_level_k(tmp_path):
+    inputs = _hostile_inputs()
+    text = write_report(tmp_path, **inputs).read_text(encoding="utf-8")
+    assert _level_k_section(text) is None and 'id="evaluation"' not in text
+    # a window run: the first seed's levels beside the ablation and spectra
+    inputs["metrics"]["models"]["msae_seed0"]["explained_variance_per_lag"] = [0.5, 0.25]
+    inputs["metrics"]["seeds"] = [0]
+    text = write_report(tmp_path, **inputs).read_text(encoding="utf-8")
+    assert _level_k_section(text) == [["0", "3", "2", "1.50", "0.500", "0.375"]]
+    assert "<li>Level" not in text
 
 
 def _findings(text):
@@ -342,7 +399,10 @@ def test_figures_are_titled(report_run):
     assert len(figures) == len(stems)
     titles = [title for _, title, _, _ in figures]
     assert all(title == alt for _, title, _, alt in figures)
-    assert {title for title, _ in FIGURE_TEXT.values()} <= set(titles)
+    # every figure but the per-level k one, written with one k per level only
+    # (tests/test_cli_window.py)
+    assert {title for name, (title, _) in FIGURE_TEXT.items() if name != "level_k"} <= set(
+        titles)
     cards = [stem.removeprefix("feature_card_latent") for stem in stems
              if stem.startswith("feature_card")]
     assert sorted(t for t in titles if t.startswith("Feature card")) == sorted(

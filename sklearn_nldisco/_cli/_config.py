@@ -23,7 +23,7 @@ SETTINGS = {
     "place_grid": (5, "int"),
     "window": (1, "int"),
     "n_latents": (64, "int"),
-    "k": (4, "int"),
+    "k": (4, "k"),
     "levels": (None, "int_list"),
     "loss": ("mse", "str"),
     "device": ("cpu", "str"),
@@ -36,6 +36,10 @@ SETTINGS = {
 }
 
 DEFAULTS = {name: default for name, (default, _) in SETTINGS.items()}
+
+# ``k`` is one integer (one selection shared by the levels) or one integer
+# per level of ``levels`` (a tuple; each level its own budget, as
+# ``MatryoshkaSAE(k={level_size: k_level})``).
 
 # Settings that are parameters of an estimator, which checks them itself:
 # setting -> parameter.
@@ -110,6 +114,10 @@ def _coerce(name, value, where):
         return value
     if kind == "bool" and isinstance(value, bool):
         return value
+    if kind == "k" and _is_int(value):
+        return value
+    if kind == "k" and isinstance(value, list) and value and all(map(_is_int, value)):
+        return value[0] if len(value) == 1 else tuple(value)
     if kind == "int_list" and isinstance(value, list) and all(
         isinstance(item, int) and not isinstance(item, bool) for item in value
     ):
@@ -121,8 +129,13 @@ def _coerce(name, value, where):
     expected = {"int": "an integer", "float": "a number", "str": "a string",
                 "path": "a string", "bool": "true or false",
                 "int_list": "a list of integers",
+                "k": "an integer or a list of integers (one per level)",
                 "str_list": "a list of names (strings)"}[kind]
     raise UsageError(f"{where} must be {expected}; got {value!r}")
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def parse_levels(text):
@@ -167,14 +180,53 @@ def resolve(file_settings, command_line):
         If a value is out of range or the model settings contradict each
         other.
     """
-    settings = {**DEFAULTS, **file_settings, **command_line}
+    settings = {**DEFAULTS, **_lists(file_settings), **_lists(command_line)}
     _check(settings)
     return settings
 
 
+def _lists(given):
+    """``k`` and ``levels`` given as lists, as tuples: the parser gives ``--k 2 4 8`` and
+    ``--levels 16 32 64`` (or ``16,32,64``, a tuple per part) as lists, a TOML
+    document read without :func:`read_config` too. One ``k`` is the shared ``k``."""
+    given = dict(given)
+    k = given.get("k")
+    if isinstance(k, list):
+        given["k"] = k[0] if len(k) == 1 else tuple(k)
+    levels = given.get("levels")
+    if isinstance(levels, list):
+        given["levels"] = tuple(
+            size for part in levels for size in (part if isinstance(part, tuple) else (part,)))
+    return given
+
+
 def model_parameters(settings):
-    """The ``MatryoshkaSAE`` parameters given by ``settings``."""
-    return {parameter: settings[name] for name, parameter in MODEL_PARAMETERS.items()}
+    """The ``MatryoshkaSAE`` parameters given by ``settings``.
+
+    A per-level ``k`` (a tuple) becomes the dict ``{level_size: k_level}``
+    over ``levels``.
+    """
+    parameters = {parameter: settings[name] for name, parameter in MODEL_PARAMETERS.items()}
+    if per_level_k(settings):
+        parameters["k"] = dict(zip(settings["levels"], settings["k"]))
+    return parameters
+
+
+def per_level_k(settings):
+    """Whether ``settings`` give each level its own ``k`` (a tuple of them)."""
+    return isinstance(settings["k"], tuple)
+
+
+def baseline_k(settings):
+    """The PCA and NMF components of the run: ``k``, or the last level's ``k``
+    (the largest, the budget of the whole model) with a per-level ``k``."""
+    return settings["k"][-1] if per_level_k(settings) else settings["k"]
+
+
+def shared_k_settings(settings):
+    """``settings`` with one shared ``k`` equal to the last level's (the
+    comparison fitted beside a per-level ``k``)."""
+    return {**settings, "k": baseline_k(settings)}
 
 
 def binner_parameters(settings):
@@ -201,10 +253,12 @@ def _check(settings):
         raise UsageError(f"--seed must be <= {largest} (the run also uses seeds up to SEED + "
                          f"{max(settings['seeds'] - 1, HELD_OUT_SHIFT_OFFSET)}, and a seed "
                          f"is below 2**32); got {settings['seed']}")
+    _check_level_k(settings)
     if settings["nwb_file"] is None:
         from ._stages import check_units
 
-        check_units(settings["n_units"], settings["k"], "the simulated session (--n-units)")
+        check_units(settings["n_units"], baseline_k(settings),
+                    "the simulated session (--n-units)")
     if settings["place_grid"] < 2:
         raise UsageError(f"--place-grid must be >= 2; got {settings['place_grid']}")
     block_duration = settings["block_duration"]
@@ -231,6 +285,35 @@ def _check(settings):
             check_device(settings["device"])
         except (ValueError, RuntimeError) as error:  # torch.device raises RuntimeError
             raise UsageError(f"--device {settings['device']!r}: {error}") from None
+
+
+def _check_level_k(settings):
+    """One ``k`` per level of ``--levels``, each within its level, non-decreasing.
+
+    The command's own words for what ``check_level_k`` of the models checks
+    too, and for what only the command can get wrong (the count, and
+    several values without ``--levels``: the default levels depend on ``k``).
+    """
+    k = settings["k"]
+    if not per_level_k(settings):
+        return
+    shown = " ".join(map(str, k))
+    levels = settings["levels"]
+    if levels is None:
+        raise UsageError(f"--k {shown}: one k per level needs --levels (as many level sizes "
+                         f"as k values, e.g. --levels "
+                         f"{' '.join(str(2 ** (i + 4)) for i in range(len(k)))})")
+    if len(k) != len(levels):
+        raise UsageError(f"--k {shown} gives {len(k)} values for the {len(levels)} levels "
+                         f"{' '.join(map(str, levels))}; give one k per level, or one k "
+                         "for all")
+    for size, budget in zip(levels, k):
+        if not 1 <= budget <= size:
+            raise UsageError(f"--k {shown}: level {size} cannot hold k={budget}; each k "
+                             "must be between 1 and its level's size")
+    if any(later < earlier for earlier, later in zip(k, k[1:])):
+        raise UsageError(f"--k {shown} decreases from one level to the next; the k of a "
+                         "larger level must be at least that of a smaller one")
 
 
 def _check_parameters(estimator, parameters):

@@ -16,6 +16,11 @@ gets three measures of :mod:`sklearn_nldisco.evaluation`:
 - **single-unit dominance** of the decoder rows;
 - latent ablation, spectral fidelity and, with ``--window``, explained
   variance per lag (:mod:`._temporal`).
+
+With a per-level ``k`` (``--k 2 4 8``), the first seed's model is also
+refitted with one shared ``k`` equal to the last level's, with its own
+unit-shifted control (:func:`level_k_comparison`): what the per-level
+budgets change, level by level.
 """
 
 import warnings
@@ -26,6 +31,7 @@ from sklearn.base import clone
 from sklearn.pipeline import make_pipeline
 from threadpoolctl import threadpool_limits
 
+from ._config import baseline_k, per_level_k, shared_k_settings
 from ._stages import baseline_metrics, fit_baselines, fit_msae, reconstruction_metrics
 from ._temporal import temporal_evaluation
 
@@ -45,12 +51,15 @@ class Evaluation:
     ``models`` holds the keys added to each model's entry of ``metrics.json``;
     ``metrics`` is the ``evaluation`` entry (protocols, seeds, the smoothing
     baseline); ``temporal`` the ablation tables and spectra
-    (``_temporal.TemporalEvaluation``) for the report's figures.
+    (``_temporal.TemporalEvaluation``) for the report's figures;
+    ``level_k`` the ``level_k_comparison`` entry (:func:`level_k_comparison`),
+    None with a shared ``k``.
     """
 
     models: dict
     metrics: dict
     temporal: object = None
+    level_k: dict | None = None
 
 
 def evaluate(data, msae, baselines, scores, settings, progress, check=None):
@@ -76,6 +85,12 @@ def evaluate(data, msae, baselines, scores, settings, progress, check=None):
             data, msae, baselines, scores.metrics["models"], settings, progress, check)
         progress("co-smoothing: predicting held-out units from the latents of the others")
         bits, co_smoothing = co_smoothing_bits(data, msae, baselines, settings, check)
+        comparison = None
+        if per_level_k(settings):
+            first = msae.first
+            comparison = level_k_comparison(
+                data, {**scores.metrics["models"][first], **shifted[first], "model": first},
+                settings, progress, check)
     progress("latent ablation and spectral fidelity of the held-out reconstruction")
     temporal = temporal_evaluation(data, models, scores.codes, settings)
     for name, model in models.items():
@@ -93,7 +108,7 @@ def evaluate(data, msae, baselines, scores, settings, progress, check=None):
             "threshold": SINGLE_UNIT_THRESHOLD,
             "latents": "latents with a non-zero decoder row, dead MSAE latents left out; "
                        "_selective: the latents with a selective row in selectivity.csv"}},
-        temporal)
+        temporal, comparison)
 
 
 def shifted_explained_variance(data, msae, baselines, real, settings, progress, check=None):
@@ -110,21 +125,12 @@ def shifted_explained_variance(data, msae, baselines, real, settings, progress, 
     protocol : dict
         The ``structure_control`` entry of ``metrics.json``.
     """
-    from ..evaluation import shift_units
-
     seed = settings["seed"]
-    if data.windows is None:
-        train = shift_units(data.X_train, random_state=seed)
-        test = shift_units(data.X_test, random_state=seed + HELD_OUT_SHIFT_OFFSET)
-    else:  # shift the bins, then window them as the real ones
-        train = data.windows.transform(shift_units(data.bins_train, random_state=seed))
-        test = data.windows.transform(
-            shift_units(data.bins_test, random_state=seed + HELD_OUT_SHIFT_OFFSET),
-            interval_ids=data.interval_ids_test)
+    train, test = shifted_inputs(data, seed)
     # no epoch lines: they would read as the real fits' progress
     runs = fit_msae(train, {**settings, "quiet": True},
                     lambda line: progress(f"unit-shifted control: {line}"), check)
-    control = fit_baselines(train, settings["k"], seed)
+    control = fit_baselines(train, baseline_k(settings), seed)
     codes = {name: np.asarray(model.transform(test)) for name, model in runs.models.items()}
     codes.update(control.transform(test))
     shifted = {**reconstruction_metrics(runs, test, codes),
@@ -150,6 +156,89 @@ def shifted_explained_variance(data, msae, baselines, real, settings, progress, 
         "models": list(measures),
     }
     return measures, protocol
+
+
+def shifted_inputs(data, seed):
+    """The unit-shifted control's training and held-out model inputs.
+
+    Each unit of the training bins is shifted with ``seed``, of the held-out
+    bins with ``seed + HELD_OUT_SHIFT_OFFSET``; with windows the bins are
+    shifted, then windowed as the real ones.
+    """
+    from ..evaluation import shift_units
+
+    if data.windows is None:
+        return (shift_units(data.X_train, random_state=seed),
+                shift_units(data.X_test, random_state=seed + HELD_OUT_SHIFT_OFFSET))
+    train = data.windows.transform(shift_units(data.bins_train, random_state=seed))
+    test = data.windows.transform(
+        shift_units(data.bins_test, random_state=seed + HELD_OUT_SHIFT_OFFSET),
+        interval_ids=data.interval_ids_test)
+    return train, test
+
+
+# The entries of a model's metrics compared level by level.
+LEVEL_K_KEYS = ("k_per_level", "l0_per_level", "explained_variance_per_level",
+                "explained_variance_per_level_shifted", "explained_variance",
+                "explained_variance_shifted", "l0", "n_epochs")
+
+
+def level_k_comparison(data, per_level, settings, progress, check=None):
+    """The first seed's per-level ``k`` against one shared ``k`` of the last level's size.
+
+    The shared-``k`` model (same levels and settings, the first seed only, to
+    keep the run short) is fitted on the training bins and, for its
+    unit-shifted control, on the shifted ones (:func:`shifted_inputs`).
+
+    Parameters
+    ----------
+    per_level : dict
+        The first seed's entry of ``metrics.json`` so far (reconstruction and
+        shifted control), with its name as ``"model"``.
+
+    Returns
+    -------
+    comparison : dict
+        The ``level_k_comparison`` entry of ``metrics.json``: ``seed``,
+        ``level_sizes``, and per model (``per_level``, ``shared``) its
+        budgets, L0 and explained variance (real and unit-shifted), per level
+        and overall.
+    """
+    seed = settings["seed"]
+    shared = {**shared_k_settings(settings), "seeds": 1, "quiet": True}
+
+    def say(line):
+        progress(f"shared-k comparison: {line}")
+
+    say(f"refitting the first seed with one shared k={shared['k']} over all latents")
+    runs = fit_msae(data.X_train, shared, say, check)
+    codes = {name: np.asarray(model.transform(data.X_test))
+             for name, model in runs.models.items()}
+    real = reconstruction_metrics(runs, data.X_test, codes)[runs.first]
+    train, test = shifted_inputs(data, seed)
+    control_runs = fit_msae(train, shared, lambda line: say(f"unit-shifted control: {line}"),
+                            check)
+    codes = {name: np.asarray(model.transform(test))
+             for name, model in control_runs.models.items()}
+    control = reconstruction_metrics(control_runs, test, codes)[control_runs.first]
+    real.update(explained_variance_shifted=control["explained_variance"],
+                explained_variance_per_level_shifted=control["explained_variance_per_level"])
+    comparison = {
+        "seed": seed, "level_sizes": real["level_sizes"],
+        "per_level": {"model": per_level["model"],
+                      **{key: per_level.get(key) for key in LEVEL_K_KEYS}},
+        "shared": {"k": shared["k"], **{key: real[key] for key in LEVEL_K_KEYS}},
+        "protocol": "the first seed refitted with one shared k (the last level's) over all "
+                    "latents, same levels and settings; its unit-shifted control refitted "
+                    "on the same shifted bins as the run's",
+    }
+    for level, size in enumerate(real["level_sizes"]):
+        say(f"level {size}: per-level k={per_level['k_per_level'][level]} uses "
+            f"{per_level['l0_per_level'][level]:.2f} latents per bin, explained variance "
+            f"{per_level['explained_variance_per_level'][level]:.3f}; shared "
+            f"k={shared['k']} {real['l0_per_level'][level]:.2f}, "
+            f"{real['explained_variance_per_level'][level]:.3f}")
+    return comparison
 
 
 def co_smoothing_bits(data, msae, baselines, settings, check=None):

@@ -53,9 +53,13 @@ FIGURE_TEXT = {
                           "Welch spectra of the held-out bins and of each model's "
                           "reconstruction (mean over units, trial by trial), and each unit's "
                           "relative spectral error."),
+    "level_k": ("Per-level k against one shared k",
+                "Held-out explained variance (solid; unit-shifted control dashed) and "
+                "latents used per bin of each level, for the first seed with its per-level "
+                "k and refitted with one shared k of the last level's size."),
 }
 # Figures shown in the evaluation section rather than with the diagnostics.
-EVALUATION_FIGURES = ("latent_ablation", "spectral_fidelity")
+EVALUATION_FIGURES = ("latent_ablation", "spectral_fidelity", "level_k")
 FEATURE_CARD_TEXT = ("Feature card: latent {latent}",
                      "Tuning of latent {latent} to each scored variable, its activation and "
                      "its top units (one of the most selective latents).")
@@ -378,6 +382,7 @@ def _summary(metrics):
     for name, model in metrics.get("models", {}).items():
         sizes = model.get("level_sizes", [])
         shifted = model.get("explained_variance_per_level_shifted") or [None] * len(sizes)
+        budgets = model.get("k_per_level") or [None] * len(sizes)
         models.append({
             "name": name, "components": model.get("n_latents", model.get("n_components")),
             "explained_variance": model.get("explained_variance"),
@@ -387,8 +392,9 @@ def _summary(metrics):
             "levels": [{"size": int(size),
                         "explained_variance": model["explained_variance_per_level"][level],
                         "explained_variance_shifted": shifted[level],
-                        "l0": model["l0_per_level"][level]}
+                        "l0": model["l0_per_level"][level], "k": budgets[level]}
                        for level, size in enumerate(sizes)],
+            "shared_k": model.get("shared_k"),
             "dead_fraction": model.get("dead_fraction"), "n_epochs": model.get("n_epochs"),
             "n_selective_latents": selective.get(name),
             "n_live_latents": live.get(name),
@@ -411,6 +417,71 @@ def _summary(metrics):
             "smoothing_baseline": co_smoothing.get("smoothing_baseline"),
             "single_unit_threshold": evaluation.get("single_unit_dominance", {}).get(
                 "threshold")}
+
+
+def _difference(a, b):
+    return None if a is None or b is None else a - b
+
+
+def _level_k(metrics):
+    """The per-level table of the evaluation section, or None.
+
+    Shown for a per-level ``k`` (with its shared-``k`` comparison,
+    ``level_k_comparison`` of ``metrics``) and for a window run (whose
+    levels the section shows beside the ablation and spectra); rows are the
+    levels of the first seed.
+    """
+    comparison = metrics.get("level_k_comparison")
+    models = metrics.get("models", {})
+    windowed = any("explained_variance_per_lag" in model for model in models.values())
+    if comparison is None and not windowed:
+        return None
+    if comparison is not None:
+        name, first = comparison["per_level"]["model"], comparison["per_level"]
+    else:
+        name = f"msae_seed{(metrics.get('seeds') or [0])[0]}"
+        first = models.get(name)
+        if first is None or not first.get("level_sizes"):
+            return None
+    shared = comparison["shared"] if comparison is not None else None
+    sizes = comparison["level_sizes"] if comparison is not None else first["level_sizes"]
+
+    def side(values, level):
+        if values is None:
+            return None
+        ev = values["explained_variance_per_level"][level]
+        shifted = (values.get("explained_variance_per_level_shifted") or [None] * len(sizes))[
+            level]
+        return {"k": (values.get("k_per_level") or [None] * len(sizes))[level],
+                "l0": values["l0_per_level"][level], "explained_variance": ev,
+                "explained_variance_shifted": shifted,
+                "structure_explained": _difference(ev, shifted)}
+
+    rows = [{"level": level, "size": int(size), "first": side(first, level),
+             "shared": side(shared, level)} for level, size in enumerate(sizes)]
+    return {"model": name, "rows": rows, "shared_k": None if shared is None else shared["k"],
+            "per_level_k": comparison is not None,
+            "tradeoff": _tradeoff(rows, shared["k"]) if shared is not None else []}
+
+
+def _tradeoff(rows, k):
+    """One sentence per level: what the per-level ``k`` changes against one shared ``k``."""
+    sentences = []
+    for row in rows:
+        mine, other = row["first"], row["shared"]
+        fewer = other["l0"] - mine["l0"]
+        gained = mine["explained_variance"] - other["explained_variance"]
+        text = (f"Level {row['level']} ({row['size']} latents): its own k={mine['k']} uses "
+                f"{abs(fewer):.2f} {'fewer' if fewer >= 0 else 'more'} latents per bin than "
+                f"one shared k={k} ({mine['l0']:.2f} against {other['l0']:.2f}) and explains "
+                f"{abs(gained):.3f} {'more' if gained >= 0 else 'less'} of the held-out "
+                f"variance ({mine['explained_variance']:.3f} against "
+                f"{other['explained_variance']:.3f})")
+        if mine["structure_explained"] is not None and other["structure_explained"] is not None:
+            text += (f"; beyond the unit-shifted control, {mine['structure_explained']:.3f} "
+                     f"against {other['structure_explained']:.3f}")
+        sentences.append(text + ".")
+    return sentences
 
 
 def write_report(out_dir, *, metrics, selectivity, figures, codes, X, metadata,
@@ -485,7 +556,7 @@ def write_report(out_dir, *, metrics, selectivity, figures, codes, X, metadata,
         figures_model=(metrics.get("seeds") or [None])[0],
         findings=_findings(metrics, selectivity), ground_truth=_ground_truth(metrics),
         ground_truth_skipped=(metrics.get("ground_truth") or {}).get("skipped"),
-        keep_q=KEEP_Q, top_rows_per_latent=TOP_ROWS_PER_LATENT,
+        keep_q=KEEP_Q, top_rows_per_latent=TOP_ROWS_PER_LATENT, level_k=_level_k(metrics),
         data_json=embed_json(data),  # written unescaped: embed_json makes it safe
         **_summary(metrics))
     path = Path(out_dir) / filename

@@ -4,7 +4,7 @@ import contextlib
 import importlib
 from pathlib import Path
 
-from ._config import UsageError
+from ._config import UsageError, baseline_k
 from ._evaluate import evaluate
 from ._interrupts import Interrupts
 from ._output import OutputFolder
@@ -98,7 +98,7 @@ def _analyse(settings, staging, out, progress, timings, check=None, hold=None):
             loaded.recording.trials) else "in contiguous time blocks"
         progress(f"binning spikes in {settings['bin_size']:g} s bins {where}")
         binned = bin_spikes(loaded, settings)
-        data = split(binned, settings["seed"], loaded.source, settings["k"])
+        data = split(binned, settings["seed"], loaded.source, baseline_k(settings))
         data = window_inputs(data, settings["window"])
     check()
     progress(f"{len(binned.X):,} bins; training {len(data.X_train):,}, held out "
@@ -118,8 +118,8 @@ def _analyse(settings, staging, out, progress, timings, check=None, hold=None):
                  f"held-out explained variance {model.score(data.X_test):.3f}, "
                  f"{len(model.dead_latents_)} dead latents")
     with timings("fit_baselines_s"):
-        progress(f"fitting PCA and NMF baselines with {settings['k']} components")
-        baselines = fit_baselines(data.X_train, settings["k"], settings["seed"])
+        progress(f"fitting PCA and NMF baselines with {baseline_k(settings)} components")
+        baselines = fit_baselines(data.X_train, baseline_k(settings), settings["seed"])
     check()
     with timings("score_s"):
         scores = score(loaded, data, msae, baselines, settings, progress)
@@ -148,6 +148,8 @@ def _analyse(settings, staging, out, progress, timings, check=None, hold=None):
                                       for name in selective},
                "ground_truth": ground_truth,
                "evaluation": evaluation.metrics, "versions": versions()}
+    if evaluation.level_k is not None:  # a per-level k: its shared-k comparison
+        metrics["level_k_comparison"] = evaluation.level_k
     try:
         with timings("write_s"):
             progress(f"writing models, tables and figures to {out}")

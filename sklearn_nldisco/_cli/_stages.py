@@ -16,7 +16,13 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from ._config import UsageError, binner_parameters, model_parameters, write_config
+from ._config import (
+    UsageError,
+    baseline_k,
+    binner_parameters,
+    model_parameters,
+    write_config,
+)
 from ._progress import EpochProgress
 from ._report import write_report
 from ._variables import (
@@ -198,7 +204,7 @@ def load(settings):
             "trials table is binned whole and split in time blocks)")
     events = choose_events(recording, settings["events"], str(path))
     check_variable_names(settings["variables"], catalogue(recording, events), str(path))
-    check_units(recording.n_units, settings["k"], str(path))
+    check_units(recording.n_units, baseline_k(settings), str(path))
     return Loaded(recording, str(path))
 
 
@@ -377,8 +383,8 @@ def fit_msae(X_train, settings, progress, check=None):
     if not settings["quiet"] and hasattr(estimator, "set_callbacks"):
         # fit callbacks exist from scikit-learn 1.9 on; before, per-seed lines only
         estimator.set_callbacks(EpochProgress(progress, max(1, settings["max_iter"] // 10)))
-    progress(f"fitting MatryoshkaSAE(n_latents={settings['n_latents']}, k={settings['k']}) "
-             f"with seeds {seeds} on {settings['n_jobs']} job(s)")
+    progress(f"fitting MatryoshkaSAE(n_latents={settings['n_latents']}, "
+             f"k={estimator.k}) with seeds {seeds} on {settings['n_jobs']} job(s)")
     if settings["n_jobs"] == 1:
         # one seed at a time, so that an interrupted fit stops the next one
         runs = []
@@ -455,8 +461,31 @@ def mean_l0(codes):
     return float(np.count_nonzero(np.asarray(codes), axis=1).mean())
 
 
+def level_k(model):
+    """The budget of each level of a fitted MSAE: its own ``k`` per level, or the
+    shared ``k`` repeated (one selection of ``k`` over every latent)."""
+    if isinstance(model.k, dict):
+        return [int(model.k[int(size)]) for size in model.level_sizes_]
+    return [int(model.k)] * len(model.level_sizes_)
+
+
+def level_l0(model, X, codes, level):
+    """Mean latents per bin that the reconstruction of ``level`` uses.
+
+    With a shared ``k`` those are the codes' active latents among the
+    level's first ones; with a per-level ``k`` the level's own selection,
+    which the codes of ``transform`` (the union of the levels' selections)
+    do not show.
+    """
+    if np.ndim(model.threshold_) == 0:
+        return mean_l0(codes[:, :int(model.level_sizes_[level])])
+    own = model._encode(X, sparse_output=True, dtype=np.float32, level=level)
+    return float(own.getnnz() / X.shape[0])
+
+
 def reconstruction_metrics(msae, X_test, codes):
-    """Per MSAE run: explained variance and L0 on the held-out bins, overall and per level."""
+    """Per MSAE run: explained variance and L0 on the held-out bins, overall and per
+    level, and each level's ``k``."""
     from ..models import explained_variance
 
     metrics = {}
@@ -472,7 +501,10 @@ def reconstruction_metrics(msae, X_test, codes):
                 explained_variance(X_test, np.asarray(model.reconstruct(X_test, level=level)))
                 for level in range(len(level_sizes))],
             "l0": mean_l0(codes[name]),
-            "l0_per_level": [mean_l0(codes[name][:, :size]) for size in level_sizes],
+            "l0_per_level": [level_l0(model, X_test, codes[name], level)
+                             for level in range(len(level_sizes))],
+            "k_per_level": level_k(model),
+            "shared_k": not isinstance(model.k, dict),
             "dead_fraction": len(model.dead_latents_) / model.n_latents,
             "n_epochs": int(model.n_iter_),
         }
@@ -582,7 +614,9 @@ def write(out, *, settings, loaded, data, msae, baselines, scores, metrics, temp
     ``metrics`` is the content of ``metrics.json`` so far (the report shows
     it); ``metrics.json`` itself is written last, by :func:`write_metrics`.
     ``temporal`` (``_temporal.TemporalEvaluation``), if given, adds
-    ``latent_ablation.csv`` and the ablation and spectral figures.
+    ``latent_ablation.csv`` and the ablation and spectral figures; a
+    ``level_k_comparison`` in ``metrics`` (a per-level ``k``) adds the
+    ``level_k`` figure.
 
     Returns
     -------
@@ -613,6 +647,11 @@ def write(out, *, settings, loaded, data, msae, baselines, scores, metrics, temp
                                    else ("direction_deg",)))
     if temporal is not None:
         write_temporal(temporal, msae.first, out, record)
+    if metrics.get("level_k_comparison") is not None:
+        from ._temporal import plot_level_k
+
+        plot_level_k(metrics["level_k_comparison"]).savefig(
+            record("figure:level_k", out / "level_k.png"), dpi=110)
     write_config(settings, record("config", out / "config.toml"))
     units = getattr(loaded.recording, "units", None)
     unit_names = (units.index if units is not None and len(units) == loaded.recording.n_units

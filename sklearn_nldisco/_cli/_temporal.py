@@ -229,3 +229,40 @@ def plot_spectra(spectra, first):
     right.set_title("spectral error")
     fig.suptitle("Spectral fidelity of the held-out reconstruction")
     return fig
+
+
+def plot_level_k(comparison):
+    """Per level: held-out explained variance and latents used per bin, per-level
+    ``k`` against one shared ``k`` (``level_k_comparison`` of ``metrics.json``)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9.0, 3.5), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    sizes = comparison["level_sizes"]
+    positions = np.arange(len(sizes))
+    for (key, label), color in zip(
+            (("per_level", "per-level k " + "/".join(
+                map(str, comparison["per_level"]["k_per_level"]))),
+             ("shared", f"shared k={comparison['shared']['k']}")),
+            ("tab:blue", "tab:orange")):
+        values = comparison[key]
+        left.plot(positions, values["explained_variance_per_level"], marker="o", color=color,
+                  label=label)
+        shifted = values.get("explained_variance_per_level_shifted")
+        if shifted is not None:
+            left.plot(positions, [np.nan if v is None else v for v in shifted], marker="o",
+                      color=color, linestyle="--", linewidth=1.0,
+                      label=f"{label}, unit-shifted")
+        right.plot(positions, values["l0_per_level"], marker="o", color=color, label=label)
+        right.plot(positions, values["k_per_level"], color=color, linestyle=":",
+                   linewidth=1.0, label=f"{label}: k")
+    for axis in (left, right):
+        axis.set_xticks(positions, [str(size) for size in sizes])
+        axis.set_xlabel("level (latents)")
+        axis.legend(fontsize=7)
+    left.set_ylabel("held-out explained variance")
+    left.set_title("reconstruction of each level")
+    right.set_ylabel("latents used per bin (L0)")
+    right.set_title("budget and use of each level")
+    fig.suptitle("Per-level k against one shared k (first seed)")
+    return fig
