@@ -55,12 +55,13 @@ def _trainer(loss, tied, sparsity, rng, compiled=True, level_sizes=(6, 12, 24), 
     return trainer
 
 
-def _autograd_reference(trainer, x, y, selection, n_dead, keep=None):
+def _autograd_reference(trainer, x, y, selection, n_dead, keep=None, level_masks=None):
     """Same loss written densely with autograd, given the same selection.
 
     With ``keep`` (masked training): the encoder sees the centred input with
     the hidden entries zeroed and the kept ones divided by ``1 - mask_fraction``;
-    an autoencoder's level losses are means over the hidden entries.
+    an autoencoder's level losses are means over the hidden entries. With
+    ``level_masks`` (a per-level ``k``) each level decodes its own selection.
     """
     params = {name: t.clone().double().requires_grad_(True) for name, t in trainer.params.items()}
     x, y = x.double(), y.double()
@@ -84,8 +85,10 @@ def _autograd_reference(trainer, x, y, selection, n_dead, keep=None):
             return entries.mean()
         return (entries * weights).sum() / weights.sum()
 
-    for level_weight, size in zip(level_weights, trainer.level_sizes):
-        linear = codes[:, :size] @ params["decoder_weight"][:size] + params["decoder_bias"]
+    for level, (level_weight, size) in enumerate(zip(level_weights, trainer.level_sizes)):
+        level_codes = codes[:, :size] if level_masks is None else (
+            pre[:, :size] * level_masks[level].double())
+        linear = level_codes @ params["decoder_weight"][:size] + params["decoder_bias"]
         if loss_name == "mse":
             out = linear
             value = mean((linear - y).square())
@@ -175,6 +178,46 @@ def test_masked_gradients_match_autograd(loss, model, sparsity, with_dead, compi
     assert ("aux_rows" in selection) == with_dead
     n_dead = int((trainer.samples_since_fired > trainer.spec.dead_window_rows).sum())
     reference = _autograd_reference(trainer, x, y, selection, n_dead, keep)
+    for name, grad in out["grads"].items():
+        np.testing.assert_allclose(
+            grad.numpy(), reference[name].numpy(), rtol=2e-4, atol=2e-6, err_msg=name
+        )
+
+
+@PATHS
+@pytest.mark.parametrize("loss", ["mse", "poisson", "msle"])
+@pytest.mark.parametrize("tied", [True, False])
+@pytest.mark.parametrize("with_dead", [False, True])
+@pytest.mark.parametrize("masked", [False, True])
+def test_per_level_k_gradients_match_autograd(loss, tied, with_dead, masked, compiled):
+    """A per-level ``k``: each level decodes its own BatchTopK selection."""
+    rng = np.random.RandomState(7)
+    trainer = _trainer(loss, tied, "batchtopk", rng, compiled)
+    trainer.spec = dataclasses.replace(trainer.spec, k=(2, 3, 5),
+                                       mask_fraction=0.3 if masked else 0.0)
+    trainer.k = trainer.spec.k
+    x = torch.tensor(rng.poisson(1.5, size=(BATCH, N_IN)), dtype=torch.float32)
+    y = x if tied else torch.tensor(rng.poisson(1.0, size=(BATCH, N_OUT)), dtype=torch.float32)
+    keep = torch.from_numpy(rng.random_sample((BATCH, N_IN)) >= 0.3) if masked else None
+    if with_dead:
+        trainer.samples_since_fired[np.arange(0, N_LATENTS, 3)] = 1e6
+    # the levels' own selections, from the pre-activations the step will see
+    bias = trainer.params["decoder_bias"] if tied else trainer.input_bias
+    centred = x - bias
+    if masked:
+        centred = centred * keep.to(torch.float32) / 0.7
+    pre = torch.addmm(trainer.params["encoder_bias"], centred, trainer.params["encoder_weight"])
+    level_masks = trainer._level_masks(pre)
+    out = trainer.gradients(x, y, keep)
+    union = trainer._union(level_masks)
+    rows, latents = torch.nonzero(union, as_tuple=True)
+    assert torch.equal(out["selection"]["rows"], rows)
+    assert torch.equal(out["selection"]["latents"], latents)
+    for mask, k in zip(level_masks, (2, 3, 5)):
+        assert int(mask.sum()) == k * BATCH
+    n_dead = int((trainer.samples_since_fired > trainer.spec.dead_window_rows).sum())
+    reference = _autograd_reference(trainer, x, y, out["selection"], n_dead, keep,
+                                    level_masks)
     for name, grad in out["grads"].items():
         np.testing.assert_allclose(
             grad.numpy(), reference[name].numpy(), rtol=2e-4, atol=2e-6, err_msg=name

@@ -30,7 +30,7 @@ _PARAMETERS_DOC = """
         inference. The keys must equal ``level_sizes`` (or set them when it
         is None) and ``k`` must not decrease from one level to the next;
         ``sparsity="batchtopk"`` only, ``fit`` only (not ``partial_fit``),
-        trained through torch autograd (slower on the CPU than an int ``k``).
+        trained in the fused CPU step as an int ``k`` is (autograd elsewhere).
         ``transform`` returns the union of the levels' selections.
     level_sizes : tuple of int, default=None
         Nested prefixes: level ``i`` uses latents ``[0, level_sizes[i])`` and

@@ -117,8 +117,10 @@ class MatryoshkaTrainer:
         self.k = spec.k
         # Inference threshold of the held-out codes (BatchTopK): set by evaluate.
         self.threshold = 0.0
-        # Smallest value kept by the previous BatchTopK step (a search hint).
+        # Smallest value kept by the previous BatchTopK step (a search hint;
+        # one per level for a per-level k, on the CPU kernels' path).
         self._last_cut = 0.0
+        self._last_cuts = np.zeros(len(spec.level_sizes))
         self.samples_since_fired = torch.zeros(
             self.n_latents, dtype=torch.float64, device=device
         )
@@ -135,9 +137,7 @@ class MatryoshkaTrainer:
         # On the CPU the sparse part of a step runs in compiled kernels on
         # NumPy views of the tensors; elsewhere in torch (the flag forces the
         # torch path on the CPU too, for tests).
-        # (a per-level k goes through autograd)
-        self._compiled = (device.type == "cpu" and spec.loss in CLOSED_FORM_LOSSES
-                          and not spec.per_level_k)
+        self._compiled = device.type == "cpu" and spec.loss in CLOSED_FORM_LOSSES
         self._level_sizes_array = np.asarray(self.level_sizes, dtype=np.int64)
         self._latent_indices = np.arange(self.n_latents, dtype=np.int64)
 
@@ -236,6 +236,8 @@ class MatryoshkaTrainer:
 
     def _select_csr(self, pre):
         """The selection of a NumPy ``pre``: ``(row_pointers, rows, latents, values)``."""
+        if self.spec.per_level_k:
+            return self._select_levels_csr(pre)[:4]
         if self.spec.sparsity == "batchtopk":
             row_pointers, rows, latents, values, smallest = kernels.batch_topk(
                 pre, self.k * pre.shape[0], 0.95 * self._last_cut
@@ -244,6 +246,26 @@ class MatryoshkaTrainer:
                 self._last_cut = smallest
             return row_pointers, rows, latents, values
         return kernels.row_topk(pre, self._latent_indices, self.k)
+
+    def _select_levels_csr(self, pre):
+        """Per-level BatchTopK of a NumPy ``pre`` (as :meth:`_level_masks`):
+        ``(row_pointers, rows, latents, values, level_bits)``, the union of
+        the levels' selections with the levels that chose each entry."""
+        batch, n_latents = pre.shape
+        pointers, latents, values, offsets = [], [], [], [0]
+        for level, (size, k) in enumerate(zip(self.level_sizes, self.k)):
+            prefix = pre if size == n_latents else np.ascontiguousarray(pre[:, :size])
+            row_pointers, _, chosen, chosen_values, smallest = kernels.batch_topk(
+                prefix, k * batch, 0.95 * self._last_cuts[level])
+            if chosen.shape[0]:
+                self._last_cuts[level] = smallest
+            pointers.append(row_pointers)
+            latents.append(chosen)
+            values.append(chosen_values)
+            offsets.append(offsets[-1] + chosen.shape[0])
+        return kernels.merge_level_selections(
+            np.stack(pointers), np.concatenate(latents), np.concatenate(values),
+            np.asarray(offsets, dtype=np.int64), n_latents)
 
     # --------------------------------------------------------------- one step
     def step(self, x, y, lr, keep=None):
@@ -298,7 +320,11 @@ class MatryoshkaTrainer:
             if spec.autoencoder and spec.loss != "mse":
                 weights = (~keep).to(torch.float32)
         pre = pre.numpy()
-        row_pointers, rows, latents, values = self._select_csr(pre)
+        if spec.per_level_k:
+            row_pointers, rows, latents, values, level_bits = self._select_levels_csr(pre)
+        else:
+            row_pointers, rows, latents, values = self._select_csr(pre)
+            level_bits = np.empty(0, dtype=np.int64)
         dead = kernels.update_firing(
             self.samples_since_fired.numpy(), float(batch), latents, spec.dead_window_rows
         )
@@ -329,10 +355,16 @@ class MatryoshkaTrainer:
             grad_factor = 2.0 / weight_sum
         else:
             linear = np.empty((self.n_levels,) + target.shape, dtype=np.float32)
-            kernels.decode_levels(
-                row_pointers, latents, values, self._level_sizes_array,
-                params["decoder_weight"], params["decoder_bias"], linear,
-            )
+            if spec.per_level_k:
+                kernels.decode_level_bits(
+                    row_pointers, latents, values, level_bits,
+                    params["decoder_weight"], params["decoder_bias"], linear,
+                )
+            else:
+                kernels.decode_levels(
+                    row_pointers, latents, values, self._level_sizes_array,
+                    params["decoder_weight"], params["decoder_bias"], linear,
+                )
             level_losses, grad_linear, grad_factor, output = loss_and_grad_torch(
                 torch.from_numpy(linear), y, spec.loss, weights
             )
@@ -351,7 +383,7 @@ class MatryoshkaTrainer:
             centred.numpy(), self.tied,
             grads["encoder_weight"].numpy(), grads["encoder_bias"].numpy(),
             grads["decoder_weight"].numpy(), grads["decoder_bias"].numpy(), level_sums,
-            keep_array, keep_scale, hidden_loss,
+            keep_array, keep_scale, hidden_loss, level_bits,
         )
         if mse:
             level_losses = torch.from_numpy((level_sums / weight_sum).astype(np.float32))
@@ -595,6 +627,7 @@ class MatryoshkaTrainer:
             return out
         out["step_count"] = np.int64(self.step_count)
         out["last_cut"] = np.float64(self._last_cut)
+        out["last_cuts"] = self._last_cuts.copy()
         out["samples_since_fired"] = self.samples_since_fired.cpu().numpy().copy()
         for name in PARAMETER_NAMES:
             moments = self.optimizer.state.get(self.params[name])
@@ -615,6 +648,8 @@ class MatryoshkaTrainer:
             return trainer
         trainer.step_count = int(exported["step_count"])
         trainer._last_cut = float(exported["last_cut"])
+        if "last_cuts" in exported:
+            trainer._last_cuts[:] = exported["last_cuts"]
         trainer.samples_since_fired.copy_(
             torch.from_numpy(np.asarray(exported["samples_since_fired"], dtype=np.float64))
         )

@@ -253,6 +253,79 @@ def _accumulate_entries(row_pointers, latents, values, decoder_weight, r, end_la
     return entry
 
 
+@njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+def _accumulate_level_entries(row_pointers, latents, values, level_bits, level,
+                              decoder_weight, r, accumulated):
+    """Add ``value * decoder row`` of the entries of row ``r`` that level
+    ``level`` selected (bit ``level`` of ``level_bits``)."""
+    for entry in range(row_pointers[r], row_pointers[r + 1]):
+        if (level_bits[entry] >> level) & 1:
+            row = decoder_weight[latents[entry]]
+            value = values[entry]
+            for o in range(accumulated.shape[0]):
+                accumulated[o] += value * row[o]
+
+
+@njit(nogil=True, cache=True, fastmath=_FAST)
+def decode_level_bits(row_pointers, latents, values, level_bits, decoder_weight,
+                      decoder_bias, out):
+    """``decode_levels`` for a per-level ``k``: level ``l`` adds the decoder
+    rows of the entries it selected (bit ``l`` of ``level_bits``)."""
+    n_levels, batch, n_outputs = out.shape
+    accumulated = np.empty(n_outputs, np.float32)
+    for r in range(batch):
+        for level in range(n_levels):
+            for o in range(n_outputs):
+                accumulated[o] = decoder_bias[o]
+            _accumulate_level_entries(row_pointers, latents, values, level_bits, level,
+                                      decoder_weight, r, accumulated)
+            for o in range(n_outputs):
+                out[level, r, o] = accumulated[o]
+
+
+@njit(nogil=True, cache=True)
+def merge_level_selections(level_row_pointers, level_latents, level_values, level_offsets,
+                           n_latents):
+    """The union of the levels' CSR selections of one batch, latents ascending
+    within each row, with each entry's ``level_bits`` (bit ``l``: level ``l``
+    selected it).
+
+    Level ``l``'s selection is ``level_row_pointers[l]`` (relative to
+    ``level_offsets[l]``) into ``level_latents`` and ``level_values``.
+    Returns ``(row_pointers, rows, latents, values, level_bits)``.
+    """
+    n_levels, n_pointers = level_row_pointers.shape
+    batch = n_pointers - 1
+    bits_of = np.zeros(n_latents, np.int64)
+    value_of = np.empty(n_latents, np.float32)
+    capacity = level_offsets[n_levels]
+    row_pointers = np.empty(batch + 1, np.int64)
+    rows = np.empty(capacity, np.int64)
+    latents = np.empty(capacity, np.int64)
+    values = np.empty(capacity, np.float32)
+    level_bits = np.empty(capacity, np.int64)
+    n = 0
+    for r in range(batch):
+        row_pointers[r] = n
+        for level in range(n_levels):
+            offset = level_offsets[level]
+            for e in range(offset + level_row_pointers[level, r],
+                           offset + level_row_pointers[level, r + 1]):
+                latent = level_latents[e]
+                bits_of[latent] |= np.int64(1) << level
+                value_of[latent] = level_values[e]
+        for latent in range(n_latents):
+            if bits_of[latent]:
+                rows[n] = r
+                latents[n] = latent
+                values[n] = value_of[latent]
+                level_bits[n] = bits_of[latent]
+                bits_of[latent] = 0
+                n += 1
+    row_pointers[batch] = n
+    return row_pointers, rows[:n], latents[:n], values[:n], level_bits[:n]
+
+
 @njit(nogil=True, cache=True, fastmath=_FAST)
 def decode_levels(row_pointers, latents, values, level_sizes, decoder_weight,
                   decoder_bias, out):
@@ -319,9 +392,13 @@ def _rows_pass(mse, grad_linear, target, factors, level_sizes, row_pointers, lat
                values, decoder_weight, decoder_bias, centred, deviation,
                grad_decoder_weight, grad_encoder_weight_t, grad_encoder_bias,
                grad_decoder_bias, level_sums, keep, keep_scale, hidden_loss, masked_centring,
-               encoder_weight_t):
+               encoder_weight_t, level_bits):
     """The gradient sums over the selected entries, row by row; returns the
     sum of squared ``deviation`` (0 without it).
+
+    ``level_bits`` (not empty: a per-level ``k``) says which levels selected
+    each entry (bit ``l`` for level ``l``); otherwise an entry of band ``b``
+    serves every level from ``b`` on.
 
     Masked training (``keep``, True where an input entry was kept): with
     ``hidden_loss`` the ``mse`` error counts on the hidden entries only;
@@ -337,6 +414,8 @@ def _rows_pass(mse, grad_linear, target, factors, level_sizes, row_pointers, lat
     with_deviation = deviation.shape[0] > 0
     weighted = hidden_loss
     row_input = np.zeros(keep.shape[1] if masked_centring else 0, np.float32)
+    per_level = level_bits.shape[0] > 0
+    entry_gradient = np.empty(n_outputs if per_level else 0, np.float32)
     energy = 0.0
     for r in range(batch):
         # weighted gradient of each level's loss, then the reverse cumulative
@@ -347,8 +426,17 @@ def _rows_pass(mse, grad_linear, target, factors, level_sizes, row_pointers, lat
                 accumulated[o] = decoder_bias[o] - target[r, o]
             entry = row_pointers[r]
             for level in range(n_levels):
-                entry = _accumulate_entries(row_pointers, latents, values, decoder_weight,
-                                            r, level_sizes[level], entry, accumulated)
+                if per_level:
+                    # each level from its own selection
+                    if level > 0:
+                        for o in range(n_outputs):
+                            accumulated[o] = decoder_bias[o] - target[r, o]
+                    _accumulate_level_entries(row_pointers, latents, values, level_bits,
+                                              level, decoder_weight, r, accumulated)
+                else:
+                    entry = _accumulate_entries(row_pointers, latents, values,
+                                                decoder_weight, r, level_sizes[level],
+                                                entry, accumulated)
                 factor = factors[level]
                 squares = np.float32(0.0)
                 if weighted:
@@ -376,6 +464,27 @@ def _rows_pass(mse, grad_linear, target, factors, level_sizes, row_pointers, lat
                 for o in range(n_outputs):
                     squares += deviation[r, o] * deviation[r, o]
                 energy += squares
+        if per_level:
+            # an entry's output gradient: the sum over the levels that selected it
+            for level in range(n_levels):
+                for o in range(n_outputs):
+                    grad_decoder_bias[o] += band_gradient[level, o]
+            for e in range(row_pointers[r], row_pointers[r + 1]):
+                bits = level_bits[e]
+                for o in range(n_outputs):
+                    entry_gradient[o] = 0.0
+                for level in range(n_levels):
+                    if (bits >> level) & 1:
+                        for o in range(n_outputs):
+                            entry_gradient[o] += band_gradient[level, o]
+                _entry_gradients(
+                    entry_gradient, r, e, e + 1, latents, values, decoder_weight,
+                    centred, grad_decoder_weight, grad_encoder_weight_t, grad_encoder_bias,
+                    np.float32(1.0), encoder_weight_t, row_input,
+                )
+            if masked_centring:
+                _centring_gradient(r, keep, keep_scale, row_input, grad_decoder_bias)
+            continue
         for level in range(last - 1, 0, -1):
             for o in range(n_outputs):
                 band_gradient[level, o] += band_gradient[level + 1, o]
@@ -483,7 +592,7 @@ def backward(mse, grad_linear, target, level_factors, level_sizes,
              aux_row_pointers, aux_latents, aux_values, aux_scale, deviation,
              decoder_weight, decoder_bias, encoder_weight, centred, tied,
              grad_encoder_weight, grad_encoder_bias, grad_decoder_weight,
-             grad_decoder_bias, level_sums, keep, keep_scale, hidden_loss):
+             grad_decoder_bias, level_sums, keep, keep_scale, hidden_loss, level_bits):
     """Gradients of all parameters, in one pass over the rows of the batch.
 
     The gradient of the weighted loss of level ``l`` with respect to its
@@ -509,6 +618,9 @@ def backward(mse, grad_linear, target, level_factors, level_sizes,
     carry their weights in ``grad_linear``). A tied centring gets its
     gradient through the mask.
 
+    A per-level ``k``: ``level_bits`` (empty, or one per entry) says which
+    levels selected each entry; each level decodes its own entries.
+
     Returns the auxiliary loss and the squared norm of all the gradients.
     """
     n_latents, n_outputs = decoder_weight.shape
@@ -531,6 +643,7 @@ def backward(mse, grad_linear, target, level_factors, level_sizes,
         deviation, grad_decoder_weight,
         grad_encoder_weight_t, encoder_bias_sum, decoder_bias_sum, level_sums,
         keep, keep_scale, hidden_loss and mse, masked_centring, encoder_weight_t,
+        level_bits,
     )
     aux_loss = 0.0
     if use_aux:
