@@ -92,7 +92,7 @@ def build_parser():
     option("--k", int, "active latents per bin (and PCA/NMF components); one K per level "
            "of --levels gives each level its own", "K", nargs="+")
     option("--levels", parse_levels, "nested level sizes ending at n_latents, separated by "
-           "spaces or commas", "A,B,C", nargs="+")
+           "spaces or commas", "SIZE", nargs="+")
     option("--loss", str, "MSAE reconstruction loss: mse, poisson or msle", "LOSS")
     option("--device", str, "torch device: cpu, cuda, cuda:N or auto", "DEVICE")
     option("--max-iter", int, "most training epochs per MSAE fit", "N")
