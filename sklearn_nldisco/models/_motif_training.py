@@ -1,0 +1,345 @@
+"""Training of ``MotifSAE`` (the torch module; imported inside ``fit`` only).
+
+The training bins are laid out as segments (stretches of the input, less
+the held-out chunks) separated by ``n_bins_kernel - 1`` zero bins, so that
+no convolution reaches from one segment into another. A step takes random
+chunks of a segment, each with ``n_bins_kernel - 1`` bins of context on
+either side: the codes of the context bins are computed too, so the loss
+of a chunk's bins is exactly their loss in the whole sequence. Randomness
+comes from a NumPy ``RandomState``; the global torch seed is never touched.
+"""
+
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ._driver import full_schedule
+from ._initialisation import random_unit_rows
+from ._training import resolve_device
+
+#: an epoch takes at least this many steps on small data
+_MIN_STEPS_PER_EPOCH = 10
+#: a kernel's leading bin is empty below this share of its mean energy per bin
+#: (a random kernel's bins hold about the mean, a learned pattern's empty
+#: bins almost nothing)
+_EMPTY_BIN_SHARE = 0.1
+
+
+# ----------------------------------------------------------------- layout
+def split_segments(stretches, spec, rng):
+    """Training and validation segments ``(start, stop)`` of the bins.
+
+    Each stretch is cut into chunks of ``chunk_bins``; with early stopping a
+    random ``validation_fraction`` of the chunks is held out. Consecutive
+    chunks of the same side within a stretch merge into one segment.
+    """
+    chunks = [(start, min(start + spec.chunk_bins, stop), index)
+              for index, (start, stop) in enumerate(stretches)
+              for start in range(start, stop, spec.chunk_bins)]
+    held_out = np.zeros(len(chunks), dtype=bool)
+    n_val = int(round(spec.validation_fraction * len(chunks))) if spec.early_stopping else 0
+    if 0 < n_val < len(chunks):
+        held_out[rng.choice(len(chunks), n_val, replace=False)] = True
+    segments = {False: [], True: []}
+    for (start, stop, index), side in zip(chunks, held_out):
+        side_segments = segments[bool(side)]
+        if side_segments and side_segments[-1][1] == start and side_segments[-1][2] == index:
+            side_segments[-1][1] = stop
+        else:
+            side_segments.append([start, stop, index])
+    return ([(start, stop) for start, stop, _ in segments[False]],
+            [(start, stop) for start, stop, _ in segments[True]])
+
+
+class Layout:
+    """Segments of ``X`` in one array, ``pad`` zero bins around each."""
+
+    def __init__(self, X, segments, pad):
+        self.pad = pad
+        n_bins = sum(stop - start for start, stop in segments)
+        total = n_bins + pad * (len(segments) + 1)
+        self.x = np.zeros((total, X.shape[1]), dtype=np.float32)
+        self.is_data = np.zeros(total, dtype=bool)
+        self.cores = []
+        position = pad
+        for start, stop in segments:
+            length = stop - start
+            self.x[position:position + length] = X[start:stop]
+            self.is_data[position:position + length] = True
+            self.cores.append((position, position + length))
+            position += length + pad
+        self.n_bins = n_bins
+
+    def pieces(self, chunk_bins, rng):
+        """The segments cut into chunks at a random offset, in random order."""
+        pieces = []
+        for start, stop in self.cores:
+            cuts = [start]
+            if stop - start > chunk_bins:
+                # a random phase, so that chunk edges move from epoch to epoch
+                offset = int(rng.randint(chunk_bins))
+                cuts += list(range(start + offset, stop, chunk_bins))
+            cuts = sorted(set(cuts)) + [stop]
+            pieces += [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+        order = rng.permutation(len(pieces))
+        return [pieces[i] for i in order]
+
+    def batch(self, pieces, chunk_bins):
+        """Inputs, code mask and score mask of chunks, each with its context."""
+        pad = self.pad
+        length = chunk_bins + 2 * pad
+        offsets = np.arange(length)
+        starts = np.array([start for start, _ in pieces])
+        stops = np.array([stop for _, stop in pieces])
+        index = np.clip(starts[:, None] - pad + offsets, 0, len(self.x) - 1)
+        absolute = starts[:, None] - pad + offsets
+        inputs = self.x[index]
+        code_valid = self.is_data[index] & (absolute < stops[:, None])
+        code_valid = code_valid[:, : length - pad]
+        score = (absolute >= starts[:, None]) & (absolute < stops[:, None])
+        return inputs, code_valid, score
+
+    def whole(self):
+        """The layout as one sequence: inputs, code mask and score mask."""
+        pad = self.pad
+        return (self.x[None], self.is_data[None, : len(self.x) - pad],
+                self.is_data[None])
+
+
+# ------------------------------------------------------------------ model
+class MotifTrainer:
+    """Parameters, optimiser and one step of the convolutional sparse coder."""
+
+    def __init__(self, init, spec, device):
+        self.spec = spec
+        self.device = device
+        # torch layout: (n_latents, n_units, n_bins_kernel)
+        self.params = {
+            "encoder_weight": torch.tensor(init["encoder_weight"].transpose(0, 2, 1),
+                                           dtype=torch.float32, device=device),
+            "encoder_bias": torch.tensor(init["encoder_bias"], dtype=torch.float32,
+                                         device=device),
+            "decoder_weight": torch.tensor(init["decoder_weight"].transpose(0, 2, 1),
+                                           dtype=torch.float32, device=device),
+            "decoder_bias": torch.tensor(init["decoder_bias"], dtype=torch.float32,
+                                         device=device),
+        }
+        for tensor in self.params.values():
+            tensor.requires_grad_(True)
+        self.optimizer = torch.optim.Adam(list(self.params.values()), lr=spec.learning_rate)
+        self.steps_since_fired = torch.zeros(spec.n_latents, dtype=torch.float64, device=device)
+        self.bounds = [0] + list(spec.level_sizes)
+
+    def _select(self, pre, valid, budget_per_bin, allowed=None):
+        """BatchTopK among local maxima: the ``budget_per_bin * n_valid``
+        largest positive values that are the largest of their latent within
+        ``local_max_bins`` on either side."""
+        masked = pre.masked_fill(~valid, -torch.inf)
+        width = self.spec.local_max_bins
+        if width:
+            pooled = F.max_pool1d(masked, 2 * width + 1, stride=1, padding=width)
+            masked = masked.masked_fill(masked < pooled, -torch.inf)
+        if allowed is not None:
+            masked = masked.masked_fill(~allowed[None, :, None], -torch.inf)
+        n_valid = int(valid.sum())
+        budget = min(max(1, int(round(budget_per_bin * n_valid))), masked.numel())
+        cut = torch.topk(masked.reshape(-1), budget, sorted=False).values.min()
+        keep = (masked >= cut) & (pre > 0) & torch.isfinite(masked)
+        return pre * keep
+
+    def forward(self, inputs, code_valid, score, *, aux=False):
+        """Per-level losses, codes and (with ``aux``) the auxiliary loss."""
+        spec = self.spec
+        params = self.params
+        x = inputs.permute(0, 2, 1)  # (batch, units, time)
+        pre = F.conv1d(x, params["encoder_weight"]) + params["encoder_bias"][None, :, None]
+        valid = code_valid[:, None, :]
+        codes = self._select(pre, valid, spec.k)
+        mask = score[:, None, :].to(x.dtype)
+        n_scored = mask.sum() * x.shape[1]
+        reconstruction = params["decoder_bias"][None, :, None].expand_as(x)
+        losses = []
+        for low, high in zip(self.bounds[:-1], self.bounds[1:]):
+            reconstruction = reconstruction + F.conv_transpose1d(
+                codes[:, low:high], params["decoder_weight"][low:high])
+            losses.append(((reconstruction - x).square() * mask).sum() / n_scored)
+        aux_loss = None
+        if aux:
+            dead = self.steps_since_fired > self.dead_window_bins
+            if bool(dead.any()):
+                aux_codes = self._select(pre, valid, spec.aux_k, allowed=dead)
+                residual = (x - reconstruction).detach()
+                aux_out = F.conv_transpose1d(aux_codes, params["decoder_weight"])
+                power = (residual.square() * mask).sum().clamp_min(1e-12)
+                aux_loss = ((aux_out - residual).square() * mask).sum() / power
+        return losses, codes, aux_loss
+
+    def step(self, batch, lr):
+        spec = self.spec
+        inputs, code_valid, score = (torch.as_tensor(part, device=self.device) for part in batch)
+        losses, codes, aux_loss = self.forward(inputs, code_valid, score,
+                                               aux=spec.aux_coef > 0)
+        total = sum(weight * loss for weight, loss in zip(spec.level_weights, losses))
+        if aux_loss is not None:
+            total = total + spec.aux_coef * aux_loss
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        decoder = self.params["decoder_weight"]
+        with torch.no_grad():
+            # unit-norm kernels: no gradient along the kernel itself
+            radial = (decoder.grad * decoder).sum(dim=(1, 2), keepdim=True)
+            decoder.grad -= radial * decoder
+        if spec.grad_clip:
+            torch.nn.utils.clip_grad_norm_(list(self.params.values()), spec.grad_clip)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        with torch.no_grad():
+            decoder /= decoder.square().sum(dim=(1, 2), keepdim=True).sqrt().clamp_min(1e-12)
+            fired = (codes > 0).any(dim=2).any(dim=0)
+            self.steps_since_fired += float(score.sum())
+            self.steps_since_fired[fired] = 0
+        n_codes = float(code_valid.sum())
+        return {
+            "loss": float(sum(w * float(loss.detach()) for w, loss in zip(spec.level_weights, losses))),
+            "l0": float((codes > 0).sum()) / max(n_codes, 1.0),
+            "aux_loss": float(aux_loss.detach()) if aux_loss is not None else 0.0,
+            "dead_fraction": float((self.steps_since_fired > self.dead_window_bins)
+                                   .double().mean()),
+        }
+
+    @torch.no_grad()
+    def align_onsets(self):
+        """Move each kernel's pattern to its first bins (a code marks an onset).
+
+        A kernel whose first bins are empty (each below ``_EMPTY_BIN_SHARE``
+        of the kernel's mean energy per bin) describes a pattern that starts
+        later; it is shifted earlier by that many bins, with the encoder
+        weights and Adam's moments, so that its code moves to the pattern's
+        onset and the freed last bins can hold more of its end. Returns the
+        number of kernels shifted.
+        """
+        decoder = self.params["decoder_weight"]  # (latents, units, kernel)
+        n_kernel = decoder.shape[2]
+        energy = decoder.square().sum(dim=1)
+        empty = energy < _EMPTY_BIN_SHARE * energy.mean(dim=1, keepdim=True)
+        leading = torch.cumprod(empty.to(torch.int64), dim=1).sum(dim=1)
+        leading = leading.clamp(max=n_kernel - 1).cpu().numpy()
+        shifted = np.flatnonzero(leading > 0)
+        tensors = [self.params["decoder_weight"], self.params["encoder_weight"]]
+        for tensor in list(tensors):
+            state = self.optimizer.state.get(tensor, {})
+            tensors += [state[name] for name in ("exp_avg", "exp_avg_sq") if name in state]
+        for latent in shifted:
+            shift = int(leading[latent])
+            for tensor in tensors:
+                row = tensor[latent]
+                row[:, : n_kernel - shift] = row[:, shift:].clone()
+                row[:, n_kernel - shift:] = 0
+        if shifted.size:
+            decoder /= decoder.square().sum(dim=(1, 2), keepdim=True).sqrt().clamp_min(1e-12)
+        return int(shifted.size)
+
+    @torch.no_grad()
+    def evaluate(self, batch):
+        inputs, code_valid, score = (torch.as_tensor(part, device=self.device) for part in batch)
+        losses, _, _ = self.forward(inputs, code_valid, score)
+        return float(sum(w * float(loss) for w, loss in zip(self.spec.level_weights, losses)))
+
+    def state(self):
+        return {name: tensor.detach().clone() for name, tensor in self.params.items()}
+
+    def export(self, state):
+        return {
+            "encoder_weight": state["encoder_weight"].cpu().numpy().transpose(0, 2, 1).copy(),
+            "encoder_bias": state["encoder_bias"].cpu().numpy().copy(),
+            "decoder_weight": state["decoder_weight"].cpu().numpy().transpose(0, 2, 1).copy(),
+            "decoder_bias": state["decoder_bias"].cpu().numpy().copy(),
+        }
+
+
+def initial_parameters(spec, X_train, rng):
+    """Random unit kernels, the encoder tied to them, the mean as decoder bias."""
+    n_units = X_train.shape[1]
+    decoder = random_unit_rows(spec.n_latents, spec.n_bins_kernel * n_units, rng)
+    decoder = decoder.reshape(spec.n_latents, spec.n_bins_kernel, n_units)
+    return {
+        "encoder_weight": decoder.copy(),
+        "encoder_bias": np.zeros(spec.n_latents),
+        "decoder_weight": decoder,
+        "decoder_bias": X_train.mean(axis=0, dtype=np.float64) if len(X_train) else
+        np.zeros(n_units),
+    }
+
+
+# ----------------------------------------------------------------- driver
+def train(X_scaled, stretches, spec, rng):
+    """Fit the motifs to ``X_scaled`` (float32, n_bins x n_units).
+
+    ``stretches``: ``(start, stop)`` rows of each stretch. Returns a dict of
+    NumPy parameters and the run's record.
+    """
+    device = resolve_device(spec.device)
+    pad = spec.n_bins_kernel - 1
+    train_segments, val_segments = split_segments(stretches, spec, rng)
+    training = Layout(X_scaled, train_segments, pad)
+    validation = Layout(X_scaled, val_segments, pad) if val_segments else None
+    train_rows = np.concatenate([X_scaled[a:b] for a, b in train_segments])
+    trainer = MotifTrainer(initial_parameters(spec, train_rows, rng), spec, device)
+
+    chunk_bins = min(spec.chunk_bins, max(training.n_bins, 1))
+    batch_bins = min(spec.batch_size, -(-training.n_bins // _MIN_STEPS_PER_EPOCH))
+    pieces_per_batch = max(1, batch_bins // chunk_bins)
+    trainer.dead_window_bins = max(spec.dead_window * training.n_bins,
+                                   min(batch_bins, training.n_bins))
+    n_pieces = len(training.pieces(chunk_bins, np.random.RandomState(0)))
+    steps_per_epoch = -(-n_pieces // pieces_per_batch)
+    schedule = full_schedule(spec, spec.max_iter * steps_per_epoch)
+    val_batch = validation.whole() if validation is not None else None
+
+    names = ("train_loss", "val_loss", "l0", "dead_fraction", "aux_loss", "learning_rate")
+    history = {name: [] for name in names}
+    best_loss, best_state, best_iter, no_change = np.inf, trainer.state(), 0, 0
+    stop_reason, n_steps, epoch = "max_iter", 0, 0
+    for epoch in range(1, spec.max_iter + 1):
+        start_time = time.perf_counter()
+        pieces = training.pieces(chunk_bins, rng)
+        figures = []
+        for first in range(0, len(pieces), pieces_per_batch):
+            batch = training.batch(pieces[first:first + pieces_per_batch], chunk_bins)
+            lr = schedule(n_steps)
+            figures.append(trainer.step(batch, lr))
+            n_steps += 1
+        for name in ("loss", "l0", "dead_fraction", "aux_loss"):
+            key = "train_loss" if name == "loss" else name
+            history[key].append(float(np.mean([f[name] for f in figures])))
+        history["learning_rate"].append(lr)
+        trainer.align_onsets()
+        val_loss = trainer.evaluate(val_batch) if val_batch is not None else np.nan
+        history["val_loss"].append(val_loss)
+        if spec.verbose:
+            print(f"epoch {epoch}: train {history['train_loss'][-1]:.5f}, val {val_loss:.5f}, "
+                  f"l0 {history['l0'][-1]:.3f}, dead {history['dead_fraction'][-1]:.2f} "
+                  f"({time.perf_counter() - start_time:.2f} s)")
+        if val_batch is None:
+            best_state, best_iter = trainer.state(), epoch
+            continue
+        if val_loss < best_loss * (1.0 - spec.tol) or not np.isfinite(best_loss):
+            best_loss, best_state, best_iter, no_change = val_loss, trainer.state(), epoch, 0
+        else:
+            no_change += 1
+            if no_change >= spec.n_iter_no_change:
+                stop_reason = "early_stopping"
+                break
+    return {
+        "parameters": trainer.export(best_state),
+        "n_iter": epoch,
+        "best_iter": best_iter,
+        "n_steps": n_steps,
+        "stop_reason": stop_reason,
+        "history": {name: np.asarray(values, dtype=np.float64)
+                    for name, values in history.items()},
+        "device": str(device),
+    }

@@ -1,0 +1,363 @@
+"""MotifSAE: the shift-equivariant convolutional Matryoshka autoencoder."""
+
+import subprocess
+import sys
+import textwrap
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import sklearn
+from sklearn.pipeline import make_pipeline
+
+from sklearn_nldisco import MotifSAE
+from sklearn_nldisco.models import explained_variance
+from sklearn_nldisco.models._motif import _stretch_bounds, decode_conv, encode_conv
+
+FAST = dict(n_latents=8, n_bins_kernel=5, max_iter=4, device="cpu")
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _planted(seed=0, n_bins=1200, n_units=10, n_lags=5):
+    """Poisson background plus one planted sequence (unit j fires at lag j)."""
+    rng = np.random.RandomState(seed)
+    X = rng.poisson(0.3, size=(n_bins, n_units)).astype(np.float64)
+    onsets = np.sort(rng.choice(n_bins - n_lags, n_bins // 40, replace=False))
+    for lag in range(n_lags):
+        X[onsets + lag, lag] += 3.0
+    return X, onsets
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    X, _ = _planted()
+    return MotifSAE(random_state=0, **FAST).fit(X)
+
+
+# ------------------------------------------------------------------ shapes
+def test_fitted_attributes_and_shapes(fitted):
+    X, _ = _planted(seed=1, n_bins=300)
+    assert fitted.components_.shape == (8, 5, 10)
+    assert fitted.encoder_weight_.shape == (8, 5, 10)
+    assert fitted.encoder_bias_.shape == (8,)
+    assert fitted.decoder_bias_.shape == (10,)
+    assert fitted.n_features_in_ == 10
+    assert fitted.level_sizes_.tolist() == [2, 4, 8]
+    np.testing.assert_allclose(np.linalg.norm(fitted.components_.reshape(8, -1), axis=1),
+                               1.0, rtol=1e-5)
+    codes = fitted.transform(X)
+    assert codes.shape == (300, 8) and codes.dtype == np.float64
+    assert np.all(codes >= 0) and np.count_nonzero(codes) > 0
+    assert fitted.inverse_transform(codes).shape == (300, 10)
+    assert fitted.transform(X.astype(np.float32)).dtype == np.float32
+    assert fitted.get_feature_names_out().tolist() == [f"motifsae{j}" for j in range(8)]
+    assert fitted.n_iter_ >= 1 and len(fitted.history_["train_loss"]) == fitted.n_iter_
+
+
+def test_codes_are_sparse_at_the_calibrated_rate():
+    X, _ = _planted()
+    model = MotifSAE(random_state=0, k=0.2, local_max_bins=0, **FAST).fit(X)
+    l0 = np.count_nonzero(model.transform(X), axis=1).mean()
+    assert l0 == pytest.approx(0.2, abs=0.01)
+
+
+def test_numpy_coding_is_the_convolution():
+    """encode/decode against a direct loop over bins and lags."""
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(30, 4))
+    weight = rng.normal(size=(3, 5, 4))
+    bias = rng.normal(size=3)
+    ids = np.repeat([0, 1], [18, 12])
+    positions, lengths = _stretch_bounds(ids, 30)
+    pre = encode_conv(X, weight, bias, positions, lengths)
+    decoded = decode_conv(pre, weight, positions)
+    expected_pre = np.tile(bias, (30, 1))
+    expected_decoded = np.zeros((30, 4))
+    for t in range(30):
+        for tau in range(5):
+            if t + tau < 30 and ids[t + tau] == ids[t]:
+                expected_pre[t] += weight[:, tau] @ X[t + tau]
+            if t - tau >= 0 and ids[t - tau] == ids[t]:
+                expected_decoded[t] += pre[t - tau] @ weight[:, tau]
+    np.testing.assert_allclose(pre, expected_pre, rtol=1e-12)
+    np.testing.assert_allclose(decoded, expected_decoded, rtol=1e-12)
+
+
+# -------------------------------------------------------------- validation
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"n_bins_kernel": 0}, "n_bins_kernel"),
+        ({"n_bins_kernel": 2.5}, "n_bins_kernel"),
+        ({"k": 0}, "'k' parameter"),
+        ({"k": 9}, "k=9 is larger than n_latents=8"),
+        ({"level_sizes": (2, 4)}, "the last level must use all latents"),
+        ({"level_sizes": (4, 2, 8)}, "strictly increasing"),
+        ({"level_weights": (1.0, 1.0)}, "one weight per level"),
+        ({"local_max_bins": -1}, "local_max_bins"),
+        ({"encoder": "rnn"}, "encoder"),
+    ],
+)
+def test_bad_parameters_are_named(params, match):
+    X, _ = _planted(n_bins=200)
+    model = MotifSAE(**{**FAST, **params})
+    with pytest.raises(ValueError, match=match):
+        model.fit(X)
+    assert not hasattr(model, "components_")
+
+
+def test_interval_ids_must_match_the_rows(fitted):
+    X, _ = _planted(n_bins=200)
+    with pytest.raises(ValueError, match="interval_ids must be 1-D with one id per row"):
+        MotifSAE(**FAST).fit(X, interval_ids=np.zeros(199))
+    with pytest.raises(ValueError, match="interval_ids must be 1-D with one id per row"):
+        fitted.transform(X, interval_ids=np.zeros(201))
+    with pytest.raises(ValueError, match="consecutive"):
+        fitted.transform(X, interval_ids=np.r_[np.zeros(50), np.ones(50), np.zeros(100)])
+
+
+def test_inverse_transform_checks_codes(fitted):
+    with pytest.raises(ValueError, match="n_latents=8"):
+        fitted.inverse_transform(np.zeros((5, 7)))
+    with pytest.raises(ValueError, match="level=3 is not a valid level"):
+        fitted.inverse_transform(np.zeros((5, 8)), level=3)
+
+
+# ---------------------------------------------------- shift-equivariance
+@pytest.mark.parametrize("shift", [1, 3, 7])
+def test_shifting_the_input_shifts_the_codes_exactly(fitted, shift):
+    X, _ = _planted(seed=2, n_bins=400)
+    codes = fitted.transform(X)
+    shifted = fitted.transform(X[shift:])
+    # a code depends on bins t - w .. t + w + n_bins_kernel - 1 (w: local maxima)
+    reach = fitted.n_bins_kernel - 1 + fitted.n_bins_kernel // 2
+    margin = fitted.n_bins_kernel // 2
+    inner = slice(margin, len(shifted) - reach)
+    assert np.count_nonzero(shifted[inner]) > 0
+    assert np.array_equal(shifted[inner], codes[shift:][inner])
+    # and prepending bins moves them later by as many bins
+    padded = fitted.transform(np.vstack([X[-shift:], X]))
+    assert np.array_equal(padded[shift + margin:len(X) - reach + shift],
+                          codes[margin:len(X) - reach])
+
+
+def test_decoding_is_shift_equivariant(fitted):
+    X, _ = _planted(seed=3, n_bins=300)
+    codes = fitted.transform(X)
+    shift = 4
+    delayed = np.vstack([np.zeros((shift, codes.shape[1])), codes])
+    assert np.array_equal(fitted.inverse_transform(delayed)[shift:],
+                          fitted.inverse_transform(codes))
+
+
+# ------------------------------------------------------ interval boundaries
+def test_codes_of_a_stretch_ignore_the_other_stretches(fitted):
+    X, _ = _planted(seed=4, n_bins=300)
+    ids = np.repeat([0, 1, 2], 100)
+    codes = fitted.transform(X, interval_ids=ids)
+    other = X.copy()
+    other[100:] = np.random.RandomState(9).poisson(3.0, size=(200, 10))
+    changed = fitted.transform(other, interval_ids=ids)
+    assert np.array_equal(changed[:100], codes[:100])
+    assert np.array_equal(fitted.transform(X[:100]), codes[:100])
+    assert np.array_equal(fitted.transform(X[100:200]), codes[100:200])
+    # without the boundary, the first stretch's last pre-activations read the next one
+    positions, lengths = _stretch_bounds(None, 300)
+    scaled = (X - fitted.input_mean_) / fitted.input_scale_
+    joined = encode_conv(scaled, fitted.encoder_weight_, fitted.encoder_bias_, positions, lengths)
+    positions, lengths = _stretch_bounds(ids, 300)
+    split = encode_conv(scaled, fitted.encoder_weight_, fitted.encoder_bias_, positions, lengths)
+    assert np.array_equal(joined[:96], split[:96])
+    assert not np.allclose(joined[96:100], split[96:100])
+
+
+def test_a_code_emits_its_motif_within_its_stretch_only(fitted):
+    ids = np.repeat([0, 1], 20)
+    codes = np.zeros((40, 8))
+    codes[18, 0] = 1.0  # two bins before the end of the first stretch
+    within = fitted.inverse_transform(codes, interval_ids=ids)
+    bias_only = fitted.inverse_transform(np.zeros((40, 8)), interval_ids=ids)
+    assert np.array_equal(within[20:], bias_only[20:])
+    assert not np.allclose(within[18:20], bias_only[18:20])
+    whole = fitted.inverse_transform(codes)
+    assert not np.allclose(whole[20:23], bias_only[20:23])
+
+
+def test_training_chunks_never_cross_a_stretch():
+    from sklearn_nldisco.models._motif_training import Layout
+
+    X = np.arange(60, dtype=np.float32)[:, None] + 1.0
+    layout = Layout(X, [(0, 17), (17, 40), (40, 60)], pad=3)
+    pieces = layout.pieces(8, np.random.RandomState(0))
+    inputs, code_valid, score = layout.batch(pieces, 8)
+    for (start, stop), row, valid, scored in zip(pieces, inputs[:, :, 0], code_valid, score):
+        segment = next(core for core in layout.cores if core[0] <= start < core[1])
+        assert stop <= segment[1]
+        segment_values = layout.x[segment[0]:segment[1], 0]
+        assert np.array_equal(row[scored], layout.x[start:stop, 0])
+        for position in np.flatnonzero(valid):
+            # every bin a kept code reads is in the piece's segment, or padding (0)
+            reads = row[position:position + 4]
+            assert np.all(np.isin(reads[reads != 0], segment_values))
+    assert sum(b - a for a, b in pieces) == 60
+
+
+# -------------------------------------------------------- levels, score
+def test_levels_reconstruct_from_their_prefix(fitted):
+    X, _ = _planted(seed=5, n_bins=200)
+    codes = fitted.transform(X)
+    first = fitted.level_sizes_[0]
+    truncated = codes.copy()
+    truncated[:, first:] = 0
+    np.testing.assert_allclose(fitted.inverse_transform(codes, level=0),
+                               fitted.inverse_transform(truncated), rtol=1e-12)
+    np.testing.assert_allclose(fitted.reconstruct(X, level=0),
+                               fitted.inverse_transform(codes, level=0), rtol=1e-12)
+
+
+def test_score_is_the_explained_variance_of_the_reconstruction(fitted):
+    X, _ = _planted(seed=6, n_bins=300)
+    ids = np.repeat([0, 1], 150)
+    score = fitted.score(X, interval_ids=ids)
+    assert score == explained_variance(X, fitted.reconstruct(X, interval_ids=ids))
+    assert score > 0.1  # the planted sequence is reconstructed
+
+
+# --------------------------------------------------------- reproducibility
+def test_fixed_seed_gives_identical_models():
+    X, _ = _planted()
+    ids = np.repeat([0, 1, 2], 400)
+    first = MotifSAE(random_state=3, **FAST).fit(X, interval_ids=ids)
+    second = MotifSAE(random_state=3, **FAST).fit(X, interval_ids=ids)
+    for name in ("components_", "encoder_weight_", "encoder_bias_", "decoder_bias_"):
+        assert np.array_equal(getattr(first, name), getattr(second, name)), name
+    assert first.threshold_ == second.threshold_
+    other = MotifSAE(random_state=4, **FAST).fit(X, interval_ids=ids)
+    assert not np.array_equal(first.components_, other.components_)
+
+
+# --------------------------------------------------------------- persistence
+_NO_TORCH = textwrap.dedent(
+    """
+    import sys
+
+    class _NoTorch:
+        def find_spec(self, name, path=None, target=None):
+            if name == "torch" or name.startswith("torch."):
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+            return None
+
+    sys.meta_path.insert(0, _NoTorch())
+    """
+)
+
+
+def test_joblib_round_trip_and_coding_without_torch(fitted, tmp_path):
+    """A loaded model transforms, decodes and scores where torch cannot load.
+
+    Torch is blocked by a finder first on ``sys.meta_path``, as in
+    ``test_persistence.py`` (``sys.modules['torch'] = None`` breaks SciPy's
+    array-API helpers, which scikit-learn imports).
+    """
+    X, _ = _planted(seed=7, n_bins=300)
+    ids = np.repeat([0, 1], 150)
+    joblib.dump(fitted, tmp_path / "model.joblib")
+    np.save(tmp_path / "X.npy", X)
+    loaded = joblib.load(tmp_path / "model.joblib")
+    codes = fitted.transform(X, interval_ids=ids)
+    assert np.array_equal(loaded.transform(X, interval_ids=ids), codes)
+    assert b"torch" not in joblib.dumps(fitted) if hasattr(joblib, "dumps") else True
+    child = _NO_TORCH + textwrap.dedent(
+        f"""
+        import joblib
+        import numpy as np
+        folder = {str(tmp_path)!r}
+        X = np.load(folder + "/X.npy")
+        ids = np.repeat([0, 1], 150)
+        model = joblib.load(folder + "/model.joblib")
+        codes = model.transform(X, interval_ids=ids)
+        np.save(folder + "/codes.npy", codes)
+        np.save(folder + "/reconstruction.npy", model.inverse_transform(codes, interval_ids=ids))
+        np.save(folder + "/score.npy", np.array(model.score(X, interval_ids=ids)))
+        assert "torch" not in sys.modules, "torch was loaded"
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert np.array_equal(np.load(tmp_path / "codes.npy"), codes)
+    assert np.array_equal(np.load(tmp_path / "reconstruction.npy"),
+                          fitted.inverse_transform(codes, interval_ids=ids))
+    assert float(np.load(tmp_path / "score.npy")) == fitted.score(X, interval_ids=ids)
+
+
+# ----------------------------------------------------------- DataFrames
+def test_dataframe_input_keeps_the_unit_names():
+    X, _ = _planted(n_bins=400)
+    frame = pd.DataFrame(X, columns=[f"unit_{j}" for j in range(10)])
+    model = MotifSAE(random_state=0, **FAST).fit(frame)
+    assert model.feature_names_in_.tolist() == list(frame.columns)
+    assert np.array_equal(model.transform(frame), model.transform(X))
+    model.set_output(transform="pandas")
+    out = model.transform(frame)
+    assert isinstance(out, pd.DataFrame)
+    assert out.columns.tolist() == [f"motifsae{j}" for j in range(8)]
+    with pytest.raises(ValueError, match="feature names"):
+        model.transform(frame.rename(columns={"unit_0": "other"}))
+
+
+# -------------------------------------------------------- metadata routing
+def test_interval_ids_route_through_a_pipeline():
+    X, _ = _planted(n_bins=400)
+    ids = np.repeat([0, 1], 200)
+    with sklearn.config_context(enable_metadata_routing=True):
+        model = MotifSAE(random_state=0, **FAST)
+        model.set_fit_request(interval_ids=True).set_transform_request(interval_ids=True)
+        pipe = make_pipeline(model).fit(X, interval_ids=ids)
+        routed = pipe.transform(X, interval_ids=ids)
+    direct = MotifSAE(random_state=0, **FAST).fit(X, interval_ids=ids)
+    assert np.array_equal(routed, direct.transform(X, interval_ids=ids))
+    assert np.array_equal(pipe[-1].components_, direct.components_)
+    # the ids reached fit: without them the training chunks differ
+    unsplit = MotifSAE(random_state=0, **FAST).fit(X)
+    assert not np.array_equal(pipe[-1].components_, unsplit.components_)
+
+
+# --------------------------------------------------------------- recovery
+def _best_kernel_correlation(model, kernel):
+    """Best correlation of a decoder kernel with ``kernel`` at any start bin."""
+    best = -1.0
+    n_lags = min(len(kernel), model.n_bins_kernel)
+    for component in model.components_:
+        for start in range(model.n_bins_kernel - n_lags + 1):
+            placed = np.zeros_like(component)
+            placed[start:start + n_lags] = kernel[:n_lags]
+            best = max(best, np.corrcoef(component.ravel(), placed.ravel())[0, 1])
+    return best
+
+
+def test_recovers_the_planted_sequence_of_a_toy_recording():
+    X, onsets = _planted(n_bins=2000)
+    # one onset every 40 bins: k = 0.05 codes per bin leaves room for it and little else
+    model = MotifSAE(n_latents=8, n_bins_kernel=8, k=0.05, max_iter=30, device="cpu",
+                     random_state=0).fit(X)
+    kernel = np.zeros((5, 10))
+    kernel[np.arange(5), np.arange(5)] = 3.0
+    assert _best_kernel_correlation(model, kernel) >= 0.9
+
+
+@pytest.mark.slow
+def test_recovers_a_planted_sequence_of_a_motif_session():
+    from sklearn_nldisco.datasets import make_motif_session
+    from sklearn_nldisco.preprocessing import SpikeBinner
+
+    recording, truth = make_motif_session(n_units=30, duration_s=120.0, random_state=0)
+    counts = SpikeBinner(0.02, t_start=0.0, t_stop=truth.duration_s).fit_transform(recording)
+    n_lags = len(truth.kernel("sequence_0", 0.02))
+    model = MotifSAE(n_latents=16, n_bins_kernel=n_lags + 2, device="cpu",
+                     random_state=0).fit(counts)
+    best = max(_best_kernel_correlation(model, truth.kernel("sequence_0", 0.02, offset))
+               for offset in (0.0, 0.005, 0.01, 0.015))
+    assert best >= 0.9
