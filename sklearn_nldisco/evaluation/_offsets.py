@@ -50,12 +50,18 @@ class OffsetFeatures(TransformerMixin, BaseEstimator):
       ``make_pipeline(TimeWindows(n), model, OffsetFeatures(range(n), combine="mean"))``
       reads bin ``t`` out from the codes of every window that holds it
       (those ending at ``t`` to ``t + n - 1``);
-    - **centred windows**, before the windows:
-      ``make_pipeline(OffsetFeatures([n // 2]), TimeWindows(n), model)``
-      moves every window ``n // 2`` bins later, so the window at row ``t``
-      spans bins ``t - n + 1 + n // 2`` to ``t + n // 2`` (centred on
-      ``t`` for odd ``n``), as the smoothing baseline's Gaussian reaches
-      both ways.
+    - **centred windows**: ``OffsetFeatures([n // 2])`` gives row ``t``
+      what belongs to the window ending ``n // 2`` bins later, which spans
+      bins ``t - n + 1 + n // 2`` to ``t + n // 2`` (centred on ``t`` for
+      odd ``n``), as the smoothing baseline's Gaussian reaches both ways.
+      After an autoencoder it moves the codes
+      (``make_pipeline(TimeWindows(n), model, OffsetFeatures([n // 2]))``);
+      before a transcoder it moves the windows, so the transcoder learns
+      the centred window -> the target at ``t``
+      (``make_pipeline(TimeWindows(n), OffsetFeatures([n // 2]), transcoder)``).
+      In the last ``n // 2`` bins of an interval its last window stands in;
+      in the first bins, the window's own edge rule fills the bins before
+      the interval.
 
     Parameters
     ----------
