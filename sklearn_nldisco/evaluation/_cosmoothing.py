@@ -19,10 +19,11 @@ from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping, proces
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..preprocessing._windows import _check_interval_ids
+from ._intervals import _WithinIntervalsMixin
 from ._readout import PoissonReadout, bits_per_spike, bits_per_spike_per_unit
 
 
-class GaussianSmoother(TransformerMixin, BaseEstimator):
+class GaussianSmoother(_WithinIntervalsMixin, TransformerMixin, BaseEstimator):
     """Smooth every column over consecutive rows (time bins) with a Gaussian kernel.
 
     Stateless: ``fit`` only records the number of columns. Each call of
@@ -73,9 +74,6 @@ class GaussianSmoother(TransformerMixin, BaseEstimator):
         self.sigma = sigma
         self.interval_ids = interval_ids
 
-    def _interval_ids(self, interval_ids):
-        return self.interval_ids if interval_ids is None else interval_ids
-
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, interval_ids=None):
         """Record the number of columns; nothing is learned.
@@ -93,8 +91,7 @@ class GaussianSmoother(TransformerMixin, BaseEstimator):
         self : GaussianSmoother
         """
         X = validate_data(self, X, dtype=np.float64)
-        if self._interval_ids(interval_ids) is not None:
-            _check_interval_ids(self._interval_ids(interval_ids), X.shape[0])
+        _check_interval_ids(self._interval_ids(interval_ids), X.shape[0])
         return self
 
     def transform(self, X, interval_ids=None):
@@ -116,22 +113,6 @@ class GaussianSmoother(TransformerMixin, BaseEstimator):
         starts = np.flatnonzero(positions == 0)
         return np.vstack([_smooth(block, self.sigma) for block in np.split(X, starts[1:])]
                          or [X.copy()])
-
-    def fit_transform(self, X, y=None, interval_ids=None):
-        """``fit`` then ``transform`` with the same ``interval_ids``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_rows, n_features)
-        y : None
-            Ignored.
-        interval_ids : array-like of shape (n_rows,), default=None
-
-        Returns
-        -------
-        X_smoothed : ndarray of shape (n_rows, n_features)
-        """
-        return self.fit(X, y, interval_ids=interval_ids).transform(X, interval_ids=interval_ids)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

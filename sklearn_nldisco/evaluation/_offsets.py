@@ -8,6 +8,7 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
 from ..preprocessing._windows import _check_interval_ids
+from ._intervals import _WithinIntervalsMixin
 
 _COMBINE = ("concatenate", "mean")
 
@@ -32,7 +33,7 @@ def _interval_bounds(interval_ids, n_rows):
     return np.arange(n_rows) - positions, lasts
 
 
-class OffsetFeatures(TransformerMixin, BaseEstimator):
+class OffsetFeatures(_WithinIntervalsMixin, TransformerMixin, BaseEstimator):
     """Each row's features taken from the rows at fixed offsets in time, within intervals.
 
     Row ``t`` of the output holds the features of rows ``t + offset`` for
@@ -118,9 +119,6 @@ class OffsetFeatures(TransformerMixin, BaseEstimator):
         self.combine = combine
         self.interval_ids = interval_ids
 
-    def _interval_ids(self, interval_ids):
-        return self.interval_ids if interval_ids is None else interval_ids
-
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, interval_ids=None):
         """Check the offsets and record the number of columns; nothing is learned.
@@ -170,22 +168,6 @@ class OffsetFeatures(TransformerMixin, BaseEstimator):
                 total += X[source]
             return total / len(sources)
         return np.hstack([X[source] for source in sources])
-
-    def fit_transform(self, X, y=None, interval_ids=None):
-        """``fit`` then ``transform`` with the same ``interval_ids``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_rows, n_features)
-        y : None
-            Ignored.
-        interval_ids : array-like of shape (n_rows,), default=None
-
-        Returns
-        -------
-        X_offsets : ndarray
-        """
-        return self.fit(X, y, interval_ids=interval_ids).transform(X, interval_ids=interval_ids)
 
     def get_feature_names_out(self, input_features=None):
         """``"{name}@{offset:+d}"`` per offset block, or the input names for ``"mean"``.
