@@ -47,6 +47,7 @@ class MotifTrainingSpec:
     n_latents: int
     n_bins_kernel: int
     k: float
+    encoder: str
     local_max_bins: int
     level_sizes: tuple
     level_weights: tuple
@@ -200,10 +201,20 @@ _PARAMETERS_DOC = """
     level_weights : tuple of float, default=None
         Weight of each level's loss (normalised to sum to one). None weighs
         levels equally.
-    encoder : {"conv"}, default="conv"
+    encoder : {"conv", "transformer"}, default="conv"
         ``"conv"``: a linear convolution over the bins each kernel covers
         (``t`` to ``t + n_bins_kernel - 1``) plus a bias, then the threshold;
-        NumPy only at inference.
+        NumPy only at inference, exactly shift-equivariant.
+        ``"transformer"``: a small torch encoder giving per-bin codes: the
+        same convolution embeds each bin as a token (width 64), one
+        pre-norm transformer layer (4 heads, feed-forward 128, no dropout)
+        lets each token attend to the tokens of its stretch within
+        ``n_bins_kernel // 2`` bins on either side (no absolute positions,
+        so shift-equivariant up to float rounding), and a linear readout
+        gives the pre-activations. It starts at random (not tied to the
+        kernels) and its kernels are not re-aligned to onsets in training.
+        It needs torch at inference: ``transform``, ``reconstruct`` and
+        ``score`` import torch (``inverse_transform`` does not).
     scaling : {"center", "standard", "none"}, default="center"
         Per-unit scaling fitted on the training bins and undone by
         ``inverse_transform``: mean removal (the loss weighs each unit by
@@ -268,8 +279,13 @@ _ATTRIBUTES_DOC = """
         adds to bin ``t + tau``.
     encoder_weight_ : ndarray of shape (n_latents, n_bins_kernel, n_units)
         ``encoder_weight_[j, tau]`` weighs bin ``t + tau`` in the code of
-        latent ``j`` at bin ``t``.
+        latent ``j`` at bin ``t``. With ``encoder="transformer"``, the
+        token embedding, shape (64, n_bins_kernel, n_units).
     encoder_bias_ : ndarray of shape (n_latents,)
+        With ``encoder="transformer"``, the readout's bias.
+    encoder_state_ : dict of str to ndarray
+        ``encoder="transformer"`` only: every weight of the encoder (its
+        torch ``state_dict`` as NumPy arrays).
     decoder_bias_ : ndarray of shape (n_units,)
         In scaled units.
     threshold_ : float
@@ -385,7 +401,7 @@ class MotifSAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         "local_max_bins": [Interval(Integral, 0, None, closed="left"), None],
         "level_sizes": ["array-like", None],
         "level_weights": ["array-like", None],
-        "encoder": [StrOptions({"conv"})],
+        "encoder": [StrOptions({"conv", "transformer"})],
         "scaling": [StrOptions(set(_SCALINGS))],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "chunk_bins": [Interval(Integral, 1, None, closed="left")],
@@ -495,7 +511,7 @@ class MotifSAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         sizes, weights = self._levels()
         return MotifTrainingSpec(
             n_latents=self.n_latents, n_bins_kernel=self.n_bins_kernel, k=float(self.k),
-            local_max_bins=self._local_max_bins(),
+            encoder=self.encoder, local_max_bins=self._local_max_bins(),
             level_sizes=sizes, level_weights=weights, batch_size=self.batch_size,
             chunk_bins=self.chunk_bins, learning_rate=float(self.learning_rate),
             max_iter=self.max_iter, early_stopping=bool(self.early_stopping),
@@ -544,16 +560,22 @@ class MotifSAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
             X_scaled, stretches, spec, check_random_state(self.random_state))
         parameters = fitted["parameters"]
         self.components_ = parameters["decoder_weight"]
-        self.encoder_weight_ = parameters["encoder_weight"]
-        self.encoder_bias_ = parameters["encoder_bias"]
         self.decoder_bias_ = parameters["decoder_bias"]
+        if self.encoder == "conv":
+            self.encoder_weight_ = parameters["encoder_weight"]
+            self.encoder_bias_ = parameters["encoder_bias"]
+            self.__dict__.pop("encoder_state_", None)
+        else:
+            state = parameters["encoder_state"]
+            self.encoder_state_ = state
+            self.encoder_weight_ = state["embed.weight"].transpose(0, 2, 1).copy()
+            self.encoder_bias_ = state["readout.bias"]
         self.input_mean_, self.input_scale_ = mean, scale
         self.level_sizes_ = np.asarray(spec.level_sizes, dtype=np.int64)
         self.level_weights_ = np.asarray(spec.level_weights, dtype=np.float64)
         for name in ("n_iter", "best_iter", "n_steps", "stop_reason", "history", "device"):
             setattr(self, name + "_", fitted[name])
-        pre = encode_conv(X_scaled.astype(np.float64), self.encoder_weight_,
-                          self.encoder_bias_, positions, lengths)
+        pre = self._pre_activations(X_scaled.astype(np.float64), positions, lengths)
         keep = self._keep(pre, positions, lengths)
         self.threshold_ = calibrate_threshold(pre, spec.k, keep)
         active = select_codes(pre, self.threshold_, keep) > 0
@@ -589,9 +611,19 @@ class MotifSAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
     def _codes(self, X, positions, lengths):
         """Codes (float64) of validated ``X``."""
         X_scaled = (np.asarray(X, dtype=np.float64) - self.input_mean_) / self.input_scale_
-        pre = encode_conv(X_scaled, self.encoder_weight_, self.encoder_bias_,
-                          positions, lengths)
+        pre = self._pre_activations(X_scaled, positions, lengths)
         return select_codes(pre, self.threshold_, self._keep(pre, positions, lengths))
+
+    def _pre_activations(self, X_scaled, positions, lengths):
+        """The encoder's output before selection, (n_bins, n_latents) float64."""
+        if self.encoder == "conv":
+            return encode_conv(X_scaled, self.encoder_weight_, self.encoder_bias_,
+                               positions, lengths)
+        from . import _motif_transformer  # the transformer needs torch to code
+
+        return _motif_transformer.pre_activations(
+            self.encoder_state_, X_scaled.astype(np.float32), positions, lengths,
+            self.n_bins_kernel, self.n_latents)
 
     def _local_max_bins(self):
         if self.local_max_bins is None:

@@ -86,8 +86,13 @@ class Layout:
         order = rng.permutation(len(pieces))
         return [pieces[i] for i in order]
 
-    def batch(self, pieces, chunk_bins):
-        """Inputs, code mask and score mask of chunks, each with its context."""
+    def batch(self, pieces, chunk_bins, n_kernel):
+        """Inputs, token mask, code mask and score mask of chunks with context.
+
+        Each chunk ``[start, stop)`` comes with ``pad`` bins on either side;
+        position ``i`` of the tokens (and codes) is the bin ``start - pad + i``.
+        Tokens are the bins of the chunk's segment; codes, those before ``stop``.
+        """
         pad = self.pad
         length = chunk_bins + 2 * pad
         offsets = np.arange(length)
@@ -96,16 +101,16 @@ class Layout:
         index = np.clip(starts[:, None] - pad + offsets, 0, len(self.x) - 1)
         absolute = starts[:, None] - pad + offsets
         inputs = self.x[index]
-        code_valid = self.is_data[index] & (absolute < stops[:, None])
-        code_valid = code_valid[:, : length - pad]
+        n_tokens = length - (n_kernel - 1)
+        token_valid = self.is_data[index][:, :n_tokens]
+        code_valid = token_valid & (absolute < stops[:, None])[:, :n_tokens]
         score = (absolute >= starts[:, None]) & (absolute < stops[:, None])
-        return inputs, code_valid, score
+        return inputs, token_valid, code_valid, score
 
-    def whole(self):
-        """The layout as one sequence: inputs, code mask and score mask."""
-        pad = self.pad
-        return (self.x[None], self.is_data[None, : len(self.x) - pad],
-                self.is_data[None])
+    def whole(self, n_kernel):
+        """The layout as one sequence: inputs, token, code and score masks."""
+        valid = self.is_data[None, : len(self.x) - (n_kernel - 1)]
+        return self.x[None], valid, valid, self.is_data[None]
 
 
 # ------------------------------------------------------------------ model
@@ -117,18 +122,25 @@ class MotifTrainer:
         self.device = device
         # torch layout: (n_latents, n_units, n_bins_kernel)
         self.params = {
-            "encoder_weight": torch.tensor(init["encoder_weight"].transpose(0, 2, 1),
-                                           dtype=torch.float32, device=device),
-            "encoder_bias": torch.tensor(init["encoder_bias"], dtype=torch.float32,
-                                         device=device),
             "decoder_weight": torch.tensor(init["decoder_weight"].transpose(0, 2, 1),
                                            dtype=torch.float32, device=device),
             "decoder_bias": torch.tensor(init["decoder_bias"], dtype=torch.float32,
                                          device=device),
         }
+        self.module = None
+        if spec.encoder == "conv":
+            self.params["encoder_weight"] = torch.tensor(
+                init["encoder_weight"].transpose(0, 2, 1), dtype=torch.float32, device=device)
+            self.params["encoder_bias"] = torch.tensor(
+                init["encoder_bias"], dtype=torch.float32, device=device)
         for tensor in self.params.values():
             tensor.requires_grad_(True)
-        self.optimizer = torch.optim.Adam(list(self.params.values()), lr=spec.learning_rate)
+        trained = list(self.params.values())
+        if spec.encoder == "transformer":
+            self.module = init["module"].to(device)
+            trained += list(self.module.parameters())
+        self.trained = trained
+        self.optimizer = torch.optim.Adam(trained, lr=spec.learning_rate)
         self.steps_since_fired = torch.zeros(spec.n_latents, dtype=torch.float64, device=device)
         self.bounds = [0] + list(spec.level_sizes)
 
@@ -149,12 +161,15 @@ class MotifTrainer:
         keep = (masked >= cut) & (pre > 0) & torch.isfinite(masked)
         return pre * keep
 
-    def forward(self, inputs, code_valid, score, *, aux=False):
+    def forward(self, inputs, token_valid, code_valid, score, *, aux=False):
         """Per-level losses, codes and (with ``aux``) the auxiliary loss."""
         spec = self.spec
         params = self.params
         x = inputs.permute(0, 2, 1)  # (batch, units, time)
-        pre = F.conv1d(x, params["encoder_weight"]) + params["encoder_bias"][None, :, None]
+        if self.module is None:
+            pre = F.conv1d(x, params["encoder_weight"]) + params["encoder_bias"][None, :, None]
+        else:
+            pre = self.module(x, token_valid)
         valid = code_valid[:, None, :]
         codes = self._select(pre, valid, spec.k)
         mask = score[:, None, :].to(x.dtype)
@@ -178,8 +193,9 @@ class MotifTrainer:
 
     def step(self, batch, lr):
         spec = self.spec
-        inputs, code_valid, score = (torch.as_tensor(part, device=self.device) for part in batch)
-        losses, codes, aux_loss = self.forward(inputs, code_valid, score,
+        inputs, token_valid, code_valid, score = (
+            torch.as_tensor(part, device=self.device) for part in batch)
+        losses, codes, aux_loss = self.forward(inputs, token_valid, code_valid, score,
                                                aux=spec.aux_coef > 0)
         total = sum(weight * loss for weight, loss in zip(spec.level_weights, losses))
         if aux_loss is not None:
@@ -192,7 +208,7 @@ class MotifTrainer:
             radial = (decoder.grad * decoder).sum(dim=(1, 2), keepdim=True)
             decoder.grad -= radial * decoder
         if spec.grad_clip:
-            torch.nn.utils.clip_grad_norm_(list(self.params.values()), spec.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.trained, spec.grad_clip)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.step()
@@ -244,28 +260,47 @@ class MotifTrainer:
 
     @torch.no_grad()
     def evaluate(self, batch):
-        inputs, code_valid, score = (torch.as_tensor(part, device=self.device) for part in batch)
-        losses, _, _ = self.forward(inputs, code_valid, score)
+        inputs, token_valid, code_valid, score = (
+            torch.as_tensor(part, device=self.device) for part in batch)
+        losses, _, _ = self.forward(inputs, token_valid, code_valid, score)
         return float(sum(w * float(loss) for w, loss in zip(self.spec.level_weights, losses)))
 
     def state(self):
-        return {name: tensor.detach().clone() for name, tensor in self.params.items()}
+        state = {name: tensor.detach().clone() for name, tensor in self.params.items()}
+        if self.module is not None:
+            state["module"] = {name: tensor.detach().clone()
+                               for name, tensor in self.module.state_dict().items()}
+        return state
 
     def export(self, state):
-        return {
-            "encoder_weight": state["encoder_weight"].cpu().numpy().transpose(0, 2, 1).copy(),
-            "encoder_bias": state["encoder_bias"].cpu().numpy().copy(),
+        exported = {
             "decoder_weight": state["decoder_weight"].cpu().numpy().transpose(0, 2, 1).copy(),
             "decoder_bias": state["decoder_bias"].cpu().numpy().copy(),
         }
+        if self.module is None:
+            exported["encoder_weight"] = (
+                state["encoder_weight"].cpu().numpy().transpose(0, 2, 1).copy())
+            exported["encoder_bias"] = state["encoder_bias"].cpu().numpy().copy()
+        else:
+            exported["encoder_state"] = {name: tensor.cpu().numpy().copy()
+                                         for name, tensor in state["module"].items()}
+        return exported
 
 
 def initial_parameters(spec, X_train, rng):
-    """Random unit kernels, the encoder tied to them, the mean as decoder bias."""
+    """Random unit kernels, the encoder tied to them (``"conv"``; the
+    transformer starts at random), the mean as decoder bias."""
     n_units = X_train.shape[1]
     decoder = random_unit_rows(spec.n_latents, spec.n_bins_kernel * n_units, rng)
     decoder = decoder.reshape(spec.n_latents, spec.n_bins_kernel, n_units)
+    module = None
+    if spec.encoder == "transformer":
+        from . import _motif_transformer
+
+        module = _motif_transformer.initialise(_motif_transformer.TransformerEncoder(
+            n_units, spec.n_bins_kernel, spec.n_latents), rng)
     return {
+        "module": module,
         "encoder_weight": decoder.copy(),
         "encoder_bias": np.zeros(spec.n_latents),
         "decoder_weight": decoder,
@@ -282,7 +317,12 @@ def train(X_scaled, stretches, spec, rng):
     NumPy parameters and the run's record.
     """
     device = resolve_device(spec.device)
+    # context of a chunk (and gap between segments): what a code reads
     pad = spec.n_bins_kernel - 1
+    if spec.encoder == "transformer":
+        from ._motif_transformer import attention_reach
+
+        pad += attention_reach(spec.n_bins_kernel)
     train_segments, val_segments = split_segments(stretches, spec, rng)
     training = Layout(X_scaled, train_segments, pad)
     validation = Layout(X_scaled, val_segments, pad) if val_segments else None
@@ -297,7 +337,7 @@ def train(X_scaled, stretches, spec, rng):
     n_pieces = len(training.pieces(chunk_bins, np.random.RandomState(0)))
     steps_per_epoch = -(-n_pieces // pieces_per_batch)
     schedule = full_schedule(spec, spec.max_iter * steps_per_epoch)
-    val_batch = validation.whole() if validation is not None else None
+    val_batch = validation.whole(spec.n_bins_kernel) if validation is not None else None
 
     names = ("train_loss", "val_loss", "l0", "dead_fraction", "aux_loss", "learning_rate")
     history = {name: [] for name in names}
@@ -308,7 +348,8 @@ def train(X_scaled, stretches, spec, rng):
         pieces = training.pieces(chunk_bins, rng)
         figures = []
         for first in range(0, len(pieces), pieces_per_batch):
-            batch = training.batch(pieces[first:first + pieces_per_batch], chunk_bins)
+            batch = training.batch(pieces[first:first + pieces_per_batch], chunk_bins,
+                                   spec.n_bins_kernel)
             lr = schedule(n_steps)
             figures.append(trainer.step(batch, lr))
             n_steps += 1
@@ -316,7 +357,8 @@ def train(X_scaled, stretches, spec, rng):
             key = "train_loss" if name == "loss" else name
             history[key].append(float(np.mean([f[name] for f in figures])))
         history["learning_rate"].append(lr)
-        trainer.align_onsets()
+        if spec.encoder == "conv":
+            trainer.align_onsets()
         val_loss = trainer.evaluate(val_batch) if val_batch is not None else np.nan
         history["val_loss"].append(val_loss)
         if spec.verbose:
