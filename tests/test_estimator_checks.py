@@ -10,6 +10,7 @@ ESTIMATORS = [
     MatryoshkaSAE(max_iter=20, device="cpu", random_state=0),
     MatryoshkaTranscoder(max_iter=20, device="cpu", random_state=0),
     MotifSAE(max_iter=5, device="cpu", random_state=0),
+    MotifSAE(encoder="transformer", max_iter=5, device="cpu", random_state=0),
 ]
 
 # MotifSAE codes rows as consecutive time bins: a bin's code depends on its

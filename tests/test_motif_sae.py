@@ -416,3 +416,31 @@ def test_transformer_fit_is_reproducible_and_pickles_without_torch_objects(trans
     loaded = pickle.loads(pickle.dumps(transformer))
     assert b"torch" not in pickle.dumps(transformer)
     assert np.array_equal(loaded.transform(X), transformer.transform(X))
+
+
+# ------------------------------------------------------------------ devices
+def test_a_missing_device_is_a_clear_error():
+    import torch
+
+    X, _ = _planted(n_bins=200)
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        MotifSAE(**{**FAST, "device": "cuda"}).fit(X)
+    with pytest.raises(ValueError, match="not a device"):
+        MotifSAE(**{**FAST, "device": "tpu"}).fit(X)
+
+
+@pytest.mark.parametrize("encoder", ["conv", "transformer"])
+def test_cuda_fit_gives_a_numpy_model(encoder):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device; this machine has none")
+    X, _ = _planted()
+    model = MotifSAE(random_state=0, encoder=encoder, **{**FAST, "device": "cuda"}).fit(X)
+    assert model.device_.startswith("cuda")
+    assert isinstance(model.components_, np.ndarray)
+    cpu = MotifSAE(random_state=0, encoder=encoder, **FAST).fit(X)
+    assert model.components_.shape == cpu.components_.shape
+    assert np.count_nonzero(model.transform(X)) > 0
