@@ -1,12 +1,14 @@
 """Training of ``MotifSAE`` (the torch module; imported inside ``fit`` only).
 
 The training bins are laid out as segments (stretches of the input, less
-the held-out chunks) separated by ``n_bins_kernel - 1`` zero bins, so that
-no convolution reaches from one segment into another. A step takes random
-chunks of a segment, each with ``n_bins_kernel - 1`` bins of context on
+the held-out chunks) separated by ``pad`` zero bins (``n_bins_kernel - 1``,
+plus the attention's reach for the transformer encoder), so that no
+convolution or attention reaches from one segment into another. A step
+takes random chunks of a segment, each with ``pad`` bins of context on
 either side: the codes of the context bins are computed too, so the loss
-of a chunk's bins is exactly their loss in the whole sequence. Randomness
-comes from a NumPy ``RandomState``; the global torch seed is never touched.
+of a chunk's bins is their loss in the whole sequence (up to the local
+maxima at the chunk's edges, which see only the context). Randomness comes
+from a NumPy ``RandomState``; the global torch seed is never touched.
 """
 
 import time
