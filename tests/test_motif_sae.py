@@ -72,7 +72,7 @@ def test_numpy_coding_is_the_convolution():
     ids = np.repeat([0, 1], [18, 12])
     positions, lengths = _stretch_bounds(ids, 30)
     pre = encode_conv(X, weight, bias, positions, lengths)
-    decoded = decode_conv(pre, weight, positions)
+    decoded = decode_conv(pre, weight, positions, lengths)
     expected_pre = np.tile(bias, (30, 1))
     expected_decoded = np.zeros((30, 4))
     for t in range(30):
@@ -150,6 +150,11 @@ def test_decoding_is_shift_equivariant(fitted):
     delayed = np.vstack([np.zeros((shift, codes.shape[1])), codes])
     assert np.array_equal(fitted.inverse_transform(delayed)[shift:],
                           fitted.inverse_transform(codes))
+    # a code far away (of a latent active nowhere else) changes nothing here
+    delayed[0, np.flatnonzero(~codes.any(axis=0))[:1]] = 1.0
+    delayed[0, 0] = 1.0
+    assert np.array_equal(fitted.inverse_transform(delayed)[shift + 10:],
+                          fitted.inverse_transform(codes)[10:])
 
 
 # ------------------------------------------------------ interval boundaries

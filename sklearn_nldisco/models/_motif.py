@@ -102,29 +102,25 @@ def encode_conv(X_scaled, encoder_weight, encoder_bias, positions, lengths):
     return pre
 
 
-def decode_conv(codes, components, positions, n_used=None):
+def decode_conv(codes, components, positions, lengths, n_used=None):
     """``sum_tau z[t - tau] . D[:, tau]`` within stretches (no bias).
 
     ``codes`` (n_bins, n_latents), ``components`` (n_latents, n_kernel,
-    n_units); only latents ``[0, n_used)`` decode.
+    n_units); only latents ``[0, n_used)`` decode. The non-zero codes are
+    added one by one, in the order of their bins, so an output bin's sum
+    depends on the codes that reach it only (shift-equivariant bit for bit).
     """
     n_used = codes.shape[1] if n_used is None else n_used
-    codes = np.ascontiguousarray(codes[:, :n_used])
     kernels = components[:n_used].astype(codes.dtype)
-    n_bins = codes.shape[0]
-    out = np.zeros((n_bins, components.shape[2]), dtype=codes.dtype)
-    active = np.flatnonzero(np.any(codes != 0, axis=0))
-    if active.size == 0:
+    out = np.zeros((codes.shape[0], components.shape[2]), dtype=codes.dtype)
+    bins, latents = np.nonzero(codes[:, :n_used])
+    if bins.size == 0:
         return out
-    codes, kernels = np.ascontiguousarray(codes[:, active]), kernels[active]
-    shifted = np.zeros_like(codes)
+    values = codes[bins, latents][:, None]
     for tau in range(components.shape[1]):
-        if tau >= n_bins:
-            break
-        shifted[:] = 0
-        shifted[tau:] = codes[: n_bins - tau]
-        shifted[positions < tau] = 0
-        out += np.einsum("tj,ju->tu", shifted, kernels[:, tau], optimize=False)
+        # a code emits within its stretch only
+        inside = positions[bins] + tau < lengths[bins]
+        np.add.at(out, bins[inside] + tau, values[inside] * kernels[latents[inside], tau])
     return out
 
 
@@ -670,9 +666,9 @@ class MotifSAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
             )
         return int(self.level_sizes_[level])
 
-    def _decode(self, codes, positions, level):
+    def _decode(self, codes, positions, lengths, level):
         n_used = self._level_size(level)
-        scaled = decode_conv(codes, self.components_, positions, n_used)
+        scaled = decode_conv(codes, self.components_, positions, lengths, n_used)
         scaled += self.decoder_bias_
         return scaled * self.input_scale_ + self.input_mean_
 
@@ -702,8 +698,8 @@ class MotifSAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
                 f"X has {codes.shape[1]} columns but MotifSAE has n_latents="
                 f"{self.n_latents}; expected codes from transform."
             )
-        positions, _ = _stretch_bounds(interval_ids, codes.shape[0])
-        return self._decode(codes.astype(np.float64), positions, level).astype(
+        positions, lengths = _stretch_bounds(interval_ids, codes.shape[0])
+        return self._decode(codes.astype(np.float64), positions, lengths, level).astype(
             codes.dtype, copy=False)
 
     def reconstruct(self, X, interval_ids=None, level=None):
@@ -722,7 +718,7 @@ class MotifSAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         """
         X = self._validate_for_coding(X)
         positions, lengths = _stretch_bounds(interval_ids, X.shape[0])
-        return self._decode(self._codes(X, positions, lengths), positions, level)
+        return self._decode(self._codes(X, positions, lengths), positions, lengths, level)
 
     def score(self, X, y=None, interval_ids=None):
         """Explained variance of the full reconstruction of ``X``.
@@ -742,7 +738,8 @@ class MotifSAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         """
         X = self._validate_for_coding(X)
         positions, lengths = _stretch_bounds(interval_ids, X.shape[0])
-        reconstruction = self._decode(self._codes(X, positions, lengths), positions, None)
+        reconstruction = self._decode(self._codes(X, positions, lengths), positions, lengths,
+                                      None)
         return explained_variance(X, reconstruction)
 
     def __sklearn_tags__(self):
