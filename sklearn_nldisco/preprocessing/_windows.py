@@ -49,6 +49,44 @@ def _check_interval_ids(interval_ids, n_bins):
     return positions, np.repeat(lasts, run_lengths)
 
 
+def interval_positions(interval_ids, n_bins):
+    """Where each row sits in its interval, checking the interval ids.
+
+    The rule of every time-aware step (windows, smoothing, convolutions):
+    rows are time bins, consecutive within each interval, and an interval's
+    rows are never split by another's.
+
+    Parameters
+    ----------
+    interval_ids : array-like of shape (n_bins,) or None
+        Interval (trial, block, stretch) of each row, e.g.
+        :attr:`SpikeBinner.interval_ids_`. None: all rows are one interval.
+    n_bins : int
+        Number of rows the ids must describe.
+
+    Returns
+    -------
+    positions : ndarray of shape (n_bins,)
+        Each row's index within its interval (0 for its first row).
+    ends : ndarray of shape (n_bins,)
+        For each row, the row one past the end of its interval.
+
+    Raises
+    ------
+    ValueError
+        When the ids are not 1-D with one id per row, contain NaN, or an id
+        appears again after another interval's rows.
+
+    Examples
+    --------
+    >>> from sklearn_nldisco.preprocessing import interval_positions
+    >>> positions, ends = interval_positions([7, 7, 7, 3, 3], 5)
+    >>> positions.tolist(), ends.tolist()
+    ([0, 1, 2, 0, 1], [3, 3, 3, 5, 5])
+    """
+    return _check_interval_ids(interval_ids, n_bins)
+
+
 def _window_rows(X, n_bins_window, positions, edge, fill):
     """The flattened windows (lag-major, oldest lag first) of the rows of X."""
     n_bins, n_units = X.shape
