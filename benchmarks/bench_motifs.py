@@ -50,7 +50,8 @@ several latents or none. Defaults first (``mask_fraction=0.25``, ``k=8``,
 model's rows come last.
 
 Run: ``python benchmarks/bench_motifs.py [--quick] [--settings 0 1]
-[--motif-only] [--motif-seeds 0 1 2] [--motif-encoder transformer]``
+[--motif-only] [--motif-seeds 0 1 2] [--motif-encoder transformer]
+[--motif-kernel 32]``
 (``--quick``: the defaults only; ``--settings``: those rows of the
 settings; ``--motif-only``: the motif model's rows only).
 """
@@ -187,6 +188,8 @@ def main():
                         help="model seeds of the motif model (default: 0)")
     parser.add_argument("--motif-encoder", choices=("conv", "transformer"), default="conv",
                         help="the motif model's encoder (default: conv, its default)")
+    parser.add_argument("--motif-kernel", type=int, default=None,
+                        help="the motif model's n_bins_kernel (default: the longest motif)")
     args = parser.parse_args()
 
     recording, truth = make_motif_session(random_state=SEED)
@@ -235,19 +238,20 @@ def main():
                 truth, window, n_bins_window, codes_test, indicators):
             print(f"| {label} | window {n_bins_window} | {name} | {best} | {r:.2f} | "
                   f"{n_copies} | {r_time:.2f} ({shift}) | {best_shift} | - | {window_s:.0f} |")
+    n_bins_kernel = args.motif_kernel or n_bins_window
     for model_seed in args.motif_seeds:
         start = time.perf_counter()
-        motif = MotifSAE(n_bins_kernel=n_bins_window, encoder=args.motif_encoder,
+        motif = MotifSAE(n_bins_kernel=n_bins_kernel, encoder=args.motif_encoder,
                          random_state=model_seed)
         motif.fit(counts[:n_train])
         motif_s = time.perf_counter() - start
         codes_test = motif.transform(counts[n_train:])
         encoder = "" if args.motif_encoder == "conv" else f", encoder={args.motif_encoder!r}"
-        label = (f"MotifSAE defaults, n_bins_kernel={n_bins_window}{encoder}, "
+        label = (f"MotifSAE defaults, n_bins_kernel={n_bins_kernel}{encoder}, "
                  f"seed {model_seed}")
         for name, best, r, n_copies, r_time, shift, best_shift in motif_model_rows(
                 truth, motif, codes_test, indicators):
-            print(f"| {label} | motif {n_bins_window} | {name} | {best} | {r:.2f} | "
+            print(f"| {label} | motif {n_bins_kernel} | {name} | {best} | {r:.2f} | "
                   f"{n_copies} | {r_time:.2f} ({shift}) | {best_shift} | - | {motif_s:.0f} |")
 
 
