@@ -332,7 +332,8 @@ class MotifSAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
     pattern is coded the same way wherever it occurs: shifting ``X`` by ``s``
     bins shifts the codes by ``s`` bins, exactly, away from the ends.
     Sparsity is BatchTopK (``k`` active latents per bin on average; one
-    threshold calibrated on the training bins at inference). The latents
+    threshold calibrated on the training bins at inference) among each
+    latent's local maxima in time (``local_max_bins``). The latents
     are cut into nested prefixes (levels) and every level reconstructs ``X``
     alone; the loss is the weighted sum of the levels' squared errors, as
     in :class:`MatryoshkaSAE`.
@@ -348,10 +349,12 @@ class MotifSAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
 
     Training is torch autograd (``conv1d`` / ``conv_transpose1d``) with
     Adam on random chunks of bins that never cross a stretch boundary,
-    tied initialisation (the encoder starts as the matched filter of the
-    random kernels), an auxiliary loss for dead latents and early stopping
-    on held-out chunks. ``transform``, ``inverse_transform`` and ``score``
-    are NumPy only: a fitted model needs no torch.
+    tied initialisation (the ``"conv"`` encoder starts as the matched filter
+    of the random kernels), kernels moved to their pattern's onset after
+    each epoch, an auxiliary loss for dead latents and early stopping on
+    held-out chunks. With ``encoder="conv"``, ``transform``,
+    ``inverse_transform`` and ``score`` are NumPy only: a fitted model needs
+    no torch.
 
     Parameters
     ----------"""
@@ -370,7 +373,9 @@ class MotifSAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
     Notes
     -----
     A bin's code depends on the bins after it (up to ``n_bins_kernel - 1``)
-    in its stretch, and its reconstruction on the codes before it: the
+    in its stretch and, through the local maxima, on its neighbours' (up to
+    ``local_max_bins`` on either side); its reconstruction depends on the
+    codes before it: the
     output for a bin changes with the rows around it, so code whole
     stretches, in time order. The sums of coding and decoding avoid BLAS
     (whose rounding may depend on a row's position), which makes them
