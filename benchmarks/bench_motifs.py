@@ -251,7 +251,7 @@ def main():
                  f"seed {model_seed}")
         for name, best, r, n_copies, r_time, shift, best_shift in motif_model_rows(
                 truth, motif, codes_test, indicators):
-            print(f"| {label} | motif {n_bins_kernel} | {name} | {best} | {r:.2f} | "
+            print(f"| {label} | motif {n_bins_kernel} | {name} | {best} | {r:.3f} | "
                   f"{n_copies} | {r_time:.2f} ({shift}) | {best_shift} | - | {motif_s:.0f} |")
 
 
