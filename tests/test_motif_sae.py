@@ -349,7 +349,7 @@ def _best_kernel_correlation(model, kernel):
 
 
 def test_recovers_the_planted_sequence_of_a_toy_recording():
-    X, onsets = _planted(n_bins=2000)
+    X, _ = _planted(n_bins=2000)
     # one onset every 40 bins: k = 0.05 codes per bin leaves room for it and little else
     model = MotifSAE(n_latents=8, n_bins_kernel=8, k=0.05, max_iter=30, device="cpu",
                      random_state=0).fit(X)

@@ -220,8 +220,9 @@ class MotifTrainer:
             self.steps_since_fired += float(score.sum())
             self.steps_since_fired[fired] = 0
         n_codes = float(code_valid.sum())
+        weighted = sum(w * float(loss.detach()) for w, loss in zip(spec.level_weights, losses))
         return {
-            "loss": float(sum(w * float(loss.detach()) for w, loss in zip(spec.level_weights, losses))),
+            "loss": float(weighted),
             "l0": float((codes > 0).sum()) / max(n_codes, 1.0),
             "aux_loss": float(aux_loss.detach()) if aux_loss is not None else 0.0,
             "dead_fraction": float((self.steps_since_fired > self.dead_window_bins)
