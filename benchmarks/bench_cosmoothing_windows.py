@@ -21,9 +21,11 @@ Choices are made on the training block only, never on the test block:
 an **inner split** of the training block (M1: its last 20 % of time; PMd:
 9 training trials of each condition, seed 0) scores the candidates
 (printed) for the smoothing sigma of the smoothing baseline and the PCA and
-FA dimensions. The chosen sigma also smooths every model's input (the
-models see the smoothed held-in counts; the targets stay counts). Every
-other row is printed, none is selected: the MSAE rows are the defaults
+FA dimensions, and among the window autoencoders (the window length, the
+masking and the readout of the window rows below; the last line of each
+table gives the one chosen and its test score). The chosen sigma also
+smooths every model's input (the models see the smoothed held-in counts;
+the targets stay counts). Every row is printed: the MSAE rows are the defaults
 (``MatryoshkaSAE(n_latents=256, k=8, loss="mse", sparsity="batchtopk",
 mask_fraction=0.25)``), and the single-bin setting
 ``loss="poisson", sparsity="topk", n_latents=64`` that scored best in
@@ -211,8 +213,8 @@ def _readouts(n_bins):
             ("centred", lambda: _offsets([n_bins // 2]))]
 
 
-def groups(sigma, pca_dim, fa_dim, quick):
-    """(label, estimator factory, readouts): one fit each, read out each way listed."""
+def baseline_groups(sigma, pca_dim, fa_dim):
+    """(label, estimator factory, readouts) of the baselines and single-bin models."""
     smoothed = [(f"smoothing alone (sigma={sigma} bins) + GLM", lambda: _smoother(sigma)),
                 (f"PCA({pca_dim}), smoothed",
                  lambda: make_pipeline(_smoother(sigma), PCA(n_components=pca_dim))),
@@ -221,19 +223,51 @@ def groups(sigma, pca_dim, fa_dim, quick):
                 ("MSAE defaults (1 bin)", lambda: make_pipeline(_smoother(sigma), _msae())),
                 ("MSAE poisson+topk+64 (1 bin)", lambda: make_pipeline(
                     _smoother(sigma), _msae(loss="poisson", sparsity="topk", n_latents=64)))]
-    table = [(label, make, [("", None)]) for label, make in smoothed]
-    for n_bins in ((5,) if quick else (3, 5, 10)):
-        table.append((f"window MSAE n={n_bins}", lambda n=n_bins: make_pipeline(
-            _smoother(sigma), _windows(n), _msae()), _readouts(n_bins)))
+    return [(label, make, [("", None)]) for label, make in smoothed]
+
+
+def window_groups(sigma, quick):
+    """The window autoencoders: one fit each, read out each way (the inner split's candidates)."""
+    table = [(f"window MSAE n={n_bins}", lambda n=n_bins: make_pipeline(
+        _smoother(sigma), _windows(n), _msae()), _readouts(n_bins))
+        for n_bins in ((5,) if quick else (3, 5, 10))]
     table.append(("window MSAE n=5 mask_fraction=0", lambda: make_pipeline(
         _smoother(sigma), _windows(5), _msae(mask_fraction=0.0)), _readouts(5)))
-    table.append(("window transcoder n=5", lambda: make_pipeline(
-        _smoother(sigma), _windows(5), MatryoshkaTranscoder(random_state=SEED)), [("t", None)]))
-    # the transcoder learns the centred window -> the held-out counts at its centre
-    table.append(("window transcoder n=5", lambda: make_pipeline(
-        _smoother(sigma), _windows(5), _offsets([2]), MatryoshkaTranscoder(random_state=SEED)),
-        [("centred", None)]))
     return table
+
+
+def transcoder_groups(sigma):
+    """The window transcoder, read out at t and centred (two fits)."""
+    return [
+        ("window transcoder n=5", lambda: make_pipeline(
+            _smoother(sigma), _windows(5), MatryoshkaTranscoder(random_state=SEED)),
+         [("t", None)]),
+        # the transcoder learns the centred window -> the held-out counts at its centre
+        ("window transcoder n=5", lambda: make_pipeline(
+            _smoother(sigma), _windows(5), _offsets([2]), MatryoshkaTranscoder(random_state=SEED)),
+         [("centred", None)]),
+    ]
+
+
+def evaluate(groups, split, show):
+    """Co-smoothing of every row of ``groups`` on ``split``; one fit per group."""
+    results = {}
+    for label, make, readouts in groups:
+        fitted = None
+        for readout, step in readouts:
+            if step is None:
+                result, seconds = _bits(make(), split)
+                fitted = result.model.estimator_
+            else:
+                # the same fit, read out again: the time is the readout's only
+                result, seconds = _bits(make_pipeline(_requests(_Fitted(fitted)), step()), split)
+            row = f"{label}, readout {readout}" if readout else label
+            results[row] = result.bits_per_spike
+            if show:
+                note = "" if step is None else "  (same fit)"
+                print(f"{row:<50}{result.bits_per_spike:>11.4f}{seconds:>10.1f}{note}",
+                      flush=True)
+    return results
 
 
 def run(name, loader, path, sigmas, quick):
@@ -245,21 +279,21 @@ def run(name, loader, path, sigmas, quick):
         _smoother(sigma), PCA(n_components=dim)), inner)
     fa_dim = _choose("FA dimensions", dims, lambda dim: make_pipeline(
         _smoother(sigma), FactorAnalysis(n_components=dim, random_state=SEED)), inner)
-    print(f"{'model (' + name + ')':<46}{'bits/spike':>11}{'time (s)':>10}")
-    results = {}
-    for label, make, readouts in groups(sigma, pca_dim, fa_dim, quick):
-        fitted = None
-        for readout, step in readouts:
-            if step is None:
-                result, seconds = _bits(make(), outer)
-                fitted = result.model.estimator_
-            else:
-                # the same fit, read out again: the time is the readout's only
-                result, seconds = _bits(make_pipeline(_requests(_Fitted(fitted)), step()), outer)
-            row = f"{label}, readout {readout}" if readout else label
-            results[row] = result.bits_per_spike
-            note = "" if step is None else "  (same fit)"
-            print(f"{row:<46}{result.bits_per_spike:>11.4f}{seconds:>10.1f}{note}", flush=True)
+    start = time.perf_counter()
+    inner_windows = evaluate(window_groups(sigma, quick), inner, show=False)
+    chosen = max(inner_windows, key=inner_windows.get)
+    listed = ", ".join(f"{row.removeprefix('window MSAE ')}: {bits:.4f}"
+                       for row, bits in inner_windows.items())
+    print(f"  inner split, window MSAE ({time.perf_counter() - start:.0f} s): {listed} "
+          f"-> {chosen}", flush=True)
+    print(f"{'model (' + name + ')':<50}{'bits/spike':>11}{'time (s)':>10}")
+    results = evaluate(baseline_groups(sigma, pca_dim, fa_dim) + window_groups(sigma, quick)
+                       + transcoder_groups(sigma), outer, show=True)
+    smoothing = next(bits for row, bits in results.items() if row.startswith("smoothing"))
+    single = max(bits for row, bits in results.items() if row.endswith("(1 bin)"))
+    print(f"window MSAE chosen on the inner split: {chosen}: {results[chosen]:.4f} on the test "
+          f"block ({results[chosen] - smoothing:+.4f} against smoothing, "
+          f"{results[chosen] - single:+.4f} against the better single-bin MSAE)", flush=True)
     return results
 
 
