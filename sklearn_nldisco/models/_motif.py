@@ -21,7 +21,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ..preprocessing._windows import _check_interval_ids
+from ..preprocessing import interval_positions
 from ._base import _unchanged_on_failure, check_2d_not_empty, explained_variance
 from ._initialisation import scaling_statistics
 from ._spec import check_level_sizes
@@ -75,7 +75,7 @@ class MotifTrainingSpec:
 # window only (shifting the input shifts the codes bit for bit).
 def _stretch_bounds(interval_ids, n_bins):
     """Each bin's position in its stretch and the stretch's length."""
-    positions, lasts = _check_interval_ids(interval_ids, n_bins)
+    positions, lasts = interval_positions(interval_ids, n_bins)
     lengths = lasts - (np.arange(n_bins) - positions)
     return positions, lengths
 
