@@ -449,3 +449,116 @@ def test_cuda_fit_gives_a_numpy_model(encoder):
     cpu = MotifSAE(random_state=0, encoder=encoder, **FAST).fit(X)
     assert model.components_.shape == cpu.components_.shape
     assert np.count_nonzero(model.transform(X)) > 0
+
+
+# ------------------------------------------------------- sparse training step
+def _dense_select(pre, valid, budget_per_bin, width, allowed=None):
+    """The selection rule written densely: BatchTopK over the whole batch
+    among positive local maxima (the reference for the sparse selection)."""
+    import torch
+    import torch.nn.functional as F
+
+    masked = pre.masked_fill(~valid, -torch.inf)
+    if width:
+        pooled = F.max_pool1d(masked, 2 * width + 1, stride=1, padding=width)
+        masked = masked.masked_fill(masked < pooled, -torch.inf)
+    if allowed is not None:
+        masked = masked.masked_fill(~allowed[None, :, None], -torch.inf)
+    budget = min(max(1, int(round(budget_per_bin * int(valid.sum())))), masked.numel())
+    cut = torch.topk(masked.reshape(-1), budget, sorted=False).values.min()
+    return (masked >= cut) & (pre > 0) & torch.isfinite(masked)
+
+
+def _dense_pre(x, params):
+    import torch.nn.functional as F
+
+    return F.conv1d(x, params["encoder_weight"]) + params["encoder_bias"][None, :, None]
+
+
+def _dense_losses(params, x, keep, aux_keep, mask, bounds):
+    """Level losses and auxiliary loss with a dense convolution encoder and
+    transposed-convolution decoder, given the selection."""
+    import torch.nn.functional as F
+
+    pre = _dense_pre(x, params)
+    codes = pre * keep
+    n_scored = mask.sum() * x.shape[1]
+    reconstruction = params["decoder_bias"][None, :, None].expand_as(x)
+    losses = []
+    for low, high in zip(bounds[:-1], bounds[1:]):
+        reconstruction = reconstruction + F.conv_transpose1d(
+            codes[:, low:high], params["decoder_weight"][low:high])
+        losses.append(((reconstruction - x).square() * mask).sum() / n_scored)
+    residual = (x - reconstruction).detach()
+    aux_out = F.conv_transpose1d(pre * aux_keep, params["decoder_weight"])
+    power = (residual.square() * mask).sum().clamp_min(1e-12)
+    return losses, ((aux_out - residual).square() * mask).sum() / power
+
+
+@pytest.mark.parametrize("local_max_bins", [0, 2])
+def test_sparse_step_has_the_dense_gradients(local_max_bins):
+    torch = pytest.importorskip("torch")
+    from sklearn_nldisco.models._motif_training import MotifTrainer, initial_parameters
+
+    rng = np.random.RandomState(0)
+    n_batch, n_units, n_kernel, n_time = 3, 6, 5, 60
+    model = MotifSAE(n_latents=12, n_bins_kernel=n_kernel, k=1.5, aux_k=2.0,
+                     local_max_bins=local_max_bins, device="cpu")
+    spec = model._training_spec()
+    X = rng.poisson(0.5, size=(200, n_units)).astype(np.float64)
+    trainer = MotifTrainer(initial_parameters(spec, X, rng), spec, "cpu")
+    params = {name: (tensor.detach().double() + 0.1 * torch.as_tensor(
+        rng.standard_normal(tuple(tensor.shape)))).requires_grad_(True)
+        for name, tensor in trainer.params.items()}
+    trainer.params = params
+    # half the latents dead, so that the auxiliary loss is on
+    trainer.dead_window_bins = 10.0
+    trainer.steps_since_fired = torch.as_tensor(np.where(np.arange(12) % 2, 100.0, 0.0))
+    inputs = torch.as_tensor(rng.poisson(0.5, size=(n_batch, n_time, n_units)),
+                             dtype=torch.float64)
+    n_codes = n_time - n_kernel + 1
+    code_valid = torch.as_tensor(rng.uniform(size=(n_batch, n_codes)) < 0.9)
+    score = torch.as_tensor(rng.uniform(size=(n_batch, n_time)) < 0.8)
+
+    losses, entries, aux_loss = trainer.forward(inputs, code_valid, code_valid, score, aux=True)
+    weights = torch.as_tensor(rng.uniform(0.5, 1.5, size=len(losses) + 1))
+    total = sum(w * loss for w, loss in zip(weights, losses)) + weights[-1] * aux_loss
+    sparse_grads = torch.autograd.grad(total, list(params.values()))
+
+    x = inputs.permute(0, 2, 1)
+    valid = code_valid[:, None, :]
+    with torch.no_grad():
+        pre = _dense_pre(x, params)
+    keep = _dense_select(pre, valid, spec.k, spec.local_max_bins)
+    dead = trainer.steps_since_fired > trainer.dead_window_bins
+    aux_keep = _dense_select(pre, valid, spec.aux_k, spec.local_max_bins, allowed=dead)
+    # the same selection as the dense rule, entry for entry
+    selected = torch.zeros_like(keep)
+    selected[entries[:, 0], entries[:, 1], entries[:, 2]] = True
+    assert torch.equal(selected, keep)
+    assert 0 < int(keep.sum()) < keep.numel() and int(aux_keep.sum()) > 0
+    assert not bool((aux_keep & ~dead[None, :, None]).any())
+
+    mask = score[:, None, :].to(x.dtype)
+    dense_losses, dense_aux = _dense_losses(params, x, keep, aux_keep, mask, trainer.bounds)
+    for loss, dense in zip(losses, dense_losses):
+        np.testing.assert_allclose(float(loss.detach()), float(dense.detach()), rtol=1e-10)
+    np.testing.assert_allclose(float(aux_loss.detach()), float(dense_aux.detach()),
+                               rtol=1e-10)
+    dense_total = (sum(w * loss for w, loss in zip(weights, dense_losses))
+                   + weights[-1] * dense_aux)
+    dense_grads = torch.autograd.grad(dense_total, list(params.values()))
+    for name, grad, dense in zip(params, sparse_grads, dense_grads):
+        assert float(dense.abs().max()) > 0, name
+        np.testing.assert_allclose(grad.numpy(), dense.numpy(), rtol=1e-5,
+                                   atol=1e-5 * float(dense.abs().max()), err_msg=name)
+
+
+def test_whole_fit_is_reproducible_with_sparse_steps():
+    X, _ = _planted(seed=2)
+    first = MotifSAE(random_state=5, aux_coef=0.1, **FAST).fit(X)
+    second = MotifSAE(random_state=5, aux_coef=0.1, **FAST).fit(X)
+    for name in ("components_", "encoder_weight_", "encoder_bias_", "decoder_bias_"):
+        assert np.array_equal(getattr(first, name), getattr(second, name)), name
+    assert np.array_equal(first.history_["train_loss"], second.history_["train_loss"])
+    assert np.all(np.isfinite(first.history_["train_loss"]))

@@ -146,59 +146,117 @@ class MotifTrainer:
         self.steps_since_fired = torch.zeros(spec.n_latents, dtype=torch.float64, device=device)
         self.bounds = [0] + list(spec.level_sizes)
 
-    def _select(self, pre, valid, budget_per_bin, allowed=None):
-        """BatchTopK among local maxima: the ``budget_per_bin * n_valid``
-        largest positive values that are the largest of their latent within
-        ``local_max_bins`` on either side."""
-        masked = pre.masked_fill(~valid, -torch.inf)
+    @torch.no_grad()
+    def select_entries(self, pre, valid, budget_per_bin, allowed=None):
+        """BatchTopK among local maxima, as ``(n, 3)`` indices ``(b, j, t)``.
+
+        The selected entries are the ``budget_per_bin * n_valid`` largest
+        positive values that are the largest of their latent within
+        ``local_max_bins`` on either side (ties at the cut all kept), in
+        row-major order. Only the candidates (positive local maxima of valid
+        bins, of ``allowed`` latents) enter the top-k: when they number fewer
+        than the budget, all of them are kept, as the cut then falls on a
+        non-positive value.
+        """
+        candidate = valid & (pre > 0)
         width = self.spec.local_max_bins
         if width:
+            masked = pre.masked_fill(~valid, -torch.inf)
             pooled = F.max_pool1d(masked, 2 * width + 1, stride=1, padding=width)
-            masked = masked.masked_fill(masked < pooled, -torch.inf)
+            candidate &= masked >= pooled
         if allowed is not None:
-            masked = masked.masked_fill(~allowed[None, :, None], -torch.inf)
+            candidate &= allowed[None, :, None]
+        entries = candidate.nonzero()
         n_valid = int(valid.sum())
-        budget = min(max(1, int(round(budget_per_bin * n_valid))), masked.numel())
-        cut = torch.topk(masked.reshape(-1), budget, sorted=False).values.min()
-        keep = (masked >= cut) & (pre > 0) & torch.isfinite(masked)
-        return pre * keep
+        budget = min(max(1, int(round(budget_per_bin * n_valid))), pre.numel())
+        if len(entries) > budget:
+            values = pre[candidate]  # row-major, like ``nonzero``
+            cut = torch.topk(values, budget, sorted=False).values.min()
+            entries = entries[values >= cut]
+        return entries
+
+    def _sparse_pre(self, x, entries):
+        """Pre-activations of the selected entries only, with gradient:
+        each entry's input window against its latent's encoder weights."""
+        params = self.params
+        batch, latent, time = entries.unbind(1)
+        windows = x.unfold(2, self.spec.n_bins_kernel, 1)[batch, :, time]  # (n, units, K)
+        weight = params["encoder_weight"][latent]
+        return (windows * weight).sum(dim=(1, 2)) + params["encoder_bias"][latent]
+
+    def _decode_into(self, out, shape, entries, values):
+        """``out`` (flat ``(batch, units, time)``) plus each entry's value
+        times its kernel at ``(b, :, t .. t + K - 1)``."""
+        _, n_units, n_time = shape
+        decoder = self.params["decoder_weight"]
+        n_kernel = decoder.shape[2]
+        batch, latent, time = entries.unbind(1)
+        offsets = (torch.arange(n_units, device=out.device)[:, None] * n_time
+                   + torch.arange(n_kernel, device=out.device)[None, :])
+        index = (batch * (n_units * n_time) + time)[:, None, None] + offsets
+        source = values[:, None, None] * decoder[latent]
+        return out.index_add(0, index.reshape(-1), source.reshape(-1).to(out.dtype))
 
     def forward(self, inputs, token_valid, code_valid, score, *, aux=False):
-        """Per-level losses, codes and (with ``aux``) the auxiliary loss."""
+        """Per-level losses, the selected entries ``(b, j, t)`` and (with
+        ``aux``) the auxiliary loss.
+
+        The pre-activations are computed without gradient; the selected
+        entries are recomputed with it (``"conv"``) or gathered from the
+        transformer's output, and decoded by adding their kernels, so that
+        the cost of a step follows the number of codes, not of latents.
+        """
         spec = self.spec
         params = self.params
         x = inputs.permute(0, 2, 1)  # (batch, units, time)
-        if self.module is None:
-            pre = F.conv1d(x, params["encoder_weight"]) + params["encoder_bias"][None, :, None]
-        else:
-            pre = self.module(x, token_valid)
         valid = code_valid[:, None, :]
-        codes = self._select(pre, valid, spec.k)
-        mask = score[:, None, :].to(x.dtype)
-        n_scored = mask.sum() * x.shape[1]
-        reconstruction = params["decoder_bias"][None, :, None].expand_as(x)
-        losses = []
-        for low, high in zip(self.bounds[:-1], self.bounds[1:]):
-            reconstruction = reconstruction + F.conv_transpose1d(
-                codes[:, low:high], params["decoder_weight"][low:high])
-            losses.append(((reconstruction - x).square() * mask).sum() / n_scored)
-        aux_loss = None
+        if self.module is None:
+            with torch.no_grad():
+                pre = (F.conv1d(x, params["encoder_weight"])
+                       + params["encoder_bias"][None, :, None])
+        else:
+            pre_grad = self.module(x, token_valid)
+            pre = pre_grad.detach()
+        entries = self.select_entries(pre, valid, spec.k)
+        aux_entries = None
         if aux:
             dead = self.steps_since_fired > self.dead_window_bins
             if bool(dead.any()):
-                aux_codes = self._select(pre, valid, spec.aux_k, allowed=dead)
-                residual = (x - reconstruction).detach()
-                aux_out = F.conv_transpose1d(aux_codes, params["decoder_weight"])
-                power = (residual.square() * mask).sum().clamp_min(1e-12)
-                aux_loss = ((aux_out - residual).square() * mask).sum() / power
-        return losses, codes, aux_loss
+                aux_entries = self.select_entries(pre, valid, spec.aux_k, allowed=dead)
+        n_main = len(entries)
+        every = entries if aux_entries is None else torch.cat([entries, aux_entries])
+        if self.module is None:
+            values = self._sparse_pre(x, every)
+        else:
+            values = pre_grad[every[:, 0], every[:, 1], every[:, 2]]
+        mask = score[:, None, :].to(x.dtype)
+        n_scored = mask.sum() * x.shape[1]
+        shape = x.shape
+        reconstruction = params["decoder_bias"][None, :, None].expand(shape).reshape(-1)
+        latent = entries[:, 1]
+        losses = []
+        for low, high in zip(self.bounds[:-1], self.bounds[1:]):
+            level = (latent >= low) & (latent < high)
+            reconstruction = self._decode_into(reconstruction, shape, entries[level],
+                                               values[:n_main][level])
+            error = reconstruction.view(shape) - x
+            losses.append((error.square() * mask).sum() / n_scored)
+        aux_loss = None
+        if aux_entries is not None:
+            residual = (x - reconstruction.view(shape)).detach()
+            aux_out = self._decode_into(torch.zeros(residual.numel(), dtype=x.dtype,
+                                                    device=x.device),
+                                        shape, aux_entries, values[n_main:])
+            power = (residual.square() * mask).sum().clamp_min(1e-12)
+            aux_loss = ((aux_out.view(shape) - residual).square() * mask).sum() / power
+        return losses, entries, aux_loss
 
     def step(self, batch, lr):
         spec = self.spec
         inputs, token_valid, code_valid, score = (
             torch.as_tensor(part, device=self.device) for part in batch)
-        losses, codes, aux_loss = self.forward(inputs, token_valid, code_valid, score,
-                                               aux=spec.aux_coef > 0)
+        losses, entries, aux_loss = self.forward(inputs, token_valid, code_valid, score,
+                                                 aux=spec.aux_coef > 0)
         total = sum(weight * loss for weight, loss in zip(spec.level_weights, losses))
         if aux_loss is not None:
             total = total + spec.aux_coef * aux_loss
@@ -216,14 +274,13 @@ class MotifTrainer:
         self.optimizer.step()
         with torch.no_grad():
             decoder /= decoder.square().sum(dim=(1, 2), keepdim=True).sqrt().clamp_min(1e-12)
-            fired = (codes > 0).any(dim=2).any(dim=0)
             self.steps_since_fired += float(score.sum())
-            self.steps_since_fired[fired] = 0
+            self.steps_since_fired[entries[:, 1]] = 0
         n_codes = float(code_valid.sum())
         weighted = sum(w * float(loss.detach()) for w, loss in zip(spec.level_weights, losses))
         return {
             "loss": float(weighted),
-            "l0": float((codes > 0).sum()) / max(n_codes, 1.0),
+            "l0": len(entries) / max(n_codes, 1.0),
             "aux_loss": float(aux_loss.detach()) if aux_loss is not None else 0.0,
             "dead_fraction": float((self.steps_since_fired > self.dead_window_bins)
                                    .double().mean()),
