@@ -53,7 +53,7 @@ any model's.
 
 Run: ``nice -n 10 python benchmarks/bench_cosmoothing_windows.py``; about
 50 minutes on two cores shared with another job (the M1 inner selection
-of the window models alone took 12 minutes; unloaded, about half that);
+of the window models alone took 12 minutes);
 ``--quick`` fits windows of 5 bins only and fewer baseline candidates
 (``--quick --recordings pmd``: 5 minutes); ``--recordings m1`` or ``pmd``
 runs one. Seeds are fixed (0).
