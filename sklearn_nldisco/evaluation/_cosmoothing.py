@@ -18,7 +18,7 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping, process_routing
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..preprocessing._windows import _check_interval_ids
+from ..preprocessing import interval_positions
 from ._intervals import _WithinIntervalsMixin
 from ._readout import PoissonReadout, bits_per_spike, bits_per_spike_per_unit
 
@@ -91,7 +91,7 @@ class GaussianSmoother(_WithinIntervalsMixin, TransformerMixin, BaseEstimator):
         self : GaussianSmoother
         """
         X = validate_data(self, X, dtype=np.float64)
-        _check_interval_ids(self._interval_ids(interval_ids), X.shape[0])
+        interval_positions(self._interval_ids(interval_ids), X.shape[0])
         return self
 
     def transform(self, X, interval_ids=None):
@@ -109,7 +109,7 @@ class GaussianSmoother(_WithinIntervalsMixin, TransformerMixin, BaseEstimator):
         interval_ids = self._interval_ids(interval_ids)
         if interval_ids is None:
             return _smooth(X, self.sigma)
-        positions, _ = _check_interval_ids(interval_ids, X.shape[0])
+        positions, _ = interval_positions(interval_ids, X.shape[0])
         starts = np.flatnonzero(positions == 0)
         return np.vstack([_smooth(block, self.sigma) for block in np.split(X, starts[1:])]
                          or [X.copy()])
@@ -336,7 +336,7 @@ class CoSmoothing(BaseEstimator):
         """What the estimator's ``fit`` and ``transform`` get when called from ``method``."""
         if interval_ids is None:
             return {"fit": {}, "transform": {}}
-        _check_interval_ids(interval_ids, n_rows)
+        interval_positions(interval_ids, n_rows)
         if _routing_enabled():
             routed = process_routing(self, method, interval_ids=interval_ids)["estimator"]
             return {"fit": dict(routed.get("fit", {})),

@@ -7,7 +7,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
-from ..preprocessing._windows import _check_interval_ids
+from ..preprocessing import interval_positions
 from ._intervals import _WithinIntervalsMixin
 
 _COMBINE = ("concatenate", "mean")
@@ -29,7 +29,7 @@ def _check_offsets(offsets):
 
 def _interval_bounds(interval_ids, n_rows):
     """First row and one-past-last row of each row's interval."""
-    positions, lasts = _check_interval_ids(interval_ids, n_rows)
+    positions, lasts = interval_positions(interval_ids, n_rows)
     return np.arange(n_rows) - positions, lasts
 
 
@@ -137,7 +137,7 @@ class OffsetFeatures(_WithinIntervalsMixin, TransformerMixin, BaseEstimator):
         self : OffsetFeatures
         """
         X = validate_data(self, X, dtype=[np.float64, np.float32])
-        _check_interval_ids(self._interval_ids(interval_ids), X.shape[0])
+        interval_positions(self._interval_ids(interval_ids), X.shape[0])
         self.offsets_ = _check_offsets(self.offsets)
         return self
 
