@@ -238,7 +238,7 @@ def update_firing(samples_since_fired, batch, latents, dead_window):
     return dead
 
 
-@njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+@njit(nogil=True, cache=True, fastmath=_FAST)
 def _accumulate_entries(row_pointers, latents, values, decoder_weight, r, end_latent,
                         entry, accumulated):
     """Add ``value * decoder row`` of the entries of row ``r`` from ``entry``
@@ -253,7 +253,7 @@ def _accumulate_entries(row_pointers, latents, values, decoder_weight, r, end_la
     return entry
 
 
-@njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+@njit(nogil=True, cache=True, fastmath=_FAST)
 def _accumulate_level_entries(row_pointers, latents, values, level_bits, level,
                               decoder_weight, r, accumulated):
     """Add ``value * decoder row`` of the entries of row ``r`` that level
@@ -350,7 +350,7 @@ def decode_levels(row_pointers, latents, values, level_sizes, decoder_weight,
                 out[level, r, o] = accumulated[o]
 
 
-@njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+@njit(nogil=True, cache=True, fastmath=_FAST)
 def _entry_gradients(gradient, r, start, end, latents, values, decoder_weight,
                      centred, grad_decoder_weight, grad_encoder_weight_t, grad_encoder_bias,
                      scale, encoder_weight_t, row_input):
@@ -387,7 +387,7 @@ def _entry_gradients(gradient, r, start, end, latents, values, decoder_weight,
                 row_input[i] += grad_value * encoder_row[i]
 
 
-@njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+@njit(nogil=True, cache=True, fastmath=_FAST)
 def _rows_pass(mse, grad_linear, target, factors, level_sizes, row_pointers, latents,
                values, decoder_weight, decoder_bias, centred, deviation,
                grad_decoder_weight, grad_encoder_weight_t, grad_encoder_bias,
@@ -523,7 +523,7 @@ def _rows_pass(mse, grad_linear, target, factors, level_sizes, row_pointers, lat
     return energy
 
 
-@njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+@njit(nogil=True, cache=True, fastmath=_FAST)
 def _centring_gradient(r, keep, keep_scale, row_input, grad_decoder_bias):
     """Tied centring of a masked input: row ``r``'s encoder input is
     ``(x - b_dec) * keep_scale`` where kept, 0 where hidden, so ``b_dec``
@@ -550,7 +550,7 @@ def masked_centred(x, bias, keep, keep_scale, out):
     return hidden
 
 
-@njit(nogil=True, cache=True, fastmath=_FAST, inline="always")
+@njit(nogil=True, cache=True, fastmath=_FAST)
 def _aux_pass(aux_row_pointers, aux_latents, aux_values, deviation, aux_factor,
               decoder_weight, centred, grad_decoder_weight, grad_encoder_weight_t,
               grad_encoder_bias, keep, keep_scale, masked_centring, encoder_weight_t,
