@@ -54,11 +54,7 @@ def load(path):
 
 def level_l0(model, X, level):
     """Mean latents per row used by the reconstruction of ``level``."""
-    size = int(model.level_sizes_[level])
-    if np.ndim(model.threshold_):
-        codes = model._encode(X, sparse_output=True, dtype=np.float32, level=level)
-    else:
-        codes = model.transform(X)[:, :size]
+    codes = model.transform(X, level=level)
     return float((codes != 0).sum() / X.shape[0])
 
 

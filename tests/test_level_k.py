@@ -68,7 +68,7 @@ def test_each_level_uses_its_own_budget_at_inference(fitted):
     training rows), and none beyond the level."""
     model, X = fitted
     for level, (size, budget) in enumerate([(8, 2), (32, 5)]):
-        codes = model._encode(X, sparse_output=False, dtype=np.float32, level=level)
+        codes = model.transform(X, level=level)
         active = codes > 0
         assert not active[:, size:].any()
         # the threshold is calibrated on the training rows; X holds them and
@@ -86,8 +86,8 @@ def test_level_budget_is_exact_on_calibration_rows():
     X = _data()
     model = MatryoshkaSAE(k={8: 2, 32: 5}, early_stopping=False, **FAST).fit(X)
     for level, budget in enumerate([2, 5]):
-        codes = model._encode(X, sparse_output=True, dtype=np.float32, level=level)
-        assert codes.nnz == budget * X.shape[0]
+        codes = model.transform(X.astype(np.float32), level=level)
+        assert np.count_nonzero(codes) == budget * X.shape[0]
 
 
 def test_transform_is_the_union_of_the_levels_selections(fitted):
@@ -95,7 +95,7 @@ def test_transform_is_the_union_of_the_levels_selections(fitted):
     codes = model.transform(X)
     union = np.zeros(codes.shape, dtype=bool)
     for level in range(2):
-        union |= model._encode(X, sparse_output=False, dtype=np.float32, level=level) > 0
+        union |= model.transform(X, level=level) > 0
     np.testing.assert_array_equal(codes > 0, union)
 
 
@@ -137,3 +137,33 @@ def test_grid_search_over_per_level_k():
     ).fit(X)
     assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
     assert search.best_params_["k"] in ({8: 2, 32: 2}, {8: 2, 32: 6}, 4)
+
+
+@pytest.mark.parametrize("k", [3, {8: 2, 32: 5}], ids=["shared", "per-level"])
+@pytest.mark.parametrize("sparse_output", [False, True])
+def test_transform_of_a_level_is_what_its_reconstruction_decodes(k, sparse_output):
+    """``transform(X, level=i)``: zero beyond the level's latents, and
+    ``inverse_transform`` of it at that level is ``reconstruct(X, level=i)``;
+    with a shared ``k`` it is the prefix of the full codes."""
+    X = _data()
+    model = MatryoshkaSAE(k=k, sparse_output=sparse_output, **FAST).fit(X)
+    full = model.transform(X)
+    full = full.toarray() if sparse_output else full
+    for level, size in enumerate(model.level_sizes_):
+        codes = model.transform(X, level=level)
+        assert type(codes) is type(model.transform(X))
+        dense = codes.toarray() if sparse_output else codes
+        assert dense.shape == full.shape
+        assert not dense[:, size:].any()
+        if np.ndim(model.threshold_) == 0:
+            np.testing.assert_array_equal(dense[:, :size], full[:, :size])
+        np.testing.assert_allclose(model.inverse_transform(codes, level=level),
+                                   model.reconstruct(X, level=level), rtol=1e-4, atol=1e-4)
+
+    def dense_codes(level):
+        codes = model.transform(X, level=level)
+        return codes.toarray() if sparse_output else codes
+
+    np.testing.assert_array_equal(dense_codes(-1), dense_codes(len(model.level_sizes_) - 1))
+    with pytest.raises(ValueError, match="not a valid level"):
+        model.transform(X, level=5)

@@ -479,8 +479,7 @@ def level_l0(model, X, codes, level):
     """
     if np.ndim(model.threshold_) == 0:
         return mean_l0(codes[:, :int(model.level_sizes_[level])])
-    own = model._encode(X, sparse_output=True, dtype=np.float32, level=level)
-    return float(own.getnnz() / X.shape[0])
+    return mean_l0(model.transform(X, level=level))
 
 
 def reconstruction_metrics(msae, X_test, codes):

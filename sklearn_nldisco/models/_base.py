@@ -13,6 +13,7 @@ from contextlib import ExitStack, contextmanager
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
@@ -489,7 +490,7 @@ class _BaseMatryoshka(
         )
 
     @_with_thread_limit
-    def transform(self, X):
+    def transform(self, X, level=None):
         """Sparse codes of ``X``: one row per sample, one column per latent.
 
         Each row is coded alone (the BatchTopK threshold calibrated at fit
@@ -504,6 +505,14 @@ class _BaseMatryoshka(
         Parameters
         ----------
         X : array-like, memmap or HDF5 dataset of shape (n_samples, n_features)
+        level : int, default=None
+            Index into ``level_sizes_``: the codes that level's
+            reconstruction uses, zero beyond its latents
+            ``[0, level_sizes_[level])``; with a per-level ``k``, the
+            level's own selection (its own threshold), so
+            ``inverse_transform(transform(X, level=i), level=i)`` is
+            ``reconstruct(X, level=i)``. None: every latent (with a
+            per-level ``k``, the union of the levels' selections).
 
         Returns
         -------
@@ -512,7 +521,21 @@ class _BaseMatryoshka(
             float64); CSR when ``sparse_output=True``.
         """
         X = self._validate_for_coding(X)
-        return self._encode(X, sparse_output=self.sparse_output, dtype=X.dtype)
+        if level is None:
+            return self._encode(X, sparse_output=self.sparse_output, dtype=X.dtype)
+        index = self._level_index(level)
+        if np.ndim(self.threshold_) > 0:
+            # the level's own threshold over its latents, infinite beyond
+            return self._encode(X, sparse_output=self.sparse_output, dtype=X.dtype,
+                                level=index)
+        codes = self._encode(X, sparse_output=self.sparse_output, dtype=X.dtype)
+        size = int(self.level_sizes_[index])
+        if sp.issparse(codes):
+            codes.data[codes.indices >= size] = 0
+            codes.eliminate_zeros()
+        else:
+            codes[:, size:] = 0
+        return codes
 
     def _level_index(self, level):
         if level is None:
