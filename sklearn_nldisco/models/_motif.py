@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from ..preprocessing import interval_positions
 from ._base import _unchanged_on_failure, check_2d_not_empty, explained_variance
 from ._initialisation import scaling_statistics
-from ._spec import check_level_sizes
+from ._spec import check_level_sizes, check_level_weights
 
 _SCALINGS = ("center", "standard", "none")
 
@@ -485,21 +485,7 @@ class MotifSAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
             sizes = default_motif_level_sizes(self.n_latents)
         else:
             sizes = check_level_sizes(self.level_sizes, self.n_latents)
-        if self.level_weights is None:
-            weights = (1.0,) * len(sizes)
-        else:
-            weights = tuple(float(weight) for weight in np.ravel(self.level_weights))
-            if len(weights) != len(sizes):
-                raise ValueError(
-                    f"level_weights={tuple(weights)} has {len(weights)} entries but there "
-                    f"are {len(sizes)} levels (level_sizes={sizes}); expected one weight "
-                    "per level."
-                )
-            if any(not np.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
-                raise ValueError(
-                    f"level_weights={tuple(weights)} must be finite, non-negative and not "
-                    "all zero."
-                )
+        weights = check_level_weights(self.level_weights, sizes)
         total = sum(weights)
         return sizes, tuple(weight / total for weight in weights)
 

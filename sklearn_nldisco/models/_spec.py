@@ -208,22 +208,29 @@ def check_levels(n_latents, k, level_sizes=None, level_weights=None):
                 "expected k <= level_sizes[0] so that every level can hold k "
                 "active latents."
             )
+    return sizes, check_level_weights(level_weights, sizes)
+
+
+def check_level_weights(level_weights, sizes):
+    """One finite, non-negative weight per level, not all zero (None: all 1).
+
+    Returns the weights as a tuple of floats (not normalised).
+    """
     if level_weights is None:
-        weights = (1.0,) * len(sizes)
-    else:
-        weights = tuple(float(weight) for weight in level_weights)
-        if len(weights) != len(sizes):
-            raise ValueError(
-                f"level_weights={tuple(level_weights)} has {len(weights)} entries but "
-                f"there are {len(sizes)} levels (level_sizes={sizes}); expected one "
-                "weight per level."
-            )
-        if any(not np.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
-            raise ValueError(
-                f"level_weights={tuple(level_weights)} must be finite, non-negative "
-                "and not all zero."
-            )
-    return sizes, weights
+        return (1.0,) * len(sizes)
+    weights = tuple(float(weight) for weight in np.ravel(level_weights))
+    if len(weights) != len(sizes):
+        raise ValueError(
+            f"level_weights={weights} has {len(weights)} entries but "
+            f"there are {len(sizes)} levels (level_sizes={sizes}); expected one "
+            "weight per level."
+        )
+    if any(not np.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
+        raise ValueError(
+            f"level_weights={weights} must be finite, non-negative "
+            "and not all zero."
+        )
+    return weights
 
 
 def check_device(device):
