@@ -167,6 +167,21 @@ def check_2d_not_empty(X, name="X"):
         )
 
 
+#: the constraints of the optimisation parameters that every trained model shares
+OPTIMISATION_CONSTRAINTS = {
+    "batch_size": [Interval(Integral, 1, None, closed="left")],
+    "learning_rate": [Interval(Real, 0, None, closed="neither")],
+    "max_iter": [Interval(Integral, 1, None, closed="left")],
+    "early_stopping": ["boolean"],
+    "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+    "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+    "tol": [Interval(Real, 0, None, closed="left")],
+    "warmup_fraction": [Interval(Real, 0, 1, closed="both")],
+    "decay_fraction": [Interval(Real, 0, 1, closed="both")],
+    "grad_clip": [Interval(Real, 0, None, closed="left"), None],
+}
+
+
 class _BaseMatryoshka(
     CallbackSupportMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
 ):
@@ -185,16 +200,7 @@ class _BaseMatryoshka(
         "sparsity": [StrOptions({"batchtopk", "topk"})],
         "scaling": [StrOptions(set(SCALINGS))],
         "bias_init": [StrOptions(set(BIAS_INITS))],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="left")],
-        "warmup_fraction": [Interval(Real, 0, 1, closed="both")],
-        "decay_fraction": [Interval(Real, 0, 1, closed="both")],
-        "grad_clip": [Interval(Real, 0, None, closed="left"), None],
+        **OPTIMISATION_CONSTRAINTS,
         "aux_k": [Interval(Integral, 1, None, closed="left"), None],
         "aux_coef": [Interval(Real, 0, None, closed="left")],
         "dead_window": [Interval(Real, 0, None, closed="neither")],

@@ -22,7 +22,12 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ..preprocessing import interval_positions
-from ._base import _unchanged_on_failure, check_2d_not_empty, explained_variance
+from ._base import (
+    OPTIMISATION_CONSTRAINTS,
+    _unchanged_on_failure,
+    check_2d_not_empty,
+    explained_variance,
+)
 from ._initialisation import scaling_statistics
 from ._spec import check_level_sizes, check_level_weights
 
@@ -404,17 +409,8 @@ class MotifSAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         "level_weights": ["array-like", None],
         "encoder": [StrOptions({"conv", "transformer"})],
         "scaling": [StrOptions(set(_SCALINGS))],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        **OPTIMISATION_CONSTRAINTS,
         "chunk_bins": [Interval(Integral, 1, None, closed="left")],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="left")],
-        "warmup_fraction": [Interval(Real, 0, 1, closed="both")],
-        "decay_fraction": [Interval(Real, 0, 1, closed="both")],
-        "grad_clip": [Interval(Real, 0, None, closed="left"), None],
         "aux_k": [Interval(Real, 0, None, closed="neither"), None],
         "aux_coef": [Interval(Real, 0, None, closed="left")],
         "dead_window": [Interval(Real, 0, None, closed="neither")],
