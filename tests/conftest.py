@@ -51,3 +51,41 @@ def error_line(capsys, argv):
     assert len(lines) == 1, captured.err
     assert lines[0].startswith("nldisco: error: ")
     return lines[0]
+
+
+# Torch is made unimportable by a finder placed first on ``sys.meta_path``
+# rather than by ``sys.modules['torch'] = None``: SciPy's array-API helpers
+# (imported by scikit-learn) read ``sys.modules['torch'].Tensor`` whenever the
+# key exists, so a ``None`` entry breaks ``import sklearn`` itself.
+_NO_TORCH_PREAMBLE = """
+import sys
+
+class _NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, _NoTorch())
+try:
+    import torch  # noqa: F401
+except ImportError:
+    pass
+else:
+    raise SystemExit("torch is importable in the child")
+"""
+
+
+def run_without_torch(code):
+    """Run ``code`` in a fresh interpreter where ``import torch`` fails, and
+    check that it ran and never loaded torch."""
+    import subprocess
+    import sys
+    import textwrap
+
+    child = (_NO_TORCH_PREAMBLE + textwrap.dedent(code)
+             + '\nassert "torch" not in sys.modules, "torch was loaded"\n')
+    result = subprocess.run(
+        [sys.executable, "-c", child], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

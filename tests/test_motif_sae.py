@@ -1,9 +1,5 @@
 """MotifSAE: the shift-equivariant convolutional Matryoshka autoencoder."""
 
-import subprocess
-import sys
-import textwrap
-
 import joblib
 import numpy as np
 import pandas as pd
@@ -11,6 +7,7 @@ import pytest
 import sklearn
 from sklearn.pipeline import make_pipeline
 
+from conftest import run_without_torch
 from sklearn_nldisco import MotifSAE
 from sklearn_nldisco.models import explained_variance
 from sklearn_nldisco.models._motif import _stretch_bounds, decode_conv, encode_conv
@@ -245,27 +242,11 @@ def test_fixed_seed_gives_identical_models():
 
 
 # --------------------------------------------------------------- persistence
-_NO_TORCH = textwrap.dedent(
-    """
-    import sys
-
-    class _NoTorch:
-        def find_spec(self, name, path=None, target=None):
-            if name == "torch" or name.startswith("torch."):
-                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-            return None
-
-    sys.meta_path.insert(0, _NoTorch())
-    """
-)
-
-
 def test_joblib_round_trip_and_coding_without_torch(fitted, tmp_path):
     """A loaded model transforms, decodes and scores where torch cannot load.
 
-    Torch is blocked by a finder first on ``sys.meta_path``, as in
-    ``test_persistence.py`` (``sys.modules['torch'] = None`` breaks SciPy's
-    array-API helpers, which scikit-learn imports).
+    Torch is blocked by a finder first on ``sys.meta_path``
+    (``conftest.run_without_torch``).
     """
     X, _ = _planted(seed=7, n_bins=300)
     ids = np.repeat([0, 1], 150)
@@ -277,7 +258,7 @@ def test_joblib_round_trip_and_coding_without_torch(fitted, tmp_path):
     import pickle
 
     assert b"torch" not in pickle.dumps(fitted)
-    child = _NO_TORCH + textwrap.dedent(
+    run_without_torch(
         f"""
         import joblib
         import numpy as np
@@ -289,12 +270,8 @@ def test_joblib_round_trip_and_coding_without_torch(fitted, tmp_path):
         np.save(folder + "/codes.npy", codes)
         np.save(folder + "/reconstruction.npy", model.inverse_transform(codes, interval_ids=ids))
         np.save(folder + "/score.npy", np.array(model.score(X, interval_ids=ids)))
-        assert "torch" not in sys.modules, "torch was loaded"
         """
     )
-    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
     assert np.array_equal(np.load(tmp_path / "codes.npy"), codes)
     assert np.array_equal(np.load(tmp_path / "reconstruction.npy"),
                           fitted.inverse_transform(codes, interval_ids=ids))

@@ -6,14 +6,12 @@ fixed integer seed gives bitwise-identical models on CPU.
 """
 
 import pickle
-import subprocess
-import sys
-import textwrap
 
 import joblib
 import numpy as np
 import pytest
 
+from conftest import run_without_torch
 from sklearn_nldisco import MatryoshkaSAE, MatryoshkaTranscoder
 
 FAST = dict(n_latents=24, k=3, max_iter=4, batch_size=64, device="cpu")
@@ -115,52 +113,11 @@ def test_torch_object_walker_finds_torch():
 
 
 # -------------------------------------------------- loading without torch
-# Torch is made unimportable by a finder placed first on ``sys.meta_path``
-# rather than by ``sys.modules['torch'] = None``: SciPy's array-API helpers
-# (imported by scikit-learn) read ``sys.modules['torch'].Tensor`` whenever the
-# key exists, so a ``None`` entry breaks ``import sklearn`` itself.
-_CHILD_PREAMBLE = textwrap.dedent(
-    """
-    import sys
-
-    class _NoTorch:
-        def find_spec(self, name, path=None, target=None):
-            if name == "torch" or name.startswith("torch."):
-                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-            return None
-
-    sys.meta_path.insert(0, _NoTorch())
-    """
-)
-
-
-def _run_without_torch(code):
-    """Run ``code`` in a fresh interpreter where ``import torch`` fails."""
-    child = _CHILD_PREAMBLE + textwrap.dedent(
-        """
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            pass
-        else:
-            raise SystemExit("torch is importable in the child")
-        """
-    ) + textwrap.dedent(code) + textwrap.dedent(
-        """
-        assert "torch" not in sys.modules, "torch was loaded"
-        """
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", child], capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
 def test_sae_loads_and_codes_without_torch(sae, tmp_path):
     X, _ = _data(seed=2)
     np.save(tmp_path / "X.npy", X)
     joblib.dump(sae, tmp_path / "model.joblib")
-    _run_without_torch(
+    run_without_torch(
         f"""
         import joblib
         import numpy as np
@@ -190,7 +147,7 @@ def test_transcoder_loads_and_predicts_without_torch(transcoder, tmp_path):
     np.save(tmp_path / "X.npy", X)
     np.save(tmp_path / "Y.npy", Y)
     joblib.dump(transcoder, tmp_path / "model.joblib")
-    _run_without_torch(
+    run_without_torch(
         f"""
         import joblib
         import numpy as np
@@ -210,7 +167,7 @@ def test_transcoder_loads_and_predicts_without_torch(transcoder, tmp_path):
 
 def test_fitting_without_torch_fails_clearly(tmp_path):
     """Without torch, inference works but fitting raises an ImportError."""
-    _run_without_torch(
+    run_without_torch(
         """
         import numpy as np
         from sklearn_nldisco import MatryoshkaSAE
