@@ -42,7 +42,8 @@ def default_motif_level_sizes(n_latents):
 
 @dataclass(frozen=True)
 class MotifTrainingSpec:
-    """Every setting of a ``MotifSAE`` training run, resolved and checked.
+    """Every setting of a ``MotifSAE`` or ``MotifTranscoder`` training run,
+    resolved and checked.
 
     The fields mirror ``MotifSAE``'s parameters; ``level_sizes`` and
     ``level_weights`` are resolved tuples (weights summing to one) and
@@ -72,6 +73,8 @@ class MotifTrainingSpec:
     dead_window: float
     device: str
     verbose: int
+    #: False: the transcoder (the kernels decode a target, not the input)
+    autoencoder: bool = True
 
 
 # ------------------------------------------------------------ NumPy coding
@@ -320,85 +323,15 @@ _ATTRIBUTES_DOC = """
 """
 
 
-class MotifSAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
-    __doc__ = (
-        """Shift-equivariant convolutional Matryoshka sparse autoencoder (motifs).
+class _BaseMotif(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Parameters, fitting and coding shared by ``MotifSAE`` and ``MotifTranscoder``.
 
-    One sparse, non-negative code per time bin, decoded by kernels shared
-    over time: a code of latent ``j`` at bin ``t`` marks the onset of motif
-    ``j`` there and emits the motif over bins ``t`` to ``t + n_bins_kernel -
-    1``::
-
-        x_hat[t] = b + sum_j sum_tau z[t - tau, j] D[j, tau, :]
-
-    with unit-norm kernels ``D`` (``components_``). The encoder is a
-    convolution over the bins the kernel covers,
-    ``z[t] = threshold(b_enc + sum_tau E[:, tau] x[t + tau])``, so the same
-    pattern is coded the same way wherever it occurs: shifting ``X`` by ``s``
-    bins shifts the codes by ``s`` bins, exactly, away from the ends.
-    Sparsity is BatchTopK (``k`` active latents per bin on average; one
-    threshold calibrated on the training bins at inference) among each
-    latent's local maxima in time (``local_max_bins``). The latents
-    are cut into nested prefixes (levels) and every level reconstructs ``X``
-    alone; the loss is the weighted sum of the levels' squared errors, as
-    in :class:`MatryoshkaSAE`.
-
-    Rows of ``X`` are consecutive time bins. ``interval_ids`` (one id per
-    bin, e.g. the trial) mark stretches that are coded as separate
-    sequences: no convolution crosses from one stretch into another, the
-    bins beyond a stretch's ends count as zeros (of the scaled data). Pass
-    ``interval_ids`` to ``fit``, ``transform``, ``inverse_transform`` and
-    ``score``; in a Pipeline, request it with
-    ``set_fit_request(interval_ids=True)`` (and ``set_transform_request``,
-    ``set_score_request``) under ``sklearn.set_config(enable_metadata_routing=True)``.
-
-    Training is torch autograd (``conv1d`` / ``conv_transpose1d``) with
-    Adam on random chunks of bins that never cross a stretch boundary,
-    tied initialisation (the ``"conv"`` encoder starts as the matched filter
-    of the random kernels), kernels moved to their pattern's onset after
-    each epoch, an auxiliary loss for dead latents and early stopping on
-    held-out chunks. With ``encoder="conv"``, ``transform``,
-    ``inverse_transform`` and ``score`` are NumPy only: a fitted model needs
-    no torch.
-
-    Parameters
-    ----------"""
-        + _PARAMETERS_DOC
-        + """
-    Attributes
-    ----------"""
-        + _ATTRIBUTES_DOC
-        + """
-    See Also
-    --------
-    MatryoshkaSAE : The single-bin model (one pattern per bin).
-    sklearn_nldisco.preprocessing.TimeWindows : Windows of bins for the
-        flat-window model.
-
-    Notes
-    -----
-    A bin's code depends on the bins after it (up to ``n_bins_kernel - 1``)
-    in its stretch and, through the local maxima, on its neighbours' (up to
-    ``local_max_bins`` on either side); its reconstruction depends on the
-    codes before it: the
-    output for a bin changes with the rows around it, so code whole
-    stretches, in time order. The sums of coding and decoding avoid BLAS
-    (whose rounding may depend on a row's position), which makes them
-    exactly shift-equivariant and a few times slower than a matrix product.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sklearn_nldisco import MotifSAE
-    >>> rng = np.random.RandomState(0)
-    >>> X = rng.poisson(2.0, size=(600, 10)).astype(float)
-    >>> model = MotifSAE(n_latents=8, n_bins_kernel=5, max_iter=3, random_state=0)
-    >>> model.fit(X, interval_ids=np.repeat([0, 1, 2], 200)).components_.shape
-    (8, 5, 10)
-    >>> model.transform(X, interval_ids=np.repeat([0, 1, 2], 200)).shape
-    (600, 8)
+    The codes come from the convolutional (or transformer) encoder over
+    ``X``; the kernels decode ``X`` itself (the autoencoder) or a target
+    ``Y`` (the transcoder, ``_is_autoencoder = False``).
     """
-    )
+
+    _is_autoencoder = True
 
     _parameter_constraints = {
         "n_latents": [Interval(Integral, 1, None, closed="left")],
@@ -506,41 +439,27 @@ class MotifSAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
             aux_k=float(self.k if self.aux_k is None else self.aux_k),
             aux_coef=float(self.aux_coef), dead_window=float(self.dead_window),
             device=self.device, verbose=int(self.verbose),
+            autoencoder=self._is_autoencoder,
         )
 
     # --------------------------------------------------------------- fitting
-    @_unchanged_on_failure
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None, interval_ids=None):
-        """Fit the motifs to the bins of ``X``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_bins, n_units)
-            Binned activity (e.g. spike counts), rows consecutive time bins
-            in time order within each stretch.
-        y : Ignored
-        interval_ids : array-like of shape (n_bins,), default=None
-            Stretch of each bin (e.g. ``SpikeBinner.interval_ids_``), each
-            stretch's bins consecutive. None: all bins are one stretch.
-
-        Returns
-        -------
-        self : MotifSAE
-        """
-        check_2d_not_empty(X)
-        X = validate_data(self, X, dtype=[np.float64, np.float32])
+    def _fit_validated(self, X, Y, interval_ids):
+        """Fit the codes of ``X`` to decode ``Y`` (None: ``X`` itself); both validated."""
         positions, lengths = _stretch_bounds(interval_ids, X.shape[0])
         spec = self._training_spec()
         mean, scale = scaling_statistics(X, self.scaling)
         X_scaled = ((X - mean) / scale).astype(np.float32)
+        Y_scaled = None
+        if Y is not None:
+            target_mean, target_scale = scaling_statistics(Y, self.scaling)
+            Y_scaled = ((Y - target_mean) / target_scale).astype(np.float32)
         starts = np.flatnonzero(positions == 0)
         stretches = np.column_stack([starts, starts + lengths[starts]])
 
         from . import _motif_training  # torch is needed for fitting only
 
         fitted = _motif_training.train(
-            X_scaled, stretches, spec, check_random_state(self.random_state))
+            X_scaled, stretches, spec, check_random_state(self.random_state), Y_scaled)
         parameters = fitted["parameters"]
         self.components_ = parameters["decoder_weight"]
         self.decoder_bias_ = parameters["decoder_bias"]
@@ -554,6 +473,8 @@ class MotifSAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
             self.encoder_weight_ = state["embed.weight"].transpose(0, 2, 1).copy()
             self.encoder_bias_ = state["readout.bias"]
         self.input_mean_, self.input_scale_ = mean, scale
+        if Y is not None:
+            self.target_mean_, self.target_scale_ = target_mean, target_scale
         self.level_sizes_ = np.asarray(spec.level_sizes, dtype=np.int64)
         self.level_weights_ = np.asarray(spec.level_weights, dtype=np.float64)
         for name in ("n_iter", "best_iter", "n_steps", "stop_reason", "history", "device"):
@@ -565,21 +486,6 @@ class MotifSAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         self.latent_frequency_ = active.mean(axis=0)
         self.dead_latents_ = np.flatnonzero(~active.any(axis=0))
         return self
-
-    def fit_transform(self, X, y=None, interval_ids=None):
-        """``fit`` then ``transform`` with the same ``interval_ids``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_bins, n_units)
-        y : Ignored
-        interval_ids : array-like of shape (n_bins,), default=None
-
-        Returns
-        -------
-        codes : ndarray of shape (n_bins, n_latents)
-        """
-        return self.fit(X, y, interval_ids=interval_ids).transform(X, interval_ids=interval_ids)
 
     # --------------------------------------------------------------- coding
     @property
@@ -654,10 +560,13 @@ class MotifSAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         return int(self.level_sizes_[level])
 
     def _decode(self, codes, positions, lengths, level):
+        """The decoded output (float64) in its original units."""
         n_used = self._level_size(level)
         scaled = decode_conv(codes, self.components_, positions, lengths, n_used)
         scaled += self.decoder_bias_
-        return scaled * self.input_scale_ + self.input_mean_
+        if self._is_autoencoder:
+            return scaled * self.input_scale_ + self.input_mean_
+        return scaled * self.target_scale_ + self.target_mean_
 
     def inverse_transform(self, X, interval_ids=None, level=None):
         """Reconstruct the bins from codes, using the latents of one level.
@@ -682,12 +591,137 @@ class MotifSAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         codes = check_array(X, dtype=[np.float64, np.float32], input_name="X")
         if codes.shape[1] != self.n_latents:
             raise ValueError(
-                f"X has {codes.shape[1]} columns but MotifSAE has n_latents="
+                f"X has {codes.shape[1]} columns but {type(self).__name__} has n_latents="
                 f"{self.n_latents}; expected codes from transform."
             )
         positions, lengths = _stretch_bounds(interval_ids, codes.shape[0])
         return self._decode(codes.astype(np.float64), positions, lengths, level).astype(
             codes.dtype, copy=False)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.input_tags.sparse = False
+        return tags
+
+
+class MotifSAE(_BaseMotif):
+    __doc__ = (
+        """Shift-equivariant convolutional Matryoshka sparse autoencoder (motifs).
+
+    One sparse, non-negative code per time bin, decoded by kernels shared
+    over time: a code of latent ``j`` at bin ``t`` marks the onset of motif
+    ``j`` there and emits the motif over bins ``t`` to ``t + n_bins_kernel -
+    1``::
+
+        x_hat[t] = b + sum_j sum_tau z[t - tau, j] D[j, tau, :]
+
+    with unit-norm kernels ``D`` (``components_``). The encoder is a
+    convolution over the bins the kernel covers,
+    ``z[t] = threshold(b_enc + sum_tau E[:, tau] x[t + tau])``, so the same
+    pattern is coded the same way wherever it occurs: shifting ``X`` by ``s``
+    bins shifts the codes by ``s`` bins, exactly, away from the ends.
+    Sparsity is BatchTopK (``k`` active latents per bin on average; one
+    threshold calibrated on the training bins at inference) among each
+    latent's local maxima in time (``local_max_bins``). The latents
+    are cut into nested prefixes (levels) and every level reconstructs ``X``
+    alone; the loss is the weighted sum of the levels' squared errors, as
+    in :class:`MatryoshkaSAE`.
+
+    Rows of ``X`` are consecutive time bins. ``interval_ids`` (one id per
+    bin, e.g. the trial) mark stretches that are coded as separate
+    sequences: no convolution crosses from one stretch into another, the
+    bins beyond a stretch's ends count as zeros (of the scaled data). Pass
+    ``interval_ids`` to ``fit``, ``transform``, ``inverse_transform`` and
+    ``score``; in a Pipeline, request it with
+    ``set_fit_request(interval_ids=True)`` (and ``set_transform_request``,
+    ``set_score_request``) under ``sklearn.set_config(enable_metadata_routing=True)``.
+
+    Training is torch autograd (``conv1d`` / ``conv_transpose1d``) with
+    Adam on random chunks of bins that never cross a stretch boundary,
+    tied initialisation (the ``"conv"`` encoder starts as the matched filter
+    of the random kernels), kernels moved to their pattern's onset after
+    each epoch, an auxiliary loss for dead latents and early stopping on
+    held-out chunks. With ``encoder="conv"``, ``transform``,
+    ``inverse_transform`` and ``score`` are NumPy only: a fitted model needs
+    no torch.
+
+    Parameters
+    ----------"""
+        + _PARAMETERS_DOC
+        + """
+    Attributes
+    ----------"""
+        + _ATTRIBUTES_DOC
+        + """
+    See Also
+    --------
+    MatryoshkaSAE : The single-bin model (one pattern per bin).
+    sklearn_nldisco.preprocessing.TimeWindows : Windows of bins for the
+        flat-window model.
+
+    Notes
+    -----
+    A bin's code depends on the bins after it (up to ``n_bins_kernel - 1``)
+    in its stretch and, through the local maxima, on its neighbours' (up to
+    ``local_max_bins`` on either side); its reconstruction depends on the
+    codes before it: the
+    output for a bin changes with the rows around it, so code whole
+    stretches, in time order. The sums of coding and decoding avoid BLAS
+    (whose rounding may depend on a row's position), which makes them
+    exactly shift-equivariant and a few times slower than a matrix product.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_nldisco import MotifSAE
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.poisson(2.0, size=(600, 10)).astype(float)
+    >>> model = MotifSAE(n_latents=8, n_bins_kernel=5, max_iter=3, random_state=0)
+    >>> model.fit(X, interval_ids=np.repeat([0, 1, 2], 200)).components_.shape
+    (8, 5, 10)
+    >>> model.transform(X, interval_ids=np.repeat([0, 1, 2], 200)).shape
+    (600, 8)
+    """
+    )
+
+    @_unchanged_on_failure
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None, interval_ids=None):
+        """Fit the motifs to the bins of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_bins, n_units)
+            Binned activity (e.g. spike counts), rows consecutive time bins
+            in time order within each stretch.
+        y : Ignored
+        interval_ids : array-like of shape (n_bins,), default=None
+            Stretch of each bin (e.g. ``SpikeBinner.interval_ids_``), each
+            stretch's bins consecutive. None: all bins are one stretch.
+
+        Returns
+        -------
+        self : MotifSAE
+        """
+        check_2d_not_empty(X)
+        X = validate_data(self, X, dtype=[np.float64, np.float32])
+        return self._fit_validated(X, None, interval_ids)
+
+    def fit_transform(self, X, y=None, interval_ids=None):
+        """``fit`` then ``transform`` with the same ``interval_ids``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_bins, n_units)
+        y : Ignored
+        interval_ids : array-like of shape (n_bins,), default=None
+
+        Returns
+        -------
+        codes : ndarray of shape (n_bins, n_latents)
+        """
+        return self.fit(X, y, interval_ids=interval_ids).transform(X, interval_ids=interval_ids)
 
     def reconstruct(self, X, interval_ids=None, level=None):
         """Reconstruct ``X`` through the codes of one level.
@@ -728,12 +762,6 @@ class MotifSAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
         reconstruction = self._decode(self._codes(X, positions, lengths), positions, lengths,
                                       None)
         return explained_variance(X, reconstruction)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        tags.input_tags.sparse = False
-        return tags
 
 
 __all__ = ["MotifSAE"]

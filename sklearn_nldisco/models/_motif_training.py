@@ -1,4 +1,4 @@
-"""Training of ``MotifSAE`` (the torch module; imported inside ``fit`` only).
+"""Training of ``MotifSAE`` and ``MotifTranscoder`` (torch; imported inside ``fit`` only).
 
 The training bins are laid out as segments (stretches of the input, less
 the held-out chunks) separated by ``pad`` zero bins (``n_bins_kernel - 1``,
@@ -9,6 +9,10 @@ either side: the codes of the context bins are computed too, so the loss
 of a chunk's bins is their loss in the whole sequence (up to the local
 maxima at the chunk's edges, which see only the context). Randomness comes
 from a NumPy ``RandomState``; the global torch seed is never touched.
+
+The autoencoder reconstructs its input; the transcoder gives a target array
+(one row per input bin, other columns) that the kernels decode instead. The
+autoencoder is the case target = input: no second array is made.
 """
 
 import time
@@ -56,19 +60,26 @@ def split_segments(stretches, spec, rng):
 
 
 class Layout:
-    """Segments of ``X`` in one array, ``pad`` zero bins around each."""
+    """Segments of ``X`` (and of the target ``Y``) in one array, ``pad`` zero
+    bins around each.
 
-    def __init__(self, X, segments, pad):
+    ``Y`` None: the target is ``X`` itself (the autoencoder), ``self.y`` is None.
+    """
+
+    def __init__(self, X, segments, pad, Y=None):
         self.pad = pad
         n_bins = sum(stop - start for start, stop in segments)
         total = n_bins + pad * (len(segments) + 1)
         self.x = np.zeros((total, X.shape[1]), dtype=np.float32)
+        self.y = None if Y is None else np.zeros((total, Y.shape[1]), dtype=np.float32)
         self.is_data = np.zeros(total, dtype=bool)
         self.cores = []
         position = pad
         for start, stop in segments:
             length = stop - start
             self.x[position:position + length] = X[start:stop]
+            if Y is not None:
+                self.y[position:position + length] = Y[start:stop]
             self.is_data[position:position + length] = True
             self.cores.append((position, position + length))
             position += length + pad
@@ -95,27 +106,49 @@ class Layout:
         position ``i`` of the tokens (and codes) is the bin ``start - pad + i``.
         Tokens are the bins of the chunk's segment; codes, those before ``stop``.
         """
-        pad = self.pad
-        length = chunk_bins + 2 * pad
-        offsets = np.arange(length)
-        starts = np.array([start for start, _ in pieces])
-        stops = np.array([stop for _, stop in pieces])
-        index = np.clip(starts[:, None] - pad + offsets, 0, len(self.x) - 1)
-        absolute = starts[:, None] - pad + offsets
+        index, absolute, starts, stops = self._windows(pieces, chunk_bins)
         inputs = self.x[index]
-        n_tokens = length - (n_kernel - 1)
+        n_tokens = index.shape[1] - (n_kernel - 1)
         token_valid = self.is_data[index][:, :n_tokens]
         code_valid = token_valid & (absolute < stops[:, None])[:, :n_tokens]
         score = (absolute >= starts[:, None]) & (absolute < stops[:, None])
         return inputs, token_valid, code_valid, score
+
+    def _windows(self, pieces, chunk_bins):
+        """Rows of each chunk with its context (clipped to the layout), the
+        unclipped positions, and the chunks' starts and stops."""
+        pad = self.pad
+        offsets = np.arange(chunk_bins + 2 * pad)
+        starts = np.array([start for start, _ in pieces])
+        stops = np.array([stop for _, stop in pieces])
+        absolute = starts[:, None] - pad + offsets
+        index = np.clip(absolute, 0, len(self.x) - 1)
+        return index, absolute, starts, stops
+
+    def targets(self, pieces, chunk_bins):
+        """The target's rows of the chunks of ``batch`` (None: the inputs)."""
+        if self.y is None:
+            return None
+        return self.y[self._windows(pieces, chunk_bins)[0]]
 
     def whole(self, n_kernel):
         """The layout as one sequence: inputs, token, code and score masks."""
         valid = self.is_data[None, : len(self.x) - (n_kernel - 1)]
         return self.x[None], valid, valid, self.is_data[None]
 
+    def whole_targets(self):
+        """The target of ``whole`` (None: the inputs)."""
+        return None if self.y is None else self.y[None]
+
 
 # ------------------------------------------------------------------ model
+def _empty_bins(kernels):
+    """Bins of each kernel (latents, units, kernel) below ``_EMPTY_BIN_SHARE``
+    of its mean energy per bin, (latents, kernel) booleans."""
+    energy = kernels.square().sum(dim=1)
+    return energy < _EMPTY_BIN_SHARE * energy.mean(dim=1, keepdim=True)
+
+
 class MotifTrainer:
     """Parameters, optimiser and one step of the convolutional sparse coder."""
 
@@ -197,7 +230,7 @@ class MotifTrainer:
         source = values[:, None, None] * decoder[latent]
         return out.index_add(0, index.reshape(-1), source.reshape(-1).to(out.dtype))
 
-    def forward(self, inputs, token_valid, code_valid, score, *, aux=False):
+    def forward(self, inputs, token_valid, code_valid, score, *, targets=None, aux=False):
         """Per-level losses, the selected entries ``(b, j, t)`` and (with
         ``aux``) the auxiliary loss.
 
@@ -205,10 +238,13 @@ class MotifTrainer:
         entries are recomputed with it (``"conv"``) or gathered from the
         transformer's output, and decoded by adding their kernels, so that
         the cost of a step follows the number of codes, not of latents.
+        ``targets`` (batch, time, outputs), the rows the kernels decode;
+        None: the inputs (the autoencoder).
         """
         spec = self.spec
         params = self.params
         x = inputs.permute(0, 2, 1)  # (batch, units, time)
+        y = x if targets is None else targets.permute(0, 2, 1)  # (batch, outputs, time)
         valid = code_valid[:, None, :]
         if self.module is None:
             with torch.no_grad():
@@ -229,9 +265,9 @@ class MotifTrainer:
             values = self._sparse_pre(x, every)
         else:
             values = pre_grad[every[:, 0], every[:, 1], every[:, 2]]
-        mask = score[:, None, :].to(x.dtype)
-        n_scored = mask.sum() * x.shape[1]
-        shape = x.shape
+        mask = score[:, None, :].to(y.dtype)
+        n_scored = mask.sum() * y.shape[1]
+        shape = y.shape
         reconstruction = params["decoder_bias"][None, :, None].expand(shape).reshape(-1)
         latent = entries[:, 1]
         losses = []
@@ -239,23 +275,28 @@ class MotifTrainer:
             level = (latent >= low) & (latent < high)
             reconstruction = self._decode_into(reconstruction, shape, entries[level],
                                                values[:n_main][level])
-            error = reconstruction.view(shape) - x
+            error = reconstruction.view(shape) - y
             losses.append((error.square() * mask).sum() / n_scored)
         aux_loss = None
         if aux_entries is not None:
-            residual = (x - reconstruction.view(shape)).detach()
-            aux_out = self._decode_into(torch.zeros(residual.numel(), dtype=x.dtype,
-                                                    device=x.device),
+            residual = (y - reconstruction.view(shape)).detach()
+            aux_out = self._decode_into(torch.zeros(residual.numel(), dtype=y.dtype,
+                                                    device=y.device),
                                         shape, aux_entries, values[n_main:])
             power = (residual.square() * mask).sum().clamp_min(1e-12)
             aux_loss = ((aux_out.view(shape) - residual).square() * mask).sum() / power
         return losses, entries, aux_loss
 
-    def step(self, batch, lr):
+    def _tensor(self, array):
+        return None if array is None else torch.as_tensor(array, device=self.device)
+
+    def step(self, batch, lr, targets=None):
+        """One optimiser step on ``batch`` (``Layout.batch``) and its
+        ``targets`` (``Layout.targets``; None: the inputs)."""
         spec = self.spec
-        inputs, token_valid, code_valid, score = (
-            torch.as_tensor(part, device=self.device) for part in batch)
+        inputs, token_valid, code_valid, score = (self._tensor(part) for part in batch)
         losses, entries, aux_loss = self.forward(inputs, token_valid, code_valid, score,
+                                                 targets=self._tensor(targets),
                                                  aux=spec.aux_coef > 0)
         total = sum(weight * loss for weight, loss in zip(spec.level_weights, losses))
         if aux_loss is not None:
@@ -294,13 +335,17 @@ class MotifTrainer:
         of the kernel's mean energy per bin) describes a pattern that starts
         later; it is shifted earlier by that many bins, with the encoder
         weights and Adam's moments, so that its code moves to the pattern's
-        onset and the freed last bins can hold more of its end. Returns the
-        number of kernels shifted.
+        onset and the freed last bins can hold more of its end. The
+        transcoder's encoder reads another population, whose pattern may
+        lead the decoded one: there a bin is empty when it is empty in both
+        the decoder kernel and the encoder weights, so that shifting never
+        drops what the encoder reads. Returns the number of kernels shifted.
         """
         decoder = self.params["decoder_weight"]  # (latents, units, kernel)
         n_kernel = decoder.shape[2]
-        energy = decoder.square().sum(dim=1)
-        empty = energy < _EMPTY_BIN_SHARE * energy.mean(dim=1, keepdim=True)
+        empty = _empty_bins(decoder)
+        if not self.spec.autoencoder:
+            empty &= _empty_bins(self.params["encoder_weight"])
         leading = torch.cumprod(empty.to(torch.int64), dim=1).sum(dim=1)
         leading = leading.clamp(max=n_kernel - 1).cpu().numpy()
         shifted = np.flatnonzero(leading > 0)
@@ -319,10 +364,10 @@ class MotifTrainer:
         return int(shifted.size)
 
     @torch.no_grad()
-    def evaluate(self, batch):
-        inputs, token_valid, code_valid, score = (
-            torch.as_tensor(part, device=self.device) for part in batch)
-        losses, _, _ = self.forward(inputs, token_valid, code_valid, score)
+    def evaluate(self, batch, targets=None):
+        inputs, token_valid, code_valid, score = (self._tensor(part) for part in batch)
+        losses, _, _ = self.forward(inputs, token_valid, code_valid, score,
+                                    targets=self._tensor(targets))
         return float(sum(w * float(loss) for w, loss in zip(self.spec.level_weights, losses)))
 
     def state(self):
@@ -347,34 +392,50 @@ class MotifTrainer:
         return exported
 
 
-def initial_parameters(spec, X_train, rng):
+def initial_parameters(spec, X_train, rng, Y_train=None):
     """Random unit kernels, the encoder tied to them (``"conv"``; the
-    transformer starts at random), the mean as decoder bias."""
+    transformer starts at random), the mean as decoder bias.
+
+    With a target ``Y_train`` (the transcoder) the kernels decode its
+    columns, the decoder bias is its mean, and the ``"conv"`` encoder, which
+    reads the other population, starts at random unit weights.
+    """
     n_units = X_train.shape[1]
-    decoder = random_unit_rows(spec.n_latents, spec.n_bins_kernel * n_units, rng)
-    decoder = decoder.reshape(spec.n_latents, spec.n_bins_kernel, n_units)
+    target = X_train if Y_train is None else Y_train
+    n_outputs = target.shape[1]
+    decoder = random_unit_rows(spec.n_latents, spec.n_bins_kernel * n_outputs, rng)
+    decoder = decoder.reshape(spec.n_latents, spec.n_bins_kernel, n_outputs)
     module = None
     if spec.encoder == "transformer":
         from . import _motif_transformer
 
         module = _motif_transformer.initialise(_motif_transformer.TransformerEncoder(
             n_units, spec.n_bins_kernel, spec.n_latents), rng)
+    if Y_train is None:
+        encoder = decoder.copy()
+    elif spec.encoder == "conv":
+        encoder = random_unit_rows(spec.n_latents, spec.n_bins_kernel * n_units, rng)
+        encoder = encoder.reshape(spec.n_latents, spec.n_bins_kernel, n_units)
+    else:
+        encoder = None  # the transformer's own weights
     return {
         "module": module,
-        "encoder_weight": decoder.copy(),
+        "encoder_weight": encoder,
         "encoder_bias": np.zeros(spec.n_latents),
         "decoder_weight": decoder,
-        "decoder_bias": X_train.mean(axis=0, dtype=np.float64) if len(X_train) else
-        np.zeros(n_units),
+        "decoder_bias": target.mean(axis=0, dtype=np.float64) if len(target) else
+        np.zeros(n_outputs),
     }
 
 
 # ----------------------------------------------------------------- driver
-def train(X_scaled, stretches, spec, rng):
+def train(X_scaled, stretches, spec, rng, Y_scaled=None):
     """Fit the motifs to ``X_scaled`` (float32, n_bins x n_units).
 
-    ``stretches``: ``(start, stop)`` rows of each stretch. Returns a dict of
-    NumPy parameters and the run's record.
+    ``stretches``: ``(start, stop)`` rows of each stretch. ``Y_scaled``
+    (float32, n_bins x n_outputs): the target the kernels decode from the
+    codes of ``X_scaled`` (the transcoder); None: ``X_scaled`` itself.
+    Returns a dict of NumPy parameters and the run's record.
     """
     device = resolve_device(spec.device)
     # context of a chunk (and gap between segments): what a code reads
@@ -384,10 +445,13 @@ def train(X_scaled, stretches, spec, rng):
 
         pad += attention_reach(spec.n_bins_kernel)
     train_segments, val_segments = split_segments(stretches, spec, rng)
-    training = Layout(X_scaled, train_segments, pad)
-    validation = Layout(X_scaled, val_segments, pad) if val_segments else None
+    training = Layout(X_scaled, train_segments, pad, Y_scaled)
+    validation = Layout(X_scaled, val_segments, pad, Y_scaled) if val_segments else None
     train_rows = np.concatenate([X_scaled[a:b] for a, b in train_segments])
-    trainer = MotifTrainer(initial_parameters(spec, train_rows, rng), spec, device)
+    train_targets = None if Y_scaled is None else np.concatenate(
+        [Y_scaled[a:b] for a, b in train_segments])
+    trainer = MotifTrainer(initial_parameters(spec, train_rows, rng, train_targets), spec,
+                           device)
 
     chunk_bins = min(spec.chunk_bins, max(training.n_bins, 1))
     batch_bins = min(spec.batch_size, -(-training.n_bins // _MIN_STEPS_PER_EPOCH))
@@ -398,6 +462,7 @@ def train(X_scaled, stretches, spec, rng):
     steps_per_epoch = -(-n_pieces // pieces_per_batch)
     schedule = full_schedule(spec, spec.max_iter * steps_per_epoch)
     val_batch = validation.whole(spec.n_bins_kernel) if validation is not None else None
+    val_targets = validation.whole_targets() if validation is not None else None
 
     names = ("train_loss", "val_loss", "l0", "dead_fraction", "aux_loss", "learning_rate")
     history = {name: [] for name in names}
@@ -408,10 +473,10 @@ def train(X_scaled, stretches, spec, rng):
         pieces = training.pieces(chunk_bins, rng)
         figures = []
         for first in range(0, len(pieces), pieces_per_batch):
-            batch = training.batch(pieces[first:first + pieces_per_batch], chunk_bins,
-                                   spec.n_bins_kernel)
+            chosen = pieces[first:first + pieces_per_batch]
+            batch = training.batch(chosen, chunk_bins, spec.n_bins_kernel)
             lr = schedule(n_steps)
-            figures.append(trainer.step(batch, lr))
+            figures.append(trainer.step(batch, lr, training.targets(chosen, chunk_bins)))
             n_steps += 1
         for name in ("loss", "l0", "dead_fraction", "aux_loss"):
             key = "train_loss" if name == "loss" else name
@@ -419,7 +484,8 @@ def train(X_scaled, stretches, spec, rng):
         history["learning_rate"].append(lr)
         if spec.encoder == "conv":
             trainer.align_onsets()
-        val_loss = trainer.evaluate(val_batch) if val_batch is not None else np.nan
+        val_loss = (trainer.evaluate(val_batch, val_targets) if val_batch is not None
+                    else np.nan)
         history["val_loss"].append(val_loss)
         if spec.verbose:
             print(f"epoch {epoch}: train {history['train_loss'][-1]:.5f}, val {val_loss:.5f}, "
