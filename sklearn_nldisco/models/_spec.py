@@ -368,7 +368,9 @@ class TrainingSpec:
         return replace(
             self,
             early_stopping=self.early_stopping and has_validation,
-            dead_window_rows=max(self.dead_window * n_train, min(self.batch_size, n_train)),
+            # a float always: the compiled kernel that reads it has one signature
+            dead_window_rows=float(max(self.dead_window * n_train,
+                                       min(self.batch_size, n_train))),
         )
 
 
