@@ -180,7 +180,7 @@ class MotifTrainer:
         self.bounds = [0] + list(spec.level_sizes)
 
     @torch.no_grad()
-    def select_entries(self, pre, valid, budget_per_bin, allowed=None):
+    def select_entries(self, pre, valid, budget_per_bin, allowed=None, positive=True):
         """BatchTopK among local maxima, as ``(n, 3)`` indices ``(b, j, t)``.
 
         The selected entries are the ``budget_per_bin * n_valid`` largest
@@ -189,9 +189,10 @@ class MotifTrainer:
         row-major order. Only the candidates (positive local maxima of valid
         bins, of ``allowed`` latents) enter the top-k: when they number fewer
         than the budget, all of them are kept, as the cut then falls on a
-        non-positive value.
+        non-positive value. ``positive=False`` drops the sign condition: the
+        largest local maxima are selected even where they are not positive.
         """
-        candidate = valid & (pre > 0)
+        candidate = valid & (pre > 0) if positive else valid.expand_as(pre).clone()
         width = self.spec.local_max_bins
         if width:
             masked = pre.masked_fill(~valid, -torch.inf)
@@ -258,7 +259,10 @@ class MotifTrainer:
         if aux:
             dead = self.steps_since_fired > self.dead_window_bins
             if bool(dead.any()):
-                aux_entries = self.select_entries(pre, valid, spec.aux_k, allowed=dead)
+                # the transcoder's dead latents may have no positive
+                # pre-activation left: their largest still get the gradient
+                aux_entries = self.select_entries(pre, valid, spec.aux_k, allowed=dead,
+                                                  positive=spec.autoencoder)
         n_main = len(entries)
         every = entries if aux_entries is None else torch.cat([entries, aux_entries])
         if self.module is None:

@@ -67,10 +67,6 @@ def check_target(y, n_rows, n_targets=None):
     """
     y = check_array(y, ensure_2d=False, ensure_min_features=0, dtype=np.float64,
                     input_name="y")
-    if y.ndim not in (1, 2):
-        raise ValueError(
-            f"y has shape {y.shape}; expected (n_bins, n_targets) or (n_bins,)."
-        )
     if y.ndim == 2 and y.shape[1] == 0:
         raise ValueError(
             f"y has 0 columns (shape {y.shape}); expected at least one target column."
@@ -124,8 +120,11 @@ class MotifTranscoder(RegressorMixin, _BaseMotif):
     and the encoders are MotifSAE's (the ``"conv"`` encoder starts at random
     weights instead of the kernels' matched filter, and a kernel is moved
     to its pattern's onset only over bins that both its encoder weights and
-    its target kernel leave empty). With ``encoder="conv"``, ``transform``,
-    ``predict`` and ``score`` are NumPy only.
+    its target kernel leave empty, and the auxiliary loss takes each dead
+    latent's largest local maxima whatever their sign, so that a latent
+    whose pre-activations all fell below zero still gets a gradient). With
+    ``encoder="conv"``, ``transform``, ``predict`` and ``score`` are NumPy
+    only.
 
     Parameters
     ----------"""
