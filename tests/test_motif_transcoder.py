@@ -311,17 +311,34 @@ def test_fixed_seed_gives_identical_models():
     assert not np.array_equal(first.components_, other.components_)
 
 
-def test_the_autoencoder_is_the_transcoder_of_x_onto_itself():
-    """One trainer: with y = X the kernels decode what MotifSAE's decode; only
-    the initial encoder (random here, the kernels' matched filter there)
-    tells them apart."""
-    X, _ = _pair(n_bins=600)
-    transcoder = MotifTranscoder(random_state=0, **FAST).fit(X, X)
-    autoencoder = MotifSAE(random_state=0, **FAST).fit(X)
-    assert transcoder.components_.shape == autoencoder.components_.shape
-    np.testing.assert_allclose(transcoder.target_mean_, autoencoder.input_mean_)
-    assert transcoder.score(X, X) == pytest.approx(
-        explained_variance(X, transcoder.predict(X)))
+def test_the_trainer_with_the_input_as_target_is_the_autoencoder():
+    """One trainer: the autoencoder is the case target = input. Given the
+    input as its target, a step's selection and losses are the same, bit for
+    bit, as without a target."""
+    torch = pytest.importorskip("torch")
+    from sklearn_nldisco.models._motif_training import Layout, MotifTrainer, initial_parameters
+
+    rng = np.random.RandomState(0)
+    X = rng.poisson(0.5, size=(120, 6)).astype(np.float32)
+    segments = [(0, 50), (50, 120)]
+    layout, twin = Layout(X, segments, pad=4), Layout(X, segments, pad=4, Y=X)
+    pieces = layout.pieces(16, np.random.RandomState(1))
+    batch = layout.batch(pieces, 16, 5)
+    assert layout.targets(pieces, 16) is None and layout.whole_targets() is None
+    targets = twin.targets(pieces, 16)
+    assert np.array_equal(targets, batch[0])
+    assert np.array_equal(twin.whole_targets(), layout.whole(5)[0])
+    spec = MotifSAE(n_latents=6, n_bins_kernel=5, k=1.0, device="cpu")._training_spec()
+    trainer = MotifTrainer(initial_parameters(spec, X, rng), spec, "cpu")
+    trainer.dead_window_bins = -1.0  # every latent dead: the auxiliary loss too
+    tensors = [torch.as_tensor(part) for part in batch]
+    with torch.no_grad():
+        losses, entries, aux = trainer.forward(*tensors, aux=True)
+        losses_y, entries_y, aux_y = trainer.forward(
+            *tensors, targets=torch.as_tensor(targets), aux=True)
+    assert len(entries) > 0 and torch.equal(entries, entries_y)
+    assert [loss.item() for loss in losses] == [loss.item() for loss in losses_y]
+    assert aux.item() == aux_y.item()
 
 
 # --------------------------------------------------------------- persistence
@@ -433,3 +450,20 @@ def test_the_documented_example_runs():
     namespace = {}
     exec(compile(code, str(DOCS), "exec"), namespace)
     assert namespace["model"].components_.shape[2] == namespace["m1"].shape[1]
+
+
+# ------------------------------------------------------------------ devices
+@pytest.mark.parametrize("encoder", ["conv", "transformer"])
+def test_cuda_fit_gives_a_numpy_model(encoder):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device; this machine has none")
+    X, y = _pair()
+    model = MotifTranscoder(random_state=0, encoder=encoder,
+                            **{**FAST, "device": "cuda"}).fit(X, y)
+    assert model.device_.startswith("cuda")
+    assert isinstance(model.components_, np.ndarray)
+    cpu = MotifTranscoder(random_state=0, encoder=encoder, **FAST).fit(X, y)
+    assert model.components_.shape == cpu.components_.shape
+    assert model.predict(X).shape == y.shape
+    assert np.count_nonzero(model.transform(X)) > 0

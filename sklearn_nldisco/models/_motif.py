@@ -4,7 +4,9 @@ One code per time bin, decoded with temporal kernels shared over time, so a
 latent is a short spatio-temporal pattern (a motif) wherever it occurs. The
 estimator holds NumPy arrays only: ``fit`` trains through torch
 (``_motif_training``, imported inside ``fit``), coding and decoding are
-NumPy (the ``"conv"`` encoder never imports torch).
+NumPy (the ``"conv"`` encoder never imports torch). Its parameters, fitting
+and coding live in ``_BaseMotif``, which ``MotifTranscoder``
+(``_motif_transcoder``) shares.
 """
 
 from dataclasses import dataclass
@@ -569,7 +571,10 @@ class _BaseMotif(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
         return scaled * self.target_scale_ + self.target_mean_
 
     def inverse_transform(self, X, interval_ids=None, level=None):
-        """Reconstruct the bins from codes, using the latents of one level.
+        """Decode codes, using the latents of one level.
+
+        ``MotifSAE`` reconstructs the bins of ``X``; ``MotifTranscoder``
+        predicts its target ``y`` (always two-dimensional here).
 
         Parameters
         ----------
@@ -584,8 +589,10 @@ class _BaseMotif(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimato
 
         Returns
         -------
-        reconstruction : ndarray of shape (n_bins, n_units)
-            In the original units (scaling undone).
+        reconstruction : ndarray of shape (n_bins, n_outputs)
+            ``n_outputs`` is ``n_units`` (``MotifSAE``) or ``n_targets``
+            (``MotifTranscoder``); in the original units (scaling undone),
+            in the dtype of the codes.
         """
         check_is_fitted(self)
         codes = check_array(X, dtype=[np.float64, np.float32], input_name="X")
