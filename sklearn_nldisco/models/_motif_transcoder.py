@@ -199,8 +199,11 @@ class MotifTranscoder(RegressorMixin, _BaseMotif):
         Parameters
         ----------
         X : array-like of shape (n_bins, n_units)
+            Source bins, consecutive in time within each stretch.
         y : array-like of shape (n_bins, n_targets) or (n_bins,)
+            Target bins.
         interval_ids : array-like of shape (n_bins,), default=None
+            Stretch of each bin; None: all bins are one stretch.
 
         Returns
         -------
@@ -256,8 +259,11 @@ class MotifTranscoder(RegressorMixin, _BaseMotif):
         Parameters
         ----------
         X : array-like of shape (n_bins, n_units)
+            Source bins, consecutive in time within each stretch.
         y : array-like of shape (n_bins, n_targets) or (n_bins,)
+            The target's bins, as many targets as at fit time.
         interval_ids : array-like of shape (n_bins,), default=None
+            Stretch of each bin; None: all bins are one stretch.
 
         Returns
         -------
