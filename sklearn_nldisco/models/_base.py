@@ -21,7 +21,12 @@ from sklearn.base import (
     _fit_context,
 )
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_array,
+    check_is_fitted,
+    validate_data,
+)
 from threadpoolctl import threadpool_limits
 
 from . import _inference, _rows
@@ -591,10 +596,10 @@ class _BaseMatryoshka(
         return self._decode(codes, level)
 
     @_with_thread_limit
-    def _score_out_of_core(self, X, Y):
+    def _score_out_of_core(self, X, Y, sample_weight=None):
         """Explained variance of ``Y`` (``X`` for the autoencoder) by chunks of ``X``."""
         return _rows.explained_variance_out_of_core(
-            self, X, Y, chunk_rows=self._out_of_core_chunk_rows)
+            self, X, Y, chunk_rows=self._out_of_core_chunk_rows, sample_weight=sample_weight)
 
     def _reconstruct(self, X, level):
         return self._reconstruct_validated(self._validate_for_coding(X), level)
@@ -625,7 +630,7 @@ class _BaseMatryoshka(
         return tags
 
 
-def explained_variance(Y, Y_pred):
+def explained_variance(Y, Y_pred, sample_weight=None):
     """Explained variance pooled over all entries: the models' ``score``.
 
     ``1 - sum((Y - Y_pred)^2) / sum((Y - mean(Y))^2)``, with column means,
@@ -639,6 +644,12 @@ def explained_variance(Y, Y_pred):
         The data.
     Y_pred : array-like of shape (n_samples, n_outputs)
         Its reconstruction or prediction.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative row weights: each row's squared errors and squared
+        deviations from the weighted column means count ``sample_weight``
+        times (``r2_score(..., sample_weight=sample_weight,
+        multioutput="variance_weighted")``; integer weights equal repeating
+        rows). None: every row once.
 
     Returns
     -------
@@ -656,14 +667,31 @@ def explained_variance(Y, Y_pred):
     0.0
     """
     Y = np.asarray(Y, dtype=np.float64)
-    total = np.square(Y - Y.mean(axis=0)).sum()
-    residual = np.square(Y - Y_pred).sum()
+    if sample_weight is None:
+        total = np.square(Y - Y.mean(axis=0)).sum()
+        residual = np.square(Y - Y_pred).sum()
+    else:
+        weights = check_sample_weight(sample_weight, Y)
+        mean = weights @ Y / weights.sum()
+        total = weights @ np.square(Y - mean).sum(axis=1)
+        residual = weights @ np.square(Y - Y_pred).sum(axis=1)
     if total == 0:
         return 1.0 if residual == 0 else 0.0
     return float(1.0 - residual / total)
 
 
+def check_sample_weight(sample_weight, X):
+    """``sample_weight`` of ``score`` as float64 of one per row of ``X``: finite,
+    non-negative, not all zero (a ValueError otherwise)."""
+    weights = _check_sample_weight(sample_weight, X, dtype=np.float64,
+                                   ensure_non_negative=True)
+    if not weights.sum() > 0:
+        raise ValueError("sample_weight sums to zero; expected at least one positive weight.")
+    return weights
+
+
 __all__ = [
     "_BaseMatryoshka", "_fit_context", "with_callbacks", "explained_variance",
+    "check_sample_weight",
     "limit_threads", "_with_thread_limit", "check_2d_not_empty", "_unchanged_on_failure",
 ]

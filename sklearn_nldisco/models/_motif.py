@@ -748,7 +748,7 @@ class MotifSAE(_BaseMotif):
         positions, lengths = _stretch_bounds(interval_ids, X.shape[0])
         return self._decode(self._codes(X, positions, lengths), positions, lengths, level)
 
-    def score(self, X, y=None, interval_ids=None):
+    def score(self, X, y=None, interval_ids=None, sample_weight=None):
         """Explained variance of the full reconstruction of ``X``.
 
         ``1 - sum((X - X_hat)^2) / sum((X - mean(X))^2)`` over all entries,
@@ -759,6 +759,11 @@ class MotifSAE(_BaseMotif):
         X : array-like of shape (n_bins, n_units)
         y : Ignored
         interval_ids : array-like of shape (n_bins,), default=None
+        sample_weight : array-like of shape (n_bins,), default=None
+            Non-negative weights of the bins' errors and deviations (see
+            :func:`~sklearn_nldisco.models.explained_variance`); also what lets
+            ``Pipeline.score`` run under metadata routing, which hands every
+            final step a ``sample_weight``.
 
         Returns
         -------
@@ -768,7 +773,7 @@ class MotifSAE(_BaseMotif):
         positions, lengths = _stretch_bounds(interval_ids, X.shape[0])
         reconstruction = self._decode(self._codes(X, positions, lengths), positions, lengths,
                                       None)
-        return explained_variance(X, reconstruction)
+        return explained_variance(X, reconstruction, sample_weight)
 
 
 __all__ = ["MotifSAE"]

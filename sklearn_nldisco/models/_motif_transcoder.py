@@ -245,7 +245,7 @@ class MotifTranscoder(RegressorMixin, _BaseMotif):
         y_hat = self._predict_validated(X, interval_ids, level)
         return y_hat[:, 0] if self._y_1d else y_hat
 
-    def score(self, X, y, interval_ids=None):
+    def score(self, X, y, interval_ids=None, sample_weight=None):
         """Explained variance of ``y`` by ``predict(X)``, over all entries.
 
         ``1 - sum((y - y_hat)^2) / sum((y - mean(y))^2)``, with the column
@@ -264,6 +264,11 @@ class MotifTranscoder(RegressorMixin, _BaseMotif):
             The target's bins, as many targets as at fit time.
         interval_ids : array-like of shape (n_bins,), default=None
             Stretch of each bin; None: all bins are one stretch.
+        sample_weight : array-like of shape (n_bins,), default=None
+            Non-negative weights of the bins' errors and deviations (see
+            :func:`~sklearn_nldisco.models.explained_variance`); also what lets
+            ``Pipeline.score`` run under metadata routing, which hands every
+            final step a ``sample_weight``.
 
         Returns
         -------
@@ -273,7 +278,8 @@ class MotifTranscoder(RegressorMixin, _BaseMotif):
         Y = check_target(y, X.shape[0], self.decoder_bias_.shape[0])
         if Y.ndim == 1:
             Y = Y[:, None]
-        return explained_variance(Y, self._predict_validated(X, interval_ids, None))
+        return explained_variance(Y, self._predict_validated(X, interval_ids, None),
+                                  sample_weight)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -118,19 +118,26 @@ class RunningMoments:
         self.mean = np.zeros(n_columns)
         self.m2 = np.zeros(n_columns)
 
-    def update(self, block):
+    def update(self, block, weights=None):
         """Add the rows of ``block``; a float64 ``block`` that owns its
-        memory is overwritten (the deviations are computed in place)."""
-        n_block = block.shape[0]
+        memory is overwritten (the deviations are computed in place).
+
+        ``weights`` (one per row, non-negative): weighted moments, ``count``
+        then the sum of the weights.
+        """
+        n_block = block.shape[0] if weights is None else float(np.sum(weights))
         if n_block == 0:
             return
         block = block.astype(np.float64, copy=False)
-        block_mean = block.mean(axis=0)
+        if weights is None:
+            block_mean = block.mean(axis=0)
+        else:
+            block_mean = weights @ block / n_block
         if block.base is not None:
             block = block.copy()  # a view of the caller's rows: never written
         block -= block_mean
         np.square(block, out=block)
-        block_m2 = block.sum(axis=0)
+        block_m2 = block.sum(axis=0) if weights is None else weights @ block
         del block
         delta = block_mean - self.mean
         total = self.count + n_block
@@ -173,11 +180,14 @@ def scaled_float32(X, mean, scale, chunk_rows=1024):
     return out
 
 
-def explained_variance_out_of_core(model, X, Y, chunk_rows=READ_CHUNK_ROWS):
+def explained_variance_out_of_core(model, X, Y, chunk_rows=READ_CHUNK_ROWS,
+                                   sample_weight=None):
     """``explained_variance(Y, model's reconstruction from X)`` by chunks.
 
     ``Y is X`` for the autoencoder. Only one chunk of ``X``, ``Y`` and the
-    reconstruction is in memory at a time.
+    reconstruction is in memory at a time. ``sample_weight`` (in memory,
+    one per row, checked): each row's squared errors and deviations weigh
+    by it.
     """
     n_rows = X.shape[0]
     moments = None
@@ -185,14 +195,18 @@ def explained_variance_out_of_core(model, X, Y, chunk_rows=READ_CHUNK_ROWS):
     for start, stop in chunk_bounds(n_rows, chunk_rows):
         block = read_rows(X, start, stop, "X")
         target = block if Y is X else read_rows(Y, start, stop, "y")
+        weights = None if sample_weight is None else sample_weight[start:stop]
         codes = model._encode(block, sparse_output=True, dtype=np.float32)
         prediction = model._decode(codes, None)
         prediction -= target
-        residual += float(np.einsum("ij,ij->", prediction, prediction))
+        if weights is None:
+            residual += float(np.einsum("ij,ij->", prediction, prediction))
+        else:
+            residual += float(weights @ np.einsum("ij,ij->i", prediction, prediction))
         del prediction
         if moments is None:
             moments = RunningMoments(target.shape[1])
-        moments.update(target)
+        moments.update(target, weights)
     total = float(moments.m2.sum())
     if total == 0:
         return 1.0 if residual == 0 else 0.0

@@ -8,6 +8,7 @@ from ._base import (
     _BaseMatryoshka,
     _unchanged_on_failure,
     check_2d_not_empty,
+    check_sample_weight,
     explained_variance,
     with_callbacks,
 )
@@ -348,7 +349,7 @@ class MatryoshkaSAE(_BaseMatryoshka):
         """
         return self._reconstruct(X, level)
 
-    def score(self, X, y=None):
+    def score(self, X, y=None, sample_weight=None):
         """Explained variance of the full reconstruction of ``X``.
 
         ``1 - sum((X - X_hat)^2) / sum((X - mean(X))^2)`` over all entries, in
@@ -360,6 +361,10 @@ class MatryoshkaSAE(_BaseMatryoshka):
             A memmap or HDF5 dataset is scored chunk by chunk: neither it
             nor its reconstruction is held in memory whole.
         y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative row weights (see :func:`explained_variance`); also
+            what lets ``Pipeline.score`` run under metadata routing, which
+            hands every final step a ``sample_weight``.
 
         Returns
         -------
@@ -368,8 +373,10 @@ class MatryoshkaSAE(_BaseMatryoshka):
         X = self._validate_for_coding(X)
         if isinstance(X, CheckedRows):
             # chunk by chunk: neither X nor its reconstruction is held whole
-            return self._score_out_of_core(X.X, X.X)
-        return explained_variance(X, self._reconstruct_validated(X, None))
+            if sample_weight is not None:
+                sample_weight = check_sample_weight(sample_weight, X.X)
+            return self._score_out_of_core(X.X, X.X, sample_weight)
+        return explained_variance(X, self._reconstruct_validated(X, None), sample_weight)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

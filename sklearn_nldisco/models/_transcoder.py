@@ -8,6 +8,7 @@ from ._base import (
     _BaseMatryoshka,
     _unchanged_on_failure,
     check_2d_not_empty,
+    check_sample_weight,
     explained_variance,
     with_callbacks,
 )
@@ -165,7 +166,7 @@ class MatryoshkaTranscoder(RegressorMixin, _BaseMatryoshka):
         Y_hat = self._reconstruct(X, level)
         return Y_hat[:, 0] if self._y_1d else Y_hat
 
-    def score(self, X, y):
+    def score(self, X, y, sample_weight=None):
         """Explained variance of ``y`` by ``predict(X)``, over all entries.
 
         ``1 - sum((y - y_hat)^2) / sum((y - mean(y))^2)`` (R^2 pooled over
@@ -181,6 +182,10 @@ class MatryoshkaTranscoder(RegressorMixin, _BaseMatryoshka):
         y : array-like, memmap or HDF5 dataset of shape (n_samples, n_targets) or (n_samples,)
             When either is a memmap or HDF5 dataset, both are read chunk by
             chunk, and neither ``y`` nor the prediction is held whole.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative row weights (see :func:`explained_variance`); also
+            what lets ``Pipeline.score`` run under metadata routing, which
+            hands every final step a ``sample_weight``.
 
         Returns
         -------
@@ -198,13 +203,15 @@ class MatryoshkaTranscoder(RegressorMixin, _BaseMatryoshka):
             else:
                 y = self._check_score_target(y)
             self._check_target_shape(y.shape, X.shape[0], n_targets)
-            return self._score_out_of_core(X, y)
+            if sample_weight is not None:
+                sample_weight = check_sample_weight(sample_weight, X)
+            return self._score_out_of_core(X, y, sample_weight)
         X = self._validate_for_coding(X)
         Y = self._check_score_target(y)
         self._check_target_shape(Y.shape, X.shape[0], n_targets)
         if Y.ndim == 1:
             Y = Y[:, None]
-        return explained_variance(Y, self._reconstruct_validated(X, None))
+        return explained_variance(Y, self._reconstruct_validated(X, None), sample_weight)
 
     @staticmethod
     def _check_score_target(y):
