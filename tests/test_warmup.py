@@ -172,3 +172,15 @@ def test_ctrl_c_on_a_first_run_stops_the_child_too(tmp_path):
     assert lines[-1] == "nldisco: interrupted\n"
     assert not any("Traceback" in line for line in lines), lines
     assert _processes_with_cache_dir(cache_dir) == []
+
+
+def test_a_gpu_run_compiles_no_cpu_training_kernel(monkeypatch):
+    from sklearn_nldisco.models import MatryoshkaSAE
+
+    monkeypatch.setattr(MatryoshkaSAE, "fit",
+                        lambda *a, **k: pytest.fail("the child fitted for a GPU run"))
+    stages = []
+    _warmup._compile({"n_latents": 8, "k": 2, "device": "cuda"}, {"n_permutations": 10},
+                     stages.append)
+    assert stages == ["fit", "score"]
+    assert _warmup._fits_on_cpu("cpu") and not _warmup._fits_on_cpu("cuda:0")

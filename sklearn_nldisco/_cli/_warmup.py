@@ -154,18 +154,32 @@ def _compile(model_parameters, selectivity_parameters, report):
     # float64 as the run's binned counts; 16 units, 600 bins of 30 trials
     X = rng.poisson(1.0, size=(600, 16)).astype(np.float64)
     parameters.update(max_iter=1, n_threads=1, random_state=0)
-    model = MatryoshkaSAE(**parameters).fit(X)
-    model.score(X)
-    codes = model.transform(X)
+    # codes as the run's: a CPU model's (float64, sparse or not), and dense
+    # float64 as the baselines'
+    codes = [np.abs(rng.standard_normal((600, 4)))]
+    if _fits_on_cpu(parameters.get("device", "auto")):
+        model = MatryoshkaSAE(**parameters).fit(X)
+        model.score(X)
+        codes.insert(0, model.transform(X))
+    # else the run trains on a GPU: no CPU training kernel to compile
     report("fit")
     metadata = pd.DataFrame({"trial_id": np.repeat(np.arange(30), 20),
                              "condition": np.repeat(np.arange(30) % 3, 20)})
     for null in ("circular", "trial"):
         scorer = SelectivityScorer(variables=["condition"], null=null, random_state=0,
                                    **selectivity_parameters)
-        for Z in (codes, np.abs(rng.standard_normal((600, 4)))):
+        for Z in codes:
             scorer.score_latents(Z, metadata)
     report("score")
+
+
+def _fits_on_cpu(device):
+    """Whether a fit with ``device`` trains on the CPU (``"auto"``: without CUDA)."""
+    if str(device) == "auto":
+        import torch
+
+        return not torch.cuda.is_available()
+    return str(device).startswith("cpu")
 
 
 def main(argv=None):
