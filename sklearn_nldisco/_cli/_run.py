@@ -4,7 +4,7 @@ import contextlib
 import importlib
 from pathlib import Path
 
-from ._config import UsageError, baseline_k, model_parameters
+from ._config import UsageError, baseline_k
 from ._evaluate import evaluate
 from ._interrupts import Interrupts
 from ._output import OutputFolder
@@ -22,7 +22,6 @@ from ._stages import (
     write_metrics,
 )
 from ._truth import recovery_metrics, recovery_table
-from ._warmup import Warmup
 
 
 def run(settings, out, overwrite=False):
@@ -90,15 +89,6 @@ def _analyse(settings, staging, out, progress, timings, check=None, hold=None):
             pass
     if hold is None:
         hold = contextlib.nullcontext
-    # a first run compiles the kernels in a second process meanwhile (_warmup)
-    with Warmup.start(model_parameters(settings),
-                      {"n_permutations": settings["n_permutations"]}) as warmup:
-        return _run_stages(settings, staging, out, progress, timings, check, hold, warmup)
-
-
-def _run_stages(settings, staging, out, progress, timings, check, hold, warmup):
-    """``_analyse``'s stages; ``warmup`` (``_warmup.Warmup``) is waited for
-    before the first fit and before scoring."""
     with timings("load_s"):  # no progress line before: a user mistake here is the only line
         loaded = load(settings)
     progress(f"loaded {loaded.source} in {timings['load_s']:.1f} s: "
@@ -122,7 +112,6 @@ def _run_stages(settings, staging, out, progress, timings, check, hold, warmup):
         # process, so it is imported here with SIGINT held back
         with hold():
             _import_torch()
-        warmup.wait("fit")
         msae = fit_msae(data.X_train, settings, progress, check)
     for seed, model in zip(msae.seeds, msae.runs):
         progress(f"MSAE seed {seed}: {model.n_iter_} epochs ({model.stop_reason_}), "
@@ -133,7 +122,6 @@ def _run_stages(settings, staging, out, progress, timings, check, hold, warmup):
         baselines = fit_baselines(data.X_train, baseline_k(settings), settings["seed"])
     check()
     with timings("score_s"):
-        warmup.wait("score")
         scores = score(loaded, data, msae, baselines, settings, progress)
     check()
     with timings("evaluate_s"):
