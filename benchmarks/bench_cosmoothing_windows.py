@@ -23,7 +23,8 @@ an **inner split** of the training block (M1: its last 20 % of time; PMd:
 (printed) for the smoothing sigma of the smoothing baseline and the PCA and
 FA dimensions, and among the window autoencoders (the window length, the
 masking, the setting and the readout of the window rows below; the last line of each
-table gives the one chosen and its test score). The chosen sigma also
+table gives the one chosen and its test score; the single-bin setting is
+chosen among its two rows the same way). The chosen sigma also
 smooths every model's input (the models see the smoothed held-in counts;
 the targets stay counts). Every row is printed: the MSAE rows are the defaults
 (``MatryoshkaSAE(n_latents=256, k=8, loss="mse", sparsity="batchtopk",
@@ -35,7 +36,11 @@ setting).
 
 Window models are ``TimeWindows(n)`` (the ``n`` bins ending at each bin)
 then the model (the defaults, and the single-bin rows' second setting
-``poisson+topk+64`` for ``n`` 3 and 5), one fit read out three ways (``OffsetFeatures`` after the
+``poisson+topk+64`` for ``n`` 3 and 5), on the smoothed counts as every
+other model, and also on the counts themselves ("unsmoothed": the window
+learns its own temporal filter; ``n`` of ``ceil(2.5 sigma)`` and
+``ceil(5 sigma)`` bins, the width of the chosen Gaussian), one fit read
+out three ways (``OffsetFeatures`` after the
 model; the time printed for the second and third is the readout's only):
 
 - ``t``: the codes of the window ending at ``t`` (past bins only);
@@ -229,6 +234,13 @@ def baseline_groups(sigma, pca_dim, fa_dim):
     return [(label, make, [("", None)]) for label, make in smoothed]
 
 
+def unsmoothed_lengths(sigma):
+    """Window lengths of the unsmoothed window models: the chosen Gaussian's
+    width, ``ceil(2.5 sigma)`` and ``ceil(5 sigma)`` bins (+-1.25 and +-2.5
+    sigma), so the window can learn the temporal filter that smoothing fixes."""
+    return tuple(sorted({int(np.ceil(2.5 * sigma)), int(np.ceil(5 * sigma))}))
+
+
 def window_groups(sigma, quick):
     """The window autoencoders: one fit each, read out each way (the inner split's candidates)."""
     table = [(f"window MSAE n={n_bins}", lambda n=n_bins: make_pipeline(
@@ -240,6 +252,17 @@ def window_groups(sigma, quick):
     table += [(f"window MSAE poisson+topk+64 n={n_bins}", lambda n=n_bins: make_pipeline(
         _smoother(sigma), _windows(n), _msae(loss="poisson", sparsity="topk", n_latents=64)),
         _readouts(n_bins)) for n_bins in ((5,) if quick else (3, 5))]
+    # windows of the counts themselves (no smoothing before them): the model
+    # learns its temporal filter
+    lengths = unsmoothed_lengths(sigma)
+    for n_bins in lengths[-1:] if quick else lengths:
+        table += [
+            (f"unsmoothed window MSAE n={n_bins}", lambda n=n_bins: make_pipeline(
+                _windows(n), _msae()), _readouts(n_bins)),
+            (f"unsmoothed window MSAE poisson+topk+64 n={n_bins}",
+             lambda n=n_bins: make_pipeline(
+                 _windows(n), _msae(loss="poisson", sparsity="topk", n_latents=64)),
+             _readouts(n_bins))]
     return table
 
 
@@ -293,13 +316,27 @@ def run(name, loader, path, sigmas, quick):
                        for row, bits in inner_windows.items())
     print(f"  inner split, window MSAE ({time.perf_counter() - start:.0f} s): {listed} "
           f"-> {chosen}", flush=True)
+    # the single-bin setting is chosen the same way, so that the two are compared
+    # as a user would choose them
+    singles = [group for group in baseline_groups(sigma, pca_dim, fa_dim)
+               if group[0].endswith("(1 bin)")]
+    inner_singles = evaluate(singles, inner, show=False)
+    chosen_single = max(inner_singles, key=inner_singles.get)
+    listed = ", ".join(f"{row}: {bits:.4f}" for row, bits in inner_singles.items())
+    print(f"  inner split, single-bin MSAE: {listed} -> {chosen_single}", flush=True)
     print(f"{'model (' + name + ')':<50}{'bits/spike':>11}{'time (s)':>10}")
     results = evaluate(baseline_groups(sigma, pca_dim, fa_dim) + window_groups(sigma, quick)
                        + transcoder_groups(sigma), outer, show=True)
     smoothing = next(bits for row, bits in results.items() if row.startswith("smoothing"))
     single = max(bits for row, bits in results.items() if row.endswith("(1 bin)"))
+    baselines = max(bits for row, bits in results.items()
+                    if row.startswith(("smoothing", "PCA", "FA")))
+    print(f"single-bin MSAE chosen on the inner split: {chosen_single}: "
+          f"{results[chosen_single]:.4f} on the test block", flush=True)
     print(f"window MSAE chosen on the inner split: {chosen}: {results[chosen]:.4f} on the test "
           f"block ({results[chosen] - smoothing:+.4f} against smoothing, "
+          f"{results[chosen] - baselines:+.4f} against the best of smoothing, PCA and FA, "
+          f"{results[chosen] - results[chosen_single]:+.4f} against the chosen single-bin MSAE, "
           f"{results[chosen] - single:+.4f} against the better single-bin MSAE)", flush=True)
     return results
 
