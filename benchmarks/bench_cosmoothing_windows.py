@@ -57,9 +57,9 @@ The window transcoder maps the held-in window to the held-out units' counts
 (``TimeWindows(n)`` then ``MatryoshkaTranscoder``), its codes read out as
 any model's.
 
-Run: ``nice -n 10 python benchmarks/bench_cosmoothing_windows.py``; about
-50 minutes on two cores shared with another job (the M1 inner selection
-of the window models alone took 12 minutes);
+Run: ``nice -n 10 python benchmarks/bench_cosmoothing_windows.py``; with
+the unsmoothed windows, 44 minutes for PMd and 57 for M1 (each recording in
+its own process, the two at once on two cores, with other jobs);
 ``--quick`` fits windows of 5 bins only and fewer baseline candidates
 (``--quick --recordings pmd``: 5 minutes); ``--recordings m1`` or ``pmd``
 runs one. Seeds are fixed (0).
