@@ -690,8 +690,31 @@ def check_sample_weight(sample_weight, X):
     return weights
 
 
+def check_target_shape(shape, n_rows, n_targets, estimator_name):
+    """A transcoder's ``y`` of ``shape``: one or two dimensions, one row per
+    row of ``X`` and, unless ``n_targets`` is None (at fit time), the
+    targets of ``fit`` (a 1-D ``y`` is one target); a ValueError otherwise."""
+    if len(shape) not in (1, 2):
+        raise ValueError(
+            f"y has shape {tuple(shape)}; expected (n_samples, n_targets) or "
+            "(n_samples,)."
+        )
+    if shape[0] != n_rows:
+        raise ValueError(
+            "Found input variables with inconsistent numbers of samples: "
+            f"X has {n_rows} rows but y has {shape[0]}."
+        )
+    got = shape[1] if len(shape) == 2 else 1
+    if n_targets is not None and got != n_targets:
+        raise ValueError(
+            f"y has {got} target(s) but {estimator_name} was fitted with "
+            f"{n_targets}; expected y of shape ({n_rows}, {n_targets})"
+            + (f" or ({n_rows},)." if n_targets == 1 else ".")
+        )
+
+
 __all__ = [
     "_BaseMatryoshka", "_fit_context", "with_callbacks", "explained_variance",
-    "check_sample_weight",
+    "check_sample_weight", "check_target_shape",
     "limit_threads", "_with_thread_limit", "check_2d_not_empty", "_unchanged_on_failure",
 ]

@@ -12,7 +12,12 @@ import numpy as np
 from sklearn.base import RegressorMixin, _fit_context
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._base import _unchanged_on_failure, check_2d_not_empty, explained_variance
+from ._base import (
+    _unchanged_on_failure,
+    check_2d_not_empty,
+    check_target_shape,
+    explained_variance,
+)
 from ._motif import _ATTRIBUTES_DOC, _PARAMETERS_DOC, _BaseMotif, _stretch_bounds
 
 
@@ -71,19 +76,7 @@ def check_target(y, n_rows, n_targets=None):
         raise ValueError(
             f"y has 0 columns (shape {y.shape}); expected at least one target column."
         )
-    if y.shape[0] != n_rows:
-        raise ValueError(
-            "Found input variables with inconsistent numbers of samples: "
-            f"X has {n_rows} rows but y has {y.shape[0]}; expected one row of y per "
-            "bin of X."
-        )
-    got = y.shape[1] if y.ndim == 2 else 1
-    if n_targets is not None and got != n_targets:
-        raise ValueError(
-            f"y has {got} target(s) but MotifTranscoder was fitted with {n_targets}; "
-            f"expected y of shape ({n_rows}, {n_targets})"
-            + (f" or ({n_rows},)." if n_targets == 1 else ".")
-        )
+    check_target_shape(y.shape, n_rows, n_targets, "MotifTranscoder")
     return y
 
 

@@ -9,6 +9,7 @@ from ._base import (
     _unchanged_on_failure,
     check_2d_not_empty,
     check_sample_weight,
+    check_target_shape,
     explained_variance,
     with_callbacks,
 )
@@ -202,13 +203,13 @@ class MatryoshkaTranscoder(RegressorMixin, _BaseMatryoshka):
                 check_out_of_core(y, name="y", ndim=(1, 2))  # finite: chunk by chunk
             else:
                 y = self._check_score_target(y)
-            self._check_target_shape(y.shape, X.shape[0], n_targets)
+            check_target_shape(y.shape, X.shape[0], n_targets, type(self).__name__)
             if sample_weight is not None:
                 sample_weight = check_sample_weight(sample_weight, X)
             return self._score_out_of_core(X, y, sample_weight)
         X = self._validate_for_coding(X)
         Y = self._check_score_target(y)
-        self._check_target_shape(Y.shape, X.shape[0], n_targets)
+        check_target_shape(Y.shape, X.shape[0], n_targets, type(self).__name__)
         if Y.ndim == 1:
             Y = Y[:, None]
         return explained_variance(Y, self._reconstruct_validated(X, None), sample_weight)
@@ -217,26 +218,6 @@ class MatryoshkaTranscoder(RegressorMixin, _BaseMatryoshka):
     def _check_score_target(y):
         """``y`` of ``score`` as a finite float64 array of one or two dimensions."""
         return check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
-
-    def _check_target_shape(self, shape, n_rows, n_targets):
-        """One row of ``y`` per row of ``X`` and the targets of ``fit``."""
-        if len(shape) not in (1, 2):
-            raise ValueError(
-                f"y has shape {tuple(shape)}; expected (n_samples, n_targets) or "
-                "(n_samples,)."
-            )
-        if shape[0] != n_rows:
-            raise ValueError(
-                "Found input variables with inconsistent numbers of samples: "
-                f"X has {n_rows} rows but y has {shape[0]}."
-            )
-        got = shape[1] if len(shape) == 2 else 1
-        if got != n_targets:
-            raise ValueError(
-                f"y has {got} target(s) but {type(self).__name__} was fitted with "
-                f"{n_targets}; expected y of shape ({n_rows}, {n_targets})"
-                + (f" or ({n_rows},)." if n_targets == 1 else ".")
-            )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
